@@ -1,0 +1,58 @@
+# ccauthz — build, run and test. `make run` and `make test` are the two set-up
+# commands: both work on a fresh machine with only Go installed.
+
+GO        ?= go
+BIN       := bin/ccauthz
+FUZZTIME  ?= 20s
+BENCHTIME ?= 1s
+# Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME.
+FUZZ_PKGS := ./catalog ./authz/token ./proto/...
+
+.PHONY: all build run test unit policy-test lint fmt bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ccauthz
+
+# Serves on loopback with the embedded example catalog, the AI gateway manifest
+# and a dev issuer; prints commands that show an allow and a deny.
+run: build
+	./$(BIN) serve
+
+# Everything CI checks: formatting and vet, unit and e2e tests with the race
+# detector, then the generated `opa test` suites.
+test: lint unit policy-test
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Generates the Rego for the example manifests and the real legacy catalog and
+# runs `opa test` on each (see policy/README section in README.md).
+policy-test:
+	@./policy/testdata/opa-test.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt: these files need formatting:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool opa fmt --fail -l policy/rego
+	$(GO) tool opa check --strict policy/rego
+
+fmt:
+	gofmt -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
+	$(GO) tool opa fmt -w policy/rego
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./benchmarks/...
+
+fuzz:
+	@for pkg in $(FUZZ_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

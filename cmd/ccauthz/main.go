@@ -1,0 +1,86 @@
+// Command ccauthz is the single ccauthz binary: the Envoy external-authorization
+// server and the tools around it (catalog, policy, keys, tokens, rate limits).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+	"time"
+)
+
+// Exit codes shared by every subcommand (house style: the compiler commands
+// and serve agree on them).
+const (
+	exitOK          = 0
+	exitInvalid     = 1 // invalid input: catalog, manifest, config, token
+	exitUsage       = 2 // bad flags or arguments
+	exitPolicyTests = 3 // a policy test failed
+)
+
+// env is what a subcommand may touch: its streams and the clock. Tests run
+// subcommands in-process with their own env.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time
+}
+
+type command struct {
+	summary string
+	run     func(ctx context.Context, e *env, args []string) int
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"catalog":   {"validate, list and query the unit-primitive catalog", runCatalog},
+		"policy":    {"build and evaluate the Rego generated from catalog and manifest", runPolicy},
+		"keys":      {"generate signing keys and publish JWKS (self-hosted issuers)", runKeys},
+		"token":     {"mint and inspect Cloud Connector tokens", runToken},
+		"serve":     {"serve Envoy ext_authz checks", runServe},
+		"ratelimit": {"generate rate-limit configuration", runRatelimit},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now}
+	os.Exit(run(ctx, e, os.Args[1:]))
+}
+
+func run(ctx context.Context, e *env, args []string) int {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(e.stderr, cmds)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	c, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(e.stderr, "ccauthz: unknown command %q\n\n", args[0])
+		usage(e.stderr, cmds)
+		return exitUsage
+	}
+	return c.run(ctx, e, args[1:])
+}
+
+func usage(w io.Writer, cmds map[string]command) {
+	fmt.Fprintln(w, "usage: ccauthz <command> [arguments]\n\ncommands:")
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'ccauthz <command> -h' for a command's help.")
+}

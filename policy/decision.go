@@ -1,0 +1,103 @@
+package policy
+
+// Reason is the closed set of decision reason codes. A reason doubles as a
+// metric label and a decision-log field, so the set must stay small and fixed.
+type Reason string
+
+// Reasons produced by the Rego policy.
+const (
+	ReasonAllowed                   Reason = "allowed"
+	ReasonPublic                    Reason = "public"
+	ReasonMissingAuthorization      Reason = "missing_authorization"
+	ReasonInvalidAuthorization      Reason = "invalid_authorization_header"
+	ReasonInvalidAuthenticationType Reason = "invalid_authentication_type"
+	ReasonInvalidToken              Reason = "invalid_token"
+	ReasonKeysUnavailable           Reason = "keys_unavailable"
+	ReasonHeaderMismatch            Reason = "header_mismatch"
+	ReasonInsufficientScope         Reason = "insufficient_scope"
+	ReasonIssuerNotAllowed          Reason = "issuer_not_allowed"
+	ReasonMissingUnitPrimitive      Reason = "missing_unit_primitive_header"
+	ReasonUnknownUnitPrimitive      Reason = "unknown_unit_primitive"
+	ReasonUnitPrimitiveNotAllowed   Reason = "unit_primitive_not_allowed"
+	ReasonNoRoute                   Reason = "no_route"
+	ReasonExtraPolicyDeny           Reason = "extra_policy_deny"
+)
+
+// Reasons produced in Go, outside the policy.
+const (
+	ReasonRateLimited      Reason = "rate_limited"
+	ReasonInternalError    Reason = "internal_error"
+	ReasonDeadlineExceeded Reason = "deadline_exceeded"
+)
+
+// Token statuses, as the policy sees them in input.token.status.
+const (
+	TokenValid       = "valid"       // verified; claims present
+	TokenMissing     = "missing"     // no Authorization header
+	TokenMalformed   = "malformed"   // Authorization header is not `Bearer <token>`
+	TokenInvalid     = "invalid"     // verification failed: the caller's fault
+	TokenUnavailable = "unavailable" // keys of the issuer unavailable: an outage, not the caller's fault
+)
+
+// Input is what a check knows about one request. It is converted straight to
+// a Rego value (no JSON round trip); see the README "Decision contract".
+type Input struct {
+	Backend string
+	Method  string
+	Path    string // without the query string
+	Query   string // raw query string, without '?'
+	Host    string
+	// Headers holds lower-case header names. The Authorization header is never
+	// included: the token reaches the policy only as verified claims.
+	Headers map[string]string
+	Token   TokenInput
+}
+
+// TokenInput is the outcome of token verification as the policy sees it.
+type TokenInput struct {
+	Status string // one of the Token* statuses
+	Reason string // the token package's reason code when Status is not valid
+	Issuer string // configured issuer name that verified the token
+	Kind   string // "instance" or "user": decides the sub header binding
+	// Claims are the verified claims as decoded JSON values (string, float64,
+	// bool, []any, map[string]any).
+	Claims map[string]any
+	// Hash is the hex SHA-256 of the raw token: a cache key and the only form of
+	// the token that may be logged. It is not given to Rego.
+	Hash string
+}
+
+// Decision is the policy's answer: one object with fixed keys (the decision
+// contract documented in the README).
+type Decision struct {
+	Allow  bool           `json:"allow"`
+	Status int            `json:"status"`
+	Body   map[string]any `json:"body"`
+	Reason Reason         `json:"reason"`
+	// Route is the manifest route id that matched, "" when none did.
+	Route          string   `json:"route"`
+	UnitPrimitives []string `json:"unit_primitives"`
+	// Headers are added to the upstream request on allow.
+	Headers         map[string]string `json:"headers"`
+	HeadersToRemove []string          `json:"headers_to_remove"`
+	// ResponseHeaders are sent to the client on deny (e.g. WWW-Authenticate).
+	ResponseHeaders map[string]string `json:"response_headers"`
+	RateLimit       RateLimit         `json:"rate_limit"`
+	// DryRun is true when the matched route is in dry-run: the caller must
+	// allow the request and report the decision as "would deny".
+	DryRun bool `json:"dry_run"`
+}
+
+// RateLimit carries the rate-limit descriptor entries (string leaves only, so
+// Envoy's metadata action can read them) and an optional limit override.
+type RateLimit struct {
+	Entries map[string]string `json:"entries"`
+	Limit   *LimitOverride    `json:"limit,omitempty"`
+}
+
+// LimitOverride is the {requests_per_unit, unit} struct Envoy's
+// RateLimit.limit override reads from dynamic metadata.
+type LimitOverride struct {
+	RequestsPerUnit int    `json:"requests_per_unit"`
+	Unit            string `json:"unit"`
+}
