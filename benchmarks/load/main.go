@@ -1,0 +1,293 @@
+// Command load drives any envoy.service.auth.v3.Authorization/Check endpoint
+// with a realistic Cloud Connector request mix at a fixed concurrency for a
+// fixed time. It checks the gRPC status of every call and, with --check, the
+// decision of every response against what the request was built to get, and
+// prints throughput, latency percentiles, errors, and the target's CPU seconds
+// and peak RSS (read from /proc when --target-pid is given).
+//
+// Requests are encoded once, before the run, and sent as raw bytes, so the
+// load generator spends its CPU on the transport, not on protobuf encoding.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+	// callTimeout bounds one Check; a slower answer counts as an error.
+	callTimeout = 5 * time.Second
+)
+
+type options struct {
+	target      string
+	duration    time.Duration
+	warmup      time.Duration
+	concurrency int
+	conns       int
+	maxRequests int64
+	check       bool
+	targetPID   int
+	jsonOut     bool
+	label       string
+	mix         mixOptions
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.target, "target", "127.0.0.1:9191", "ext_authz gRPC address")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured run length")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before the run (fills caches)")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "requests in flight")
+	flag.IntVar(&o.conns, "conns", 2, "HTTP/2 connections the requests are spread over")
+	flag.Int64Var(&o.maxRequests, "max-requests", 5_000_000, "stop after this many measured requests (bounds a run)")
+	flag.BoolVar(&o.check, "check", true, "check each response's decision against the expected one (off for a no-op target)")
+	flag.IntVar(&o.targetPID, "target-pid", 0, "PID of the target, to report its CPU seconds and peak RSS from /proc")
+	flag.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of a table")
+	flag.StringVar(&o.label, "label", "", "name of the target in the output")
+	flag.StringVar(&o.mix.keyFile, "key", "", "PEM private key of an issuer the target trusts (required)")
+	flag.StringVar(&o.mix.issuer, "issuer", "", "`iss` of the tokens (the issuer the key belongs to)")
+	flag.StringVar(&o.mix.audience, "audience", "gitlab-ai-gateway", "token audience")
+	flag.StringVar(&o.mix.backend, "backend", "", "context_extensions[backend] to send (empty: none)")
+	flag.IntVar(&o.mix.tokens, "tokens", 1000, "distinct tokens (one instance each)")
+	flag.IntVar(&o.mix.users, "users", 5, "distinct global user ids per instance")
+	flag.IntVar(&o.mix.denyPercent, "deny-percent", 10, "share of requests built to be denied")
+	flag.IntVar(&o.mix.requests, "requests", 20000, "distinct pre-encoded requests cycled through")
+	flag.Parse()
+
+	if err := run(context.Background(), o, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+// rawCodec sends pre-encoded request bytes as they are and decodes responses
+// with protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return nil, fmt.Errorf("rawCodec: cannot marshal %T", v)
+	}
+	return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return proto.Unmarshal(buf.ReadOnlyData(), m)
+}
+
+// result is what one run measured.
+type result struct {
+	Label            string  `json:"label"`
+	Target           string  `json:"target"`
+	Concurrency      int     `json:"concurrency"`
+	Seconds          float64 `json:"seconds"`
+	Requests         int64   `json:"requests"`
+	RPS              float64 `json:"rps"`
+	Errors           int64   `json:"errors"`
+	WrongAnswer      int64   `json:"wrong_decisions"`
+	Allowed          int64   `json:"allowed"`
+	Denied           int64   `json:"denied"`
+	P50ms            float64 `json:"p50_ms"`
+	P90ms            float64 `json:"p90_ms"`
+	P99ms            float64 `json:"p99_ms"`
+	P999ms           float64 `json:"p999_ms"`
+	TargetCPU        float64 `json:"target_cpu_seconds,omitempty"`
+	TargetCPUPerK    float64 `json:"target_cpu_ms_per_1k_requests,omitempty"`
+	TargetPeakRSSMiB float64 `json:"target_peak_rss_mib,omitempty"`
+	FirstError       string  `json:"first_error,omitempty"`
+}
+
+func run(ctx context.Context, o options, out io.Writer) error {
+	if o.concurrency < 1 || o.conns < 1 {
+		return errors.New("--concurrency and --conns must be at least 1")
+	}
+	reqs, err := buildMix(o.mix, time.Now())
+	if err != nil {
+		return err
+	}
+	clients := make([]*grpc.ClientConn, o.conns)
+	for i := range clients {
+		cc, err := grpc.NewClient(o.target,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", o.target, err)
+		}
+		defer cc.Close()
+		clients[i] = cc
+	}
+
+	if o.warmup > 0 {
+		if _, err := phase(ctx, o, clients, reqs, o.warmup, false); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	cpu0, _ := procCPUSeconds(o.targetPID)
+	res, err := phase(ctx, o, clients, reqs, o.duration, true)
+	if err != nil {
+		return err
+	}
+	if o.targetPID > 0 {
+		if cpu1, err := procCPUSeconds(o.targetPID); err == nil {
+			res.TargetCPU = cpu1 - cpu0
+			if res.Requests > 0 {
+				res.TargetCPUPerK = res.TargetCPU * 1000 / float64(res.Requests) * 1000
+			}
+		}
+		if rss, err := procPeakRSS(o.targetPID); err == nil {
+			res.TargetPeakRSSMiB = float64(rss) / (1 << 20)
+		}
+	}
+	res.Label, res.Target, res.Concurrency = o.label, o.target, o.concurrency
+	return report(out, res, o.jsonOut)
+}
+
+// phase runs the workers for d and, when measure is set, collects latencies.
+func phase(ctx context.Context, o options, clients []*grpc.ClientConn, reqs []request, d time.Duration, measure bool) (result, error) {
+	// Calls are not cancelled when the phase ends: workers stop taking new
+	// requests and the calls in flight finish, so the end of a phase is never
+	// counted as an error. A call that takes longer than callTimeout is.
+	var stop atomic.Bool
+	timer := time.AfterFunc(d, func() { stop.Store(true) })
+	defer timer.Stop()
+	var (
+		next      atomic.Int64
+		count     atomic.Int64
+		errs      atomic.Int64
+		wrong     atomic.Int64
+		allowed   atomic.Int64
+		denied    atomic.Int64
+		firstErr  atomic.Value
+		wg        sync.WaitGroup
+		latencies = make([][]time.Duration, o.concurrency)
+	)
+	start := time.Now()
+	for w := 0; w < o.concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			cc := clients[w%len(clients)]
+			var lat []time.Duration
+			if measure {
+				lat = make([]time.Duration, 0, 1<<14)
+			}
+			for !stop.Load() && ctx.Err() == nil {
+				n := next.Add(1)
+				if measure && n > o.maxRequests {
+					stop.Store(true)
+					break
+				}
+				r := &reqs[int(n)%len(reqs)]
+				resp := new(authv3.CheckResponse)
+				callCtx, cancel := context.WithTimeout(ctx, callTimeout)
+				t0 := time.Now()
+				err := cc.Invoke(callCtx, checkMethod, &r.encoded, resp)
+				el := time.Since(t0)
+				cancel()
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				count.Add(1)
+				if measure {
+					lat = append(lat, el)
+				}
+				ok := resp.GetStatus().GetCode() == int32(codes.OK)
+				if ok {
+					allowed.Add(1)
+				} else {
+					denied.Add(1)
+				}
+				if o.check && ok != r.wantAllow {
+					if wrong.Add(1) == 1 {
+						firstErr.CompareAndSwap(nil, fmt.Sprintf("request %q: want allow=%v, got status %d", r.name, r.wantAllow, resp.GetStatus().GetCode()))
+					}
+				}
+			}
+			latencies[w] = lat
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	all := slices.Concat(latencies...)
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	res := result{
+		Seconds:     elapsed.Seconds(),
+		Requests:    count.Load(),
+		Errors:      errs.Load(),
+		WrongAnswer: wrong.Load(),
+		Allowed:     allowed.Load(),
+		Denied:      denied.Load(),
+		P50ms:       pct(all, 0.50),
+		P90ms:       pct(all, 0.90),
+		P99ms:       pct(all, 0.99),
+		P999ms:      pct(all, 0.999),
+	}
+	res.RPS = float64(res.Requests) / elapsed.Seconds()
+	if v, ok := firstErr.Load().(string); ok {
+		res.FirstError = v
+	}
+	return res, nil
+}
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return float64(sorted[i]) / float64(time.Millisecond)
+}
+
+func report(w io.Writer, r result, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(r)
+	}
+	fmt.Fprintf(w, "target        %s %s\n", r.Label, r.Target)
+	fmt.Fprintf(w, "requests      %d in %.1fs (%d allowed, %d denied) at concurrency %d\n", r.Requests, r.Seconds, r.Allowed, r.Denied, r.Concurrency)
+	fmt.Fprintf(w, "throughput    %.0f req/s\n", r.RPS)
+	fmt.Fprintf(w, "latency ms    p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f\n", r.P50ms, r.P90ms, r.P99ms, r.P999ms)
+	fmt.Fprintf(w, "errors        %d gRPC errors, %d wrong decisions\n", r.Errors, r.WrongAnswer)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error   %s\n", r.FirstError)
+	}
+	if r.TargetCPU > 0 {
+		fmt.Fprintf(w, "target cpu    %.2fs (%.1f ms per 1k requests)\n", r.TargetCPU, r.TargetCPUPerK)
+	}
+	if r.TargetPeakRSSMiB > 0 {
+		fmt.Fprintf(w, "target rss    %.1f MiB peak\n", r.TargetPeakRSSMiB)
+	}
+	if r.Errors > 0 || r.WrongAnswer > 0 {
+		return fmt.Errorf("%d errors and %d wrong decisions", r.Errors, r.WrongAnswer)
+	}
+	return nil
+}
