@@ -1,0 +1,127 @@
+package deploy
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+)
+
+func loadBootstrap(t *testing.T) *hcmv3.HttpConnectionManager {
+	t.Helper()
+	data, err := os.ReadFile("envoy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DecodeEnvoyBootstrap(data)
+	if err != nil {
+		t.Fatalf("envoy/envoy.yaml: %v", err)
+	}
+	if n := len(b.GetStaticResources().GetListeners()); n != 1 {
+		t.Fatalf("want 1 listener, got %d", n)
+	}
+	var hcm hcmv3.HttpConnectionManager
+	f := b.GetStaticResources().GetListeners()[0].GetFilterChains()[0].GetFilters()[0]
+	if err := f.GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+		t.Fatal(err)
+	}
+	// The ccauthz cluster must speak HTTP/2 (gRPC).
+	var found bool
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == "ccauthz" {
+			found = true
+			if _, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; !ok {
+				t.Error("ccauthz cluster: no HTTP/2 protocol options")
+			}
+			if c.GetType() != clusterv3.Cluster_STATIC {
+				t.Errorf("ccauthz cluster type %v", c.GetType())
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no ccauthz cluster")
+	}
+	return &hcm
+}
+
+func TestEnvoyBootstrapExtAuthz(t *testing.T) {
+	hcm := loadBootstrap(t)
+	var ext *extauthzv3.ExtAuthz
+	for _, f := range hcm.GetHttpFilters() {
+		if f.GetName() == "envoy.filters.http.ext_authz" {
+			ext = new(extauthzv3.ExtAuthz)
+			if err := f.GetTypedConfig().UnmarshalTo(ext); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if ext == nil {
+		t.Fatal("no ext_authz filter")
+	}
+	if ext.GetFailureModeAllow() {
+		t.Error("ext_authz must fail closed (failure_mode_allow: false)")
+	}
+	if ext.GetWithRequestBody() != nil {
+		t.Error("ext_authz must not buffer request bodies")
+	}
+	if got := ext.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != "ccauthz" {
+		t.Errorf("grpc cluster %q", got)
+	}
+	if to := ext.GetGrpcService().GetTimeout().AsDuration(); to <= 0 || to > time.Second {
+		t.Errorf("ext_authz timeout %v: want a bound under 1s", to)
+	}
+	if ext.GetStatusOnError().GetCode() != typev3.StatusCode_ServiceUnavailable {
+		t.Errorf("status_on_error %v, want 503", ext.GetStatusOnError().GetCode())
+	}
+	// The router must be last, and every route names its backend.
+	filters := hcm.GetHttpFilters()
+	if filters[len(filters)-1].GetName() != "envoy.filters.http.router" {
+		t.Error("router is not the last HTTP filter")
+	}
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			cfg, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
+			if !ok {
+				t.Errorf("route %v has no ext_authz per-route config", r.GetMatch())
+				continue
+			}
+			var per extauthzv3.ExtAuthzPerRoute
+			if err := cfg.UnmarshalTo(&per); err != nil {
+				t.Fatal(err)
+			}
+			if per.GetCheckSettings().GetContextExtensions()["backend"] == "" {
+				t.Errorf("route %v does not name its backend", r.GetMatch())
+			}
+		}
+	}
+}
+
+func TestDecodeEnvoyBootstrapRejects(t *testing.T) {
+	good, err := os.ReadFile("envoy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct{ from, to, want string }{
+		"unknown field":      {"failure_mode_allow: false\n", "failure_mode_allows: false\n", "unknown field"},
+		"invalid in an Any":  {"stat_prefix: cloud_connector", "stat_prefix: \"\"", "StatPrefix"},
+		"unknown @type":      {"ext_authz.v3.ExtAuthz\n", "ext_authz.v3.ExtAuthzz\n", "ExtAuthzz"},
+		"invalid in cluster": {"connect_timeout: 0.25s", "connect_timeout: -1s", "ConnectTimeout"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			bad := strings.Replace(string(good), c.from, c.to, 1)
+			if bad == string(good) {
+				t.Fatalf("fixture edit %q did not apply", c.from)
+			}
+			_, err := DecodeEnvoyBootstrap([]byte(bad))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("want an error mentioning %q, got %v", c.want, err)
+			}
+		})
+	}
+}
