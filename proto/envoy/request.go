@@ -1,0 +1,141 @@
+package envoy
+
+import (
+	"errors"
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/ccauthz/ccauthz/policy"
+)
+
+// ContextExtensionBackend is the context_extensions key that names the
+// protected backend of a route (set per route in Envoy's ext_authz filter).
+const ContextExtensionBackend = "backend"
+
+// ErrNoHTTPRequest is returned for a CheckRequest without
+// attributes.request.http: ccauthz only authorizes HTTP requests.
+var ErrNoHTTPRequest = errors.New("check request has no attributes.request.http")
+
+// Request is what one CheckRequest says, mapped for the decision path.
+type Request struct {
+	// Input is the policy input, without Backend and Token (the server fills
+	// them once it has chosen the backend and verified the token).
+	Input policy.Input
+	// Authorization is the raw Authorization header value, "" when absent. It
+	// is never copied into Input.Headers.
+	Authorization string
+	// Backend is context_extensions["backend"], "" when unset.
+	Backend string
+	// TraceParent is the W3C traceparent header, "" when absent.
+	TraceParent string
+	// RequestID is Envoy's request id (attributes.request.http.id), falling
+	// back to the x-request-id header.
+	RequestID string
+}
+
+// MapRequest fills r from req. It takes ownership of the request's header
+// map: the map is normalised in place (lower-cased names, pseudo headers and
+// authorization removed) and becomes r.Input.Headers, which saves copying
+// every header on the hot path. The caller must not use req's headers
+// afterwards. Missing fields fall back to the HTTP/2 pseudo headers Envoy also
+// sends (:method, :path, :authority).
+func MapRequest(req *authv3.CheckRequest, r *Request) error {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	if h == nil {
+		return ErrNoHTTPRequest
+	}
+	*r = Request{}
+	r.Backend = attrs.GetContextExtensions()[ContextExtensionBackend]
+
+	headers := h.GetHeaders()
+	if headers == nil {
+		headers = make(map[string]string, len(h.GetHeaderMap().GetHeaders()))
+	}
+	// header_map is what Envoy sends when encode_raw_headers is on; merge it.
+	for _, hv := range h.GetHeaderMap().GetHeaders() {
+		v := hv.GetValue()
+		if v == "" && len(hv.GetRawValue()) > 0 {
+			v = string(hv.GetRawValue())
+		}
+		addHeader(headers, strings.ToLower(hv.GetKey()), v)
+	}
+
+	var method, path, authority string
+	for k, v := range headers {
+		lk := strings.ToLower(k)
+		switch {
+		case lk == "authorization":
+			// Two spellings of the header are joined, which the verifier then
+			// rejects as malformed: ambiguity never picks a token.
+			r.Authorization = joinHeader(r.Authorization, v)
+			delete(headers, k)
+		case strings.HasPrefix(lk, ":"):
+			switch lk {
+			case ":method":
+				method = v
+			case ":path":
+				path = v
+			case ":authority":
+				authority = v
+			}
+			delete(headers, k)
+		case lk != k:
+			// Re-inserted under its lower-case name; if the range visits it
+			// again it falls through as already normalised.
+			delete(headers, k)
+			addHeader(headers, lk, v)
+		}
+	}
+	r.TraceParent = headers["traceparent"]
+
+	in := &r.Input
+	in.Method = strings.ToUpper(firstNonEmpty(h.GetMethod(), method))
+	in.Host = strings.ToLower(firstNonEmpty(h.GetHost(), authority, headers["host"]))
+	in.Path, in.Query = SplitPath(firstNonEmpty(h.GetPath(), path))
+	if in.Query == "" && h.GetQuery() != "" {
+		in.Query = strings.TrimPrefix(h.GetQuery(), "?")
+	}
+	in.Headers = headers
+	r.RequestID = firstNonEmpty(h.GetId(), headers["x-request-id"])
+	return nil
+}
+
+// addHeader sets h[k] = v, joining with "," when k is already present (how
+// Envoy folds repeated headers).
+func addHeader(h map[string]string, k, v string) {
+	h[k] = joinHeader(h[k], v)
+}
+
+func joinHeader(old, v string) string {
+	if old == "" {
+		return v
+	}
+	return old + "," + v
+}
+
+// SplitPath splits a request target into its path and raw query (without
+// '?'), dropping any fragment. An empty target becomes "/".
+func SplitPath(target string) (path, query string) {
+	if i := strings.IndexByte(target, '#'); i >= 0 {
+		target = target[:i]
+	}
+	path = target
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		path, query = target[:i], target[i+1:]
+	}
+	if path == "" {
+		path = "/"
+	}
+	return path, query
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

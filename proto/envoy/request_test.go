@@ -1,0 +1,162 @@
+package envoy
+
+import (
+	"errors"
+	"maps"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+func checkRequest(h *authv3.AttributeContext_HttpRequest, ext map[string]string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request:           &authv3.AttributeContext_Request{Http: h},
+		ContextExtensions: ext,
+	}}
+}
+
+func TestMapRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		http    *authv3.AttributeContext_HttpRequest
+		ext     map[string]string
+		want    Request
+		headers map[string]string
+	}{
+		{
+			name: "envoy fields and lower-case headers",
+			http: &authv3.AttributeContext_HttpRequest{
+				Id: "req-1", Method: "POST", Path: "/v2/code/completions?a=1&b=2", Host: "Cloud.GitLab.com",
+				Headers: map[string]string{
+					":method": "POST", ":path": "/v2/code/completions?a=1&b=2", ":authority": "cloud.gitlab.com",
+					"authorization": "Bearer abc", "x-gitlab-realm": "saas",
+					"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+				},
+			},
+			ext: map[string]string{"backend": "ai_gateway"},
+			want: Request{
+				Authorization: "Bearer abc", Backend: "ai_gateway", RequestID: "req-1",
+				TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+			},
+			headers: map[string]string{
+				"x-gitlab-realm": "saas",
+				"traceparent":    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+			},
+		},
+		{
+			name: "pseudo headers fill missing fields; upper-case names folded",
+			http: &authv3.AttributeContext_HttpRequest{
+				Headers: map[string]string{
+					":method": "get", ":path": "/v1/x#frag", ":authority": "Example.test:8443",
+					"Authorization": "Bearer T", "X-Gitlab-Instance-Id": "i-1", "X-Request-Id": "rid",
+				},
+			},
+			want:    Request{Authorization: "Bearer T", RequestID: "rid"},
+			headers: map[string]string{"x-gitlab-instance-id": "i-1", "x-request-id": "rid"},
+		},
+		{
+			name: "two spellings of authorization are joined, never chosen",
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/",
+				Headers: map[string]string{"Authorization": "Bearer A", "authorization": "Bearer A"}},
+			want:    Request{Authorization: "Bearer A,Bearer A"},
+			headers: map[string]string{},
+		},
+		{
+			name: "header_map (encode_raw_headers) with raw values",
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/p?q",
+				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+					{Key: "X-A", RawValue: []byte("1")}, {Key: "authorization", RawValue: []byte("Bearer R")},
+				}}},
+			want:    Request{Authorization: "Bearer R"},
+			headers: map[string]string{"x-a": "1"},
+		},
+	}
+	wantInput := map[string][4]string{ // method, path, query, host
+		"envoy fields and lower-case headers":                         {"POST", "/v2/code/completions", "a=1&b=2", "cloud.gitlab.com"},
+		"pseudo headers fill missing fields; upper-case names folded": {"GET", "/v1/x", "", "example.test:8443"},
+		"two spellings of authorization are joined, never chosen":     {"GET", "/", "", ""},
+		"header_map (encode_raw_headers) with raw values":             {"GET", "/p", "q", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var r Request
+			if err := MapRequest(checkRequest(tc.http, tc.ext), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Authorization != tc.want.Authorization || r.Backend != tc.want.Backend ||
+				r.RequestID != tc.want.RequestID || r.TraceParent != tc.want.TraceParent {
+				t.Errorf("got auth=%q backend=%q id=%q tp=%q, want %+v", r.Authorization, r.Backend, r.RequestID, r.TraceParent, tc.want)
+			}
+			w := wantInput[tc.name]
+			got := [4]string{r.Input.Method, r.Input.Path, r.Input.Query, r.Input.Host}
+			if got != w {
+				t.Errorf("method/path/query/host = %q, want %q", got, w)
+			}
+			if !maps.Equal(r.Input.Headers, tc.headers) {
+				t.Errorf("headers = %v, want %v", r.Input.Headers, tc.headers)
+			}
+		})
+	}
+}
+
+func TestMapRequestWithoutHTTP(t *testing.T) {
+	for _, req := range []*authv3.CheckRequest{nil, {}, {Attributes: &authv3.AttributeContext{}}} {
+		var r Request
+		if err := MapRequest(req, &r); !errors.Is(err, ErrNoHTTPRequest) {
+			t.Errorf("MapRequest(%v) = %v, want ErrNoHTTPRequest", req, err)
+		}
+	}
+}
+
+func TestSplitPath(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"":            {"/", ""},
+		"/a":          {"/a", ""},
+		"/a?":         {"/a", ""},
+		"/a?b=1?c":    {"/a", "b=1?c"},
+		"?x":          {"/", "x"},
+		"/a#f?notq":   {"/a", ""},
+		"/a?q=1#frag": {"/a", "q=1"},
+	} {
+		p, q := SplitPath(in)
+		if p != want[0] || q != want[1] {
+			t.Errorf("SplitPath(%q) = %q, %q; want %q, %q", in, p, q, want[0], want[1])
+		}
+	}
+}
+
+// FuzzMapRequest checks the mapping's invariants on arbitrary requests: it
+// never panics, no header name is upper-case or a pseudo header, the
+// authorization header never reaches the policy input, and the path never
+// carries a query or fragment.
+func FuzzMapRequest(f *testing.F) {
+	f.Add("POST", "/v2/code/completions?x=1", "cloud.gitlab.com", "Authorization", "Bearer x", ":path", "/y", "backend")
+	f.Add("", "", "", "AUTHORIZATION", "", ":authority", "H:1", "")
+	f.Add("get", "#?", "h", "X-Ä", "\xff", "authorization", "Bearer a", "b")
+	f.Fuzz(func(t *testing.T, method, path, host, k1, v1, k2, v2, backend string) {
+		req := checkRequest(&authv3.AttributeContext_HttpRequest{
+			Method: method, Path: path, Host: host,
+			Headers: map[string]string{k1: v1, k2: v2},
+		}, map[string]string{"backend": backend})
+		var r Request
+		if err := MapRequest(req, &r); err != nil {
+			t.Fatal(err)
+		}
+		for k := range r.Input.Headers {
+			if k != strings.ToLower(k) || strings.HasPrefix(k, ":") || k == "authorization" {
+				t.Fatalf("header %q leaked into the input", k)
+			}
+		}
+		if strings.ContainsAny(r.Input.Path, "?#") || r.Input.Path == "" {
+			t.Fatalf("path %q carries a query or fragment", r.Input.Path)
+		}
+		if strings.EqualFold(k1, "authorization") && v1 != "" && !strings.Contains(r.Authorization, v1) {
+			t.Fatalf("authorization %q lost (got %q)", v1, r.Authorization)
+		}
+		if r.Backend != backend {
+			t.Fatalf("backend = %q, want %q", r.Backend, backend)
+		}
+	})
+}

@@ -1,0 +1,226 @@
+package envoy
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/ccauthz/ccauthz/policy"
+)
+
+// Dynamic metadata keys. The layout is flat: every key is a direct child of
+// the ext_authz filter's metadata namespace (envoy.filters.http.ext_authz) and
+// every leaf is a string, except MetaRateLimitOverride which is the
+// {requests_per_unit, unit} struct Envoy's RateLimit.limit override reads.
+const (
+	MetaDecisionID     = "decision_id"       // unique id of this decision, also in the decision log
+	MetaPolicyRevision = "policy_revision"   // revision of the compiled policy that decided
+	MetaBackend        = "backend"           // protected backend name from the config
+	MetaRoute          = "route"             // manifest route id, "" when none matched
+	MetaReason         = "reason"            // reason code (closed set)
+	MetaStatus         = "status"            // HTTP status the policy chose ("200" on allow)
+	MetaUnitPrimitive  = "unit_primitive"    // unit primitives of the route, comma-separated
+	MetaDryRun         = "dry_run"           // "true" when the decision was computed in dry-run mode
+	MetaWouldDeny      = "would_deny_reason" // dry-run only: the reason the request would have been denied
+	// MetaRateLimitPrefix prefixes each rate-limit descriptor entry:
+	// "ratelimit.<entry key>" → entry value.
+	MetaRateLimitPrefix = "ratelimit."
+	// MetaRateLimitOverride holds {requests_per_unit (number), unit (string)}
+	// when the policy sets a limit override.
+	MetaRateLimitOverride = "ratelimit_override"
+)
+
+// Responder builds CheckResponses. It holds immutable, shared sub-messages
+// (reason values, the JSON content-type header) that are safe to reuse across
+// concurrent responses because nothing mutates them after construction.
+type Responder struct {
+	reasons     map[policy.Reason]*structpb.Value
+	trueValue   *structpb.Value
+	falseValue  *structpb.Value
+	contentType *corev3.HeaderValueOption
+	okStatus    *rpcstatus.Status
+	statuses    map[int]*structpb.Value
+}
+
+// NewResponder returns a Responder with its shared values prepared for the
+// given reason codes (others are built per response).
+func NewResponder(reasons ...policy.Reason) *Responder {
+	r := &Responder{
+		reasons:     make(map[policy.Reason]*structpb.Value, len(reasons)),
+		trueValue:   structpb.NewStringValue("true"),
+		falseValue:  structpb.NewStringValue("false"),
+		contentType: headerOption("content-type", "application/json"),
+		okStatus:    &rpcstatus.Status{Code: int32(code.Code_OK)},
+		statuses:    map[int]*structpb.Value{},
+	}
+	for _, reason := range reasons {
+		r.reasons[reason] = structpb.NewStringValue(string(reason))
+	}
+	for _, s := range []int{200, 400, 401, 402, 403, 404, 429, 500, 503} {
+		r.statuses[s] = structpb.NewStringValue(strconv.Itoa(s))
+	}
+	return r
+}
+
+// BackendMeta is the per-backend part of the metadata, prepared once per
+// snapshot so each response shares it.
+type BackendMeta struct {
+	Name     string
+	Revision string
+	name     *structpb.Value
+	revision *structpb.Value
+}
+
+// NewBackendMeta prepares the metadata values of a backend at a policy revision.
+func NewBackendMeta(name, revision string) *BackendMeta {
+	return &BackendMeta{
+		Name: name, Revision: revision,
+		name:     structpb.NewStringValue(name),
+		revision: structpb.NewStringValue(revision),
+	}
+}
+
+// Outcome is a finished check, ready to be put on the wire.
+type Outcome struct {
+	Decision   *policy.Decision
+	DecisionID string
+	Backend    *BackendMeta // nil when no backend was chosen
+	// DryRun means the decision was computed in dry-run mode (global,
+	// per-backend or per-route): a denial is reported, not enforced.
+	DryRun bool
+}
+
+// Enforced reports whether the outcome lets the request through: the policy
+// allowed it, or it was denied in dry-run mode.
+func (o *Outcome) Enforced() bool { return o.Decision.Allow || o.DryRun }
+
+// Response maps the outcome to a CheckResponse: OkHttpResponse with the
+// headers to add (overwriting) and remove on allow, DeniedHttpResponse with
+// status, JSON body and response headers on deny. Both carry the dynamic
+// metadata. The google.rpc.Status is OK on allow, UNAUTHENTICATED for a 401,
+// UNAVAILABLE for a 503, INTERNAL for a 500 and PERMISSION_DENIED otherwise.
+func (r *Responder) Response(o *Outcome) *authv3.CheckResponse {
+	d := o.Decision
+	md := r.metadata(o)
+	if o.Enforced() {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.HeadersToRemove}
+		if d.Allow && len(d.Headers) > 0 {
+			ok.Headers = headerOptions(d.Headers, nil)
+		}
+		return &authv3.CheckResponse{
+			Status:          r.okStatus,
+			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			DynamicMetadata: md,
+		}
+	}
+	status := d.Status
+	if status < 400 || status > 599 {
+		// A deny without a usable status is a policy bug; 403 keeps it closed.
+		status = 403
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(rpcCode(status)), Message: string(d.Reason)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Headers: headerOptions(d.ResponseHeaders, r.contentType),
+			Body:    string(AppendJSON(nil, d.Body)),
+		}},
+		DynamicMetadata: md,
+	}
+}
+
+func rpcCode(status int) code.Code {
+	switch status {
+	case 401:
+		return code.Code_UNAUTHENTICATED
+	case 500:
+		return code.Code_INTERNAL
+	case 503:
+		return code.Code_UNAVAILABLE
+	default:
+		return code.Code_PERMISSION_DENIED
+	}
+}
+
+func (r *Responder) metadata(o *Outcome) *structpb.Struct {
+	d := o.Decision
+	f := make(map[string]*structpb.Value, 9+len(d.RateLimit.Entries))
+	f[MetaDecisionID] = structpb.NewStringValue(o.DecisionID)
+	if b := o.Backend; b != nil {
+		f[MetaBackend] = b.name
+		f[MetaPolicyRevision] = b.revision
+	} else {
+		f[MetaBackend] = structpb.NewStringValue("")
+		f[MetaPolicyRevision] = structpb.NewStringValue("")
+	}
+	f[MetaReason] = r.reasonValue(d.Reason)
+	f[MetaRoute] = structpb.NewStringValue(d.Route)
+	status := d.Status
+	if d.Allow && status == 0 {
+		status = 200
+	}
+	if v, ok := r.statuses[status]; ok {
+		f[MetaStatus] = v
+	} else {
+		f[MetaStatus] = structpb.NewStringValue(strconv.Itoa(status))
+	}
+	f[MetaUnitPrimitive] = structpb.NewStringValue(strings.Join(d.UnitPrimitives, ","))
+	if o.DryRun {
+		f[MetaDryRun] = r.trueValue
+		if !d.Allow {
+			f[MetaWouldDeny] = r.reasonValue(d.Reason)
+		}
+	} else {
+		f[MetaDryRun] = r.falseValue
+	}
+	for k, v := range d.RateLimit.Entries {
+		f[MetaRateLimitPrefix+k] = structpb.NewStringValue(v)
+	}
+	if l := d.RateLimit.Limit; l != nil {
+		f[MetaRateLimitOverride] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"requests_per_unit": structpb.NewNumberValue(float64(l.RequestsPerUnit)),
+			"unit":              structpb.NewStringValue(l.Unit),
+		}})
+	}
+	return &structpb.Struct{Fields: f}
+}
+
+func (r *Responder) reasonValue(reason policy.Reason) *structpb.Value {
+	if v, ok := r.reasons[reason]; ok {
+		return v
+	}
+	return structpb.NewStringValue(string(reason))
+}
+
+// headerOptions turns a header map into OVERWRITE_IF_EXISTS_OR_ADD options,
+// sorted by name so responses are deterministic; extra (shared) is appended
+// unless the map already sets the same header.
+func headerOptions(h map[string]string, extra *corev3.HeaderValueOption) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, 0, len(h)+1)
+	for k, v := range h {
+		out = append(out, headerOption(k, v))
+	}
+	if len(out) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].Header.Key < out[j].Header.Key })
+	}
+	if extra != nil {
+		if _, set := h[extra.Header.Key]; !set {
+			out = append(out, extra)
+		}
+	}
+	return out
+}
+
+func headerOption(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
