@@ -5,10 +5,14 @@ GO        ?= go
 BIN       := bin/ccauthz
 FUZZTIME  ?= 20s
 BENCHTIME ?= 1s
+# envoyproxy/ratelimit, the distributed engine the rate-limit end-to-end test
+# runs against (no tags upstream: a module pseudo-version). `make tools`
+# installs it into bin/tools; tests skip with a message when it is absent.
+RATELIMIT_VERSION := v1.4.1-0.20260122083618-3fb702589d36
 # Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZ_PKGS := ./catalog ./authz/token ./proto/...
 
-.PHONY: all build run test unit policy-test lint fmt bench fuzz clean
+.PHONY: all build run test unit policy-test lint fmt bench fuzz tools clean
 
 all: build
 
@@ -53,6 +57,9 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+tools:
+	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/envoyproxy/ratelimit/src/service_cmd@$(RATELIMIT_VERSION)
 
 clean:
 	rm -rf bin
