@@ -81,3 +81,18 @@ type Result struct {
 	// cache key and the only form of the token that may be logged.
 	Hash string
 }
+
+// GatewayMessage returns the error text the AI gateway answers for a failure
+// of this kind (facts §3.2): the 401 body of a missing header, a header that
+// is not `Bearer <token>`, and a token that does not verify.
+func (r Reason) GatewayMessage() string {
+	switch r {
+	case ReasonOK:
+		return ""
+	case ReasonMissing:
+		return "No authorization header presented"
+	case ReasonMalformedHeader:
+		return "Invalid authorization header"
+	}
+	return "Forbidden by auth provider"
+}

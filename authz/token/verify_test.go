@@ -1,0 +1,269 @@
+package token
+
+import (
+	"crypto"
+
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"github.com/ccauthz/ccauthz/authz/jwks"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const aud = "gitlab-ai-gateway"
+
+// rawToken encodes header and claims and appends sig as given: for tokens
+// no honest signer would produce.
+func rawToken(t *testing.T, h, c map[string]any, sig []byte) string {
+	t.Helper()
+	return b64.EncodeToString(mustJSON(t, h)) + "." + b64.EncodeToString(mustJSON(t, c)) + "." + b64.EncodeToString(sig)
+}
+
+func TestVerifyAuthorizationHeader(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{})
+	tok := mint(t, keys[0], f.srv.URL, nil)
+	tests := []struct {
+		name   string
+		header string
+		status Status
+		reason Reason
+	}{
+		{"absent", "", StatusMissing, ReasonMissing},
+		{"basic scheme", "Basic dXNlcjpwYXNz", StatusMalformed, ReasonMalformedHeader},
+		{"scheme only", "Bearer", StatusMalformed, ReasonMalformedHeader},
+		{"empty token", "Bearer ", StatusMalformed, ReasonMalformedHeader},
+		{"token without scheme", tok, StatusMalformed, ReasonMalformedHeader},
+		{"lower-case scheme", "bearer " + tok, StatusValid, ReasonOK},
+		{"upper-case scheme", "BEARER " + tok, StatusValid, ReasonOK},
+		{"two spaces", "Bearer  " + tok, StatusInvalid, ReasonMalformed},
+		{"valid", "Bearer " + tok, StatusValid, ReasonOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := v.Verify(t.Context(), tt.header, aud)
+			if r.Status != tt.status || r.Reason != tt.reason {
+				t.Fatalf("Verify = %s/%s (%s), want %s/%s", r.Status, r.Reason, r.Message, tt.status, tt.reason)
+			}
+			if r.Status == StatusValid {
+				sum := sha256.Sum256([]byte(tok))
+				if r.Hash != hex.EncodeToString(sum[:]) {
+					t.Fatalf("Hash = %s, want the SHA-256 of the token", r.Hash)
+				}
+				if r.Issuer != "gitlab_com" || r.Kind != KindInstance || r.Claims.Subject != "8f6e4253-58ce-42b9-869c-97f5c2287ad2" ||
+					r.Claims.Realm != "saas" || len(r.Claims.Scopes) != 2 || r.Claims.Raw["jti"] != r.Claims.JTI {
+					t.Fatalf("unexpected result %+v claims %+v", r, r.Claims)
+				}
+			}
+			if strings.Contains(r.Message, tok) {
+				t.Fatalf("message contains the token: %s", r.Message)
+			}
+		})
+	}
+}
+
+// TestAttackCorpus rejects every hostile token with the expected reason,
+// and never fetches a key URL named by a token.
+func TestAttackCorpus(t *testing.T) {
+	keys := testKeys()
+	a := newFakeIssuer(t, keys[0])
+	b := newFakeIssuer(t, keys[1])
+	var bait atomic.Int64
+	baitSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bait.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer baitSrv.Close()
+	realmCfg := b.config("customers_dot")
+	realmCfg.Realm = "self-managed"
+	v := startVerifier(t, []IssuerConfig{a.config("gitlab_com"), realmCfg}, Options{})
+
+	pubDER, err := x509.MarshalPKIXPublicKey(keys[0].Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	valid := mint(t, keys[0], a.srv.URL, nil)
+	claims := func(edit func(c map[string]any)) map[string]any {
+		c := map[string]any{"iss": a.srv.URL, "sub": "x", "aud": aud, "exp": time.Now().Add(time.Hour).Unix()}
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	hs256 := func(secret []byte) string {
+		h := map[string]any{"alg": "HS256", "typ": "JWT"}
+		in := b64.EncodeToString(mustJSON(t, h)) + "." + b64.EncodeToString(mustJSON(t, claims(nil)))
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(in))
+		return in + "." + b64.EncodeToString(m.Sum(nil))
+	}
+	parts := strings.Split(valid, ".")
+	huge := strings.Repeat("x", 9<<10)
+
+	tests := []struct {
+		name   string
+		token  string
+		status Status
+		reason Reason
+	}{
+		{"alg none", rawToken(t, map[string]any{"alg": "none"}, claims(nil), nil), StatusInvalid, ReasonDisallowedAlgorithm},
+		{"alg None", rawToken(t, map[string]any{"alg": "None"}, claims(nil), nil), StatusInvalid, ReasonDisallowedAlgorithm},
+		{"HS256 with the RSA public key PEM as secret", hs256(pubPEM), StatusInvalid, ReasonDisallowedAlgorithm},
+		{"HS256 with the RSA public key DER as secret", hs256(pubDER), StatusInvalid, ReasonDisallowedAlgorithm},
+		{"key of issuer A, iss of issuer B", mint(t, keys[0], b.srv.URL, func(h, c map[string]any) { c["gitlab_realm"] = "self-managed" }), StatusInvalid, ReasonUnknownKey},
+		{"key of issuer A, iss of B, kid of B", mint(t, keys[0], b.srv.URL, func(h, c map[string]any) {
+			kid, _ := thumb(keys[1])
+			h["kid"] = kid
+			c["gitlab_realm"] = "self-managed"
+		}), StatusInvalid, ReasonBadSignature},
+		{"key of A without kid, iss of B", mint(t, keys[0], b.srv.URL, func(h, c map[string]any) { h["kid"] = nil; c["gitlab_realm"] = "self-managed" }), StatusInvalid, ReasonBadSignature},
+		{"unknown issuer", mint(t, keys[0], "https://evil.example", nil), StatusInvalid, ReasonUnknownIssuer},
+		{"iss with trailing slash is another issuer", mint(t, keys[0], a.srv.URL+"/", nil), StatusInvalid, ReasonUnknownIssuer},
+		{"no iss", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["iss"] = nil }), StatusInvalid, ReasonUnknownIssuer},
+		{"jku injection", mint(t, keys[2], a.srv.URL, func(h, c map[string]any) { h["kid"] = "attacker"; h["jku"] = baitSrv.URL + "/jwks" }), StatusInvalid, ReasonUnknownKey},
+		{"x5u injection", mint(t, keys[2], a.srv.URL, func(h, c map[string]any) { h["kid"] = nil; h["x5u"] = baitSrv.URL + "/cert" }), StatusInvalid, ReasonBadSignature},
+		{"embedded jwk", mint(t, keys[2], a.srv.URL, func(h, c map[string]any) {
+			h["kid"] = nil
+			h["jwk"] = map[string]any{"kty": "RSA", "n": b64.EncodeToString(keys[2].N.Bytes()), "e": "AQAB"}
+		}), StatusInvalid, ReasonBadSignature},
+		{"x5c injection", mint(t, keys[2], a.srv.URL, func(h, c map[string]any) { h["x5c"] = []string{"MIIB"}; h["kid"] = nil }), StatusInvalid, ReasonBadSignature},
+		{"crit header", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { h["crit"] = []string{"exp"} }), StatusInvalid, ReasonMalformed},
+		{"expired", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["exp"] = time.Now().Add(-time.Second).Unix() }), StatusInvalid, ReasonExpired},
+		{"not yet valid", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["nbf"] = time.Now().Add(time.Minute).Unix() }), StatusInvalid, ReasonNotYetValid},
+		{"issued in the future", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["iat"] = time.Now().Add(time.Minute).Unix() }), StatusInvalid, ReasonIssuedInFuture},
+		{"no exp", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["exp"] = nil }), StatusInvalid, ReasonMissingExpiry},
+		{"exp as a string", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["exp"] = "9999999999" }), StatusInvalid, ReasonBadClaims},
+		{"no aud", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["aud"] = nil }), StatusInvalid, ReasonMissingAudience},
+		{"empty aud array", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["aud"] = []string{} }), StatusInvalid, ReasonMissingAudience},
+		{"wrong aud", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["aud"] = []string{"gitlab-duo-workflow-service"} }), StatusInvalid, ReasonBadAudience},
+		{"aud as a number", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["aud"] = 42 }), StatusInvalid, ReasonBadClaims},
+		{"scopes as a string", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["scopes"] = "complete_code" }), StatusInvalid, ReasonBadClaims},
+		{"scopes with a number", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["scopes"] = []any{"complete_code", 1} }), StatusInvalid, ReasonBadClaims},
+		{"wrong realm for the issuer", mint(t, keys[1], b.srv.URL, func(h, c map[string]any) { c["gitlab_realm"] = "saas" }), StatusInvalid, ReasonBadClaims},
+		{"oversized", valid + strings.Repeat("A", DefaultMaxTokenBytes), StatusInvalid, ReasonTooLarge},
+		{"truncated", valid[:len(valid)-10], StatusInvalid, ReasonBadSignature},
+		{"truncated to two parts", parts[0] + "." + parts[1], StatusInvalid, ReasonMalformed},
+		{"non-base64 payload", parts[0] + ".!!!." + parts[2], StatusInvalid, ReasonMalformed},
+		{"padded base64 signature", valid + "=", StatusInvalid, ReasonMalformed},
+		{"extra dots", valid + ".x", StatusInvalid, ReasonMalformed},
+		{"empty parts", "..", StatusInvalid, ReasonMalformed},
+		{"payload not an object", parts[0] + "." + b64.EncodeToString([]byte(`[1,2]`)) + "." + parts[2], StatusInvalid, ReasonMalformed},
+		{"signature of another payload", parts[0] + "." + b64.EncodeToString(mustJSON(t, claims(func(c map[string]any) { c["scopes"] = []string{"everything"} }))) + "." + parts[2], StatusInvalid, ReasonBadSignature},
+		{"huge claims", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["blob"] = huge }), StatusValid, ReasonOK},
+		{"huge claims over the limit", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["blob"] = huge + huge }), StatusInvalid, ReasonTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := v.Verify(t.Context(), bearer(tt.token), aud)
+			if r.Status != tt.status || r.Reason != tt.reason {
+				t.Fatalf("Verify = %s/%s (%s), want %s/%s", r.Status, r.Reason, r.Message, tt.status, tt.reason)
+			}
+			if r.Status != StatusValid && r.Claims != nil {
+				t.Fatal("claims returned for a rejected token")
+			}
+			if r.Hash == "" {
+				t.Fatal("no hash for a present token")
+			}
+		})
+	}
+	if n := bait.Load(); n != 0 {
+		t.Fatalf("%d requests reached a URL named by a token header", n)
+	}
+}
+
+func thumb(k interface{ Public() crypto.PublicKey }) (string, error) {
+	return jwks.Thumbprint(k.Public())
+}
+
+func TestVerifyHonoursClockSkew(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{ClockSkew: 30 * time.Second})
+	for name, edit := range map[string]func(h, c map[string]any){
+		"expired 10s ago":  func(h, c map[string]any) { c["exp"] = time.Now().Add(-10 * time.Second).Unix() },
+		"nbf in 10s":       func(h, c map[string]any) { c["nbf"] = time.Now().Add(10 * time.Second).Unix() },
+		"iat in 10s":       func(h, c map[string]any) { c["iat"] = time.Now().Add(10 * time.Second).Unix() },
+		"aud single value": func(h, c map[string]any) { c["aud"] = aud },
+	} {
+		if r := v.Verify(t.Context(), bearer(mint(t, keys[0], f.srv.URL, edit)), aud); r.Status != StatusValid {
+			t.Errorf("%s: %s/%s (%s), want valid within the skew", name, r.Status, r.Reason, r.Message)
+		}
+	}
+}
+
+func TestVerifyCache(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	clk := &clock{}
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{Now: clk.Now})
+	tok := mint(t, keys[0], f.srv.URL, func(h, c map[string]any) {
+		c["aud"] = []string{aud, "gitlab-duo-workflow-service"}
+		c["exp"] = time.Now().Add(10 * time.Minute).Unix()
+	})
+	for i := range 3 {
+		if r := v.Verify(t.Context(), bearer(tok), aud); r.Status != StatusValid {
+			t.Fatalf("call %d: %s/%s", i, r.Status, r.Reason)
+		}
+	}
+	// The audience is checked per request on cached claims.
+	if r := v.Verify(t.Context(), bearer(tok), "gitlab-duo-workflow-service"); r.Status != StatusValid {
+		t.Fatalf("second audience: %s/%s", r.Status, r.Reason)
+	}
+	if r := v.Verify(t.Context(), bearer(tok), "other-backend"); r.Reason != ReasonBadAudience || r.Claims != nil {
+		t.Fatalf("other audience from cache: %s/%s", r.Status, r.Reason)
+	}
+	st := v.Stats()
+	if st.Misses != 1 || st.Hits != 4 || st.Entries != 1 {
+		t.Fatalf("Stats = %+v, want 1 miss, 4 hits, 1 entry", st)
+	}
+	// Past exp the cached entry is not served.
+	clk.Advance(11 * time.Minute)
+	if r := v.Verify(t.Context(), bearer(tok), aud); r.Reason != ReasonExpired {
+		t.Fatalf("after exp: %s/%s, want expired", r.Status, r.Reason)
+	}
+	if st := v.Stats(); st.Entries != 0 {
+		t.Fatalf("expired entry kept: %+v", st)
+	}
+}
+
+func TestVerifyCacheIsBounded(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{CacheEntries: 128})
+	for range 400 {
+		if r := v.Verify(t.Context(), bearer(mint(t, keys[0], f.srv.URL, nil)), aud); r.Status != StatusValid {
+			t.Fatalf("%s/%s", r.Status, r.Reason)
+		}
+	}
+	st := v.Stats()
+	if st.Entries > 128 || st.Evictions == 0 {
+		t.Fatalf("Stats = %+v: want at most 128 entries and some evictions", st)
+	}
+}
+
+func TestVerifyRespectsContextDuringRefetch(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{})
+	f.set(func(f *fakeIssuer) { f.delay = time.Minute })
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := v.Verify(ctx, bearer(mint(t, keys[1], f.srv.URL, nil)), aud)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("Verify took %s past a 100ms deadline", took)
+	}
+	if r.Status != StatusUnavailable || r.Reason != ReasonKeysUnavailable {
+		t.Fatalf("Verify = %s/%s (%s), want unavailable", r.Status, r.Reason, r.Message)
+	}
+}
