@@ -108,7 +108,7 @@ func (f *fakeIssuer) config(name string) IssuerConfig {
 	return IssuerConfig{
 		Name: name, Issuer: f.srv.URL,
 		DiscoveryURL: f.srv.URL + "/.well-known/openid-configuration",
-		Keys: KeysConfig{FetchTimeout: 2 * time.Second, UnknownKIDInterval: 30 * time.Second},
+		Keys:         KeysConfig{FetchTimeout: 2 * time.Second, UnknownKIDInterval: 30 * time.Second},
 	}
 }
 
