@@ -71,7 +71,25 @@ func main() {
 	flag.IntVar(&o.mix.users, "users", 5, "distinct global user ids per instance")
 	flag.IntVar(&o.mix.denyPercent, "deny-percent", 10, "share of requests built to be denied")
 	flag.IntVar(&o.mix.requests, "requests", 20000, "distinct pre-encoded requests cycled through")
+	printPort := flag.Bool("free-port", false, "print a free loopback port and exit (for scripts)")
+	summary := flag.String("summarize", "", "summarize a file of -json results (one per line) and exit")
+	baseline := flag.String("baseline", "noop", "with -summarize: the label the others are compared to")
 	flag.Parse()
+
+	switch {
+	case *printPort:
+		if err := freePort(os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
+	case *summary != "":
+		if err := summarize(os.Stdout, *summary, *baseline); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	if err := run(context.Background(), o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
