@@ -1,0 +1,151 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/proto/envoy"
+)
+
+// Check implements envoy.service.auth.v3.Authorization/Check. It never
+// returns an error: every outcome, including internal faults, is an explicit
+// CheckResponse, so Envoy's failure_mode_allow never comes into play and
+// faults fail closed.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := s.deps.Now()
+	c := &checkState{}
+	if err := envoy.MapRequest(req, &c.req); err != nil {
+		c.decision = faultDecision(ReasonBadRequest)
+		return s.finish(c, start), nil
+	}
+	ctx, c.span = withTraceParent(ctx, c.req.TraceParent)
+
+	snap := s.snap.Load()
+	b, ok := snap.choose(c.req.Backend, c.req.Input.Host)
+	if !ok {
+		c.decision = faultDecision(ReasonUnknownBackend)
+		return s.finish(c, start), nil
+	}
+	c.backend = b
+	c.req.Input.Backend = b.Name
+
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
+	defer cancel()
+	// The decision runs on its own goroutine so that a verifier or policy that
+	// ignores its context cannot hold the check past the deadline, and a panic
+	// there is contained. The channel is buffered: a late result is dropped.
+	done := make(chan struct{}, 1)
+	go s.decide(ctx, c, done)
+	select {
+	case <-done:
+	case <-ctx.Done():
+		c = c.abandon()
+		c.decision = faultDecision(policy.ReasonDeadlineExceeded)
+	}
+	return s.finish(c, start), nil
+}
+
+// checkState is one check in progress.
+type checkState struct {
+	req      envoy.Request
+	backend  *Backend
+	span     trace.SpanContext
+	token    token.Result
+	decision policy.Decision
+	fault    string // internal detail for the log, never sent to the client
+}
+
+// abandon returns a copy the handler may keep using after a timeout, while
+// the decide goroutine may still write the original.
+func (c *checkState) abandon() *checkState {
+	return &checkState{req: envoy.Request{
+		Backend: c.req.Backend, RequestID: c.req.RequestID, TraceParent: c.req.TraceParent,
+		Input: policy.Input{Backend: c.req.Input.Backend, Method: c.req.Input.Method, Path: c.req.Input.Path, Host: c.req.Input.Host},
+	}, backend: c.backend, span: c.span, fault: "check deadline exceeded"}
+}
+
+func (s *Server) decide(ctx context.Context, c *checkState, done chan<- struct{}) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.metrics.panics.Inc()
+			c.decision = faultDecision(policy.ReasonInternalError)
+			c.fault = fmt.Sprintf("panic: %v\n%s", p, debug.Stack())
+		}
+		done <- struct{}{}
+	}()
+	c.token = s.deps.Verifier.Verify(ctx, c.req.Authorization, c.backend.Audience)
+	c.req.Input.Token = tokenInput(&c.token)
+	d, err := c.backend.Decider.Decide(ctx, &c.req.Input)
+	switch {
+	case ctx.Err() != nil:
+		c.decision = faultDecision(policy.ReasonDeadlineExceeded)
+		c.fault = "check deadline exceeded"
+	case err != nil:
+		c.decision = faultDecision(policy.ReasonInternalError)
+		c.fault = err.Error()
+	default:
+		c.decision = d
+	}
+}
+
+// tokenInput is the verification result as the policy sees it.
+func tokenInput(r *token.Result) policy.TokenInput {
+	in := policy.TokenInput{
+		Status: string(r.Status), Reason: string(r.Reason),
+		Issuer: r.Issuer, Kind: string(r.Kind), Hash: r.Hash,
+	}
+	if r.Claims != nil {
+		in.Claims = r.Claims.Raw
+	}
+	return in
+}
+
+// finish turns the decision into the wire response, and counts and logs it.
+func (s *Server) finish(c *checkState, start time.Time) *authv3.CheckResponse {
+	out := envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID()}
+	counters := s.unknownCounters
+	if b := c.backend; b != nil {
+		out.Backend, counters = b.meta, b.counters
+		// Dry-run never hides a fault: deadline and internal errors are
+		// enforced even in dry-run, only policy denials are relaxed.
+		_, isFault := faults[c.decision.Reason]
+		out.DryRun = (s.opts.DryRun || b.DryRun || c.decision.DryRun) && !isFault
+	}
+	resp := s.responder.Response(&out)
+	latency := s.deps.Now().Sub(start)
+
+	decision := decisionDeny
+	if out.Enforced() {
+		decision = decisionAllow
+	}
+	if ctr, ok := counters.checks[counterKey{decision, c.decision.Reason}]; ok {
+		ctr.Inc()
+	} else {
+		s.metrics.checks.WithLabelValues(counterLabel(c.backend), decision, string(c.decision.Reason)).Inc()
+	}
+	wouldDeny := out.DryRun && !c.decision.Allow
+	if wouldDeny {
+		if ctr, ok := counters.wouldDeny[c.decision.Reason]; ok {
+			ctr.Inc()
+		}
+	}
+	counters.latency.Observe(latency.Seconds())
+	if !c.decision.Allow || s.sampleAllow() {
+		s.logDecision(c, &out, latency)
+	}
+	return resp
+}
+
+func counterLabel(b *Backend) string {
+	if b == nil {
+		return unknownBackendLabel
+	}
+	return b.Name
+}

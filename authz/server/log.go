@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ccauthz/ccauthz/proto/envoy"
+)
+
+// logDecision writes one structured decision log line. Field names are part
+// of the documented log format (README "Decision logs"). The token itself is
+// never logged: only its jti, or its SHA-256 hash when it has no jti.
+func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Duration) {
+	d := out.Decision
+	level := slog.LevelInfo
+	if c.fault != "" {
+		level = slog.LevelError
+	}
+	attrs := make([]slog.Attr, 0, 24)
+	attrs = append(attrs,
+		slog.String("decision_id", out.DecisionID),
+		slog.String("backend", c.req.Input.Backend),
+		slog.Bool("allow", d.Allow),
+		slog.Bool("enforced_allow", out.Enforced()),
+		slog.Int("status", httpStatus(d.Allow, d.Status)),
+		slog.String("reason", string(d.Reason)),
+		slog.String("route", d.Route),
+		slog.String("unit_primitives", strings.Join(d.UnitPrimitives, ",")),
+		slog.Bool("dry_run", out.DryRun),
+		slog.Float64("latency_ms", float64(latency.Microseconds())/1000),
+		slog.String("method", c.req.Input.Method),
+		slog.String("host", c.req.Input.Host),
+		slog.String("path", c.req.Input.Path),
+	)
+	if out.Backend != nil {
+		attrs = append(attrs, slog.String("policy_revision", out.Backend.Revision))
+	}
+	if c.req.Backend != "" && c.backend == nil {
+		// Names come from Envoy's config, not the client, and are bounded by it.
+		attrs = append(attrs, slog.String("requested_backend", c.req.Backend))
+	}
+	if c.req.RequestID != "" {
+		attrs = append(attrs, slog.String("request_id", c.req.RequestID))
+	}
+	if c.span.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", c.span.TraceID().String()), slog.String("span_id", c.span.SpanID().String()))
+	}
+	if c.token.Status != "" {
+		attrs = append(attrs, slog.String("token_status", string(c.token.Status)), slog.String("token_reason", string(c.token.Reason)))
+		if c.token.Issuer != "" {
+			attrs = append(attrs, slog.String("issuer", c.token.Issuer))
+		}
+		if c.token.Message != "" {
+			attrs = append(attrs, slog.String("token_message", c.token.Message))
+		}
+		switch {
+		case c.token.Claims != nil && c.token.Claims.JTI != "":
+			attrs = append(attrs, slog.String("jti", c.token.Claims.JTI))
+		case c.token.Hash != "":
+			attrs = append(attrs, slog.String("token_sha256", c.token.Hash))
+		}
+	}
+	if id := instanceID(c); id != "" {
+		attrs = append(attrs, slog.String("instance_id", id))
+	}
+	if c.fault != "" {
+		attrs = append(attrs, slog.String("fault", c.fault))
+	}
+	s.deps.Logger.LogAttrs(context.Background(), level, "decision", attrs...)
+}
+
+// instanceID is the GitLab instance the request is for: the verified claim
+// when there is one, else the (unverified) header.
+func instanceID(c *checkState) string {
+	if cl := c.token.Claims; cl != nil {
+		if cl.InstanceID != "" {
+			return cl.InstanceID
+		}
+		if c.token.Kind == "instance" && cl.Subject != "" {
+			return cl.Subject
+		}
+	}
+	return c.req.Input.Headers["x-gitlab-instance-id"]
+}
+
+// httpStatus is the status the client sees: 200 for an allow without one.
+func httpStatus(allow bool, status int) int {
+	if allow && status == 0 {
+		return 200
+	}
+	return status
+}

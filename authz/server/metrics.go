@@ -1,0 +1,179 @@
+package server
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ccauthz/ccauthz/policy"
+)
+
+// Metric label values for the decision label.
+const (
+	decisionAllow = "allow"
+	decisionDeny  = "deny"
+)
+
+// unknownBackendLabel replaces a backend name that is not configured, so a
+// client cannot grow the label set.
+const unknownBackendLabel = "unknown"
+
+// Metrics holds the server's Prometheus collectors in their own registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	checks      *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	wouldDeny   *prometheus.CounterVec
+	reloads     *prometheus.CounterVec
+	lastReload  prometheus.Gauge
+	reloadOK    prometheus.Gauge
+	backendUp   *prometheus.GaugeVec
+	panics      prometheus.Counter
+}
+
+// BuildInfo labels the ccauthz_build_info metric.
+type BuildInfo struct {
+	Version  string
+	Revision string
+}
+
+// NewMetrics registers every collector in a new registry. stats may be nil
+// (no token or key metrics); now is the clock used for key ages.
+func NewMetrics(info BuildInfo, stats Stats, now Clock) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ccauthz_checks_total",
+			Help: "Checks answered, by backend, decision (allow or deny, as enforced) and reason.",
+		}, []string{"backend", "decision", "reason"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ccauthz_check_duration_seconds",
+			Help:    "Time to answer a check, from request mapping to response, by backend.",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"backend"}),
+		wouldDeny: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ccauthz_dry_run_would_deny_total",
+			Help: "Requests allowed only because of dry-run mode, by backend and the reason they would have been denied.",
+		}, []string{"backend", "reason"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ccauthz_reloads_total",
+			Help: "Snapshot reloads by result (success or failure); on failure the last good snapshot keeps serving.",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ccauthz_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful snapshot build.",
+		}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ccauthz_last_reload_successful",
+			Help: "1 if the last reload attempt succeeded, 0 if it failed and an older snapshot is serving.",
+		}),
+		backendUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ccauthz_backend_ready",
+			Help: "1 when the backend's policy is built and its issuers' keys are fresh.",
+		}, []string{"backend"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ccauthz_check_panics_total",
+			Help: "Checks that panicked and were answered with internal_error (fail closed).",
+		}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ccauthz_build_info",
+		Help: "Build information; always 1.",
+	}, []string{"version", "revision", "go_version"})
+	buildInfo.WithLabelValues(info.Version, info.Revision, runtime.Version()).Set(1)
+	reg.MustRegister(m.checks, m.latency, m.wouldDeny, m.reloads, m.lastReload, m.reloadOK, m.backendUp, m.panics, buildInfo)
+	if stats != nil {
+		reg.MustRegister(&statsCollector{stats: stats, now: now})
+	}
+	return m
+}
+
+// backendCounters are the counters of one backend, resolved once per snapshot
+// so the check path does a map lookup instead of a label-hash per request.
+type backendCounters struct {
+	checks    map[counterKey]prometheus.Counter
+	wouldDeny map[policy.Reason]prometheus.Counter
+	latency   prometheus.Observer
+}
+
+type counterKey struct {
+	decision string
+	reason   policy.Reason
+}
+
+func (m *Metrics) forBackend(label string) *backendCounters {
+	c := &backendCounters{
+		checks:    make(map[counterKey]prometheus.Counter, 2*len(knownReasons)),
+		wouldDeny: make(map[policy.Reason]prometheus.Counter, len(knownReasons)),
+		latency:   m.latency.WithLabelValues(label),
+	}
+	for _, r := range knownReasons {
+		for _, d := range []string{decisionAllow, decisionDeny} {
+			c.checks[counterKey{d, r}] = m.checks.WithLabelValues(label, d, string(r))
+		}
+		c.wouldDeny[r] = m.wouldDeny.WithLabelValues(label, string(r))
+	}
+	return c
+}
+
+func (m *Metrics) observeReload(ok bool, at time.Time) {
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+		m.reloadOK.Set(1)
+		m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+		return
+	}
+	m.reloads.WithLabelValues("failure").Inc()
+	m.reloadOK.Set(0)
+}
+
+// statsCollector reads token and key statistics at scrape time.
+type statsCollector struct {
+	stats Stats
+	now   Clock
+}
+
+var (
+	descTokenHits = prometheus.NewDesc("ccauthz_token_cache_hits_total",
+		"Verified-token cache hits.", nil, nil)
+	descTokenMisses = prometheus.NewDesc("ccauthz_token_cache_misses_total",
+		"Verified-token cache misses (full verification).", nil, nil)
+	descKeyFetches = prometheus.NewDesc("ccauthz_key_fetches_total",
+		"Key set fetches per issuer.", []string{"issuer"}, nil)
+	descKeyFailures = prometheus.NewDesc("ccauthz_key_fetch_failures_total",
+		"Failed key set fetches per issuer.", []string{"issuer"}, nil)
+	descKeyAge = prometheus.NewDesc("ccauthz_key_age_seconds",
+		"Seconds since the issuer's keys were last fetched successfully (-1: never).", []string{"issuer"}, nil)
+	descKeyReady = prometheus.NewDesc("ccauthz_issuer_ready",
+		"1 when the issuer's keys are fresh enough to verify tokens.", []string{"issuer"}, nil)
+)
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTokenHits, descTokenMisses, descKeyFetches, descKeyFailures, descKeyAge, descKeyReady} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	hits, misses := c.stats.TokenCache()
+	ch <- prometheus.MustNewConstMetric(descTokenHits, prometheus.CounterValue, float64(hits))
+	ch <- prometheus.MustNewConstMetric(descTokenMisses, prometheus.CounterValue, float64(misses))
+	now := c.now()
+	for _, is := range c.stats.Issuers() {
+		ch <- prometheus.MustNewConstMetric(descKeyFetches, prometheus.CounterValue, float64(is.Fetches), is.Name)
+		ch <- prometheus.MustNewConstMetric(descKeyFailures, prometheus.CounterValue, float64(is.Failures), is.Name)
+		age := -1.0
+		if !is.LastSuccess.IsZero() {
+			age = now.Sub(is.LastSuccess).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, age, is.Name)
+		ready := 0.0
+		if is.Ready {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descKeyReady, prometheus.GaugeValue, ready, is.Name)
+	}
+}

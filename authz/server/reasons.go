@@ -1,0 +1,43 @@
+package server
+
+import "github.com/ccauthz/ccauthz/policy"
+
+// Reasons the server produces itself, outside the policy. Together with the
+// policy's reasons they are the closed set used as metric labels.
+const (
+	// ReasonUnknownBackend: the request names (or its host maps to) no
+	// configured backend. HTTP 403.
+	ReasonUnknownBackend policy.Reason = "unknown_backend"
+	// ReasonBadRequest: the CheckRequest carries no HTTP request. HTTP 400.
+	ReasonBadRequest policy.Reason = "bad_request"
+)
+
+// knownReasons is every reason code a check can end with.
+var knownReasons = []policy.Reason{
+	policy.ReasonAllowed, policy.ReasonPublic, policy.ReasonMissingAuthorization,
+	policy.ReasonInvalidAuthorization, policy.ReasonInvalidAuthenticationType,
+	policy.ReasonInvalidToken, policy.ReasonKeysUnavailable, policy.ReasonHeaderMismatch,
+	policy.ReasonInsufficientScope, policy.ReasonIssuerNotAllowed, policy.ReasonMissingUnitPrimitive,
+	policy.ReasonUnknownUnitPrimitive, policy.ReasonUnitPrimitiveNotAllowed, policy.ReasonNoRoute,
+	policy.ReasonExtraPolicyDeny, policy.ReasonRateLimited, policy.ReasonInternalError,
+	policy.ReasonDeadlineExceeded, ReasonUnknownBackend, ReasonBadRequest,
+}
+
+// Fault responses: the server's own failures fail closed with these fixed
+// statuses and bodies, in this one place.
+var faults = map[policy.Reason]struct {
+	status int
+	body   string
+}{
+	// A check that did not finish within check_timeout: the client may retry.
+	policy.ReasonDeadlineExceeded: {503, "Authorization check timed out"},
+	// A panic or an evaluation error: a bug or a broken policy.
+	policy.ReasonInternalError: {500, "Internal authorization error"},
+	ReasonUnknownBackend:       {403, "No protected backend is configured for this request"},
+	ReasonBadRequest:           {400, "Not an HTTP request"},
+}
+
+func faultDecision(reason policy.Reason) policy.Decision {
+	f := faults[reason]
+	return policy.Decision{Status: f.status, Reason: reason, Body: map[string]any{"error": f.body}}
+}

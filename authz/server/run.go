@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+)
+
+// Serve serves ext_authz, health and reflection on grpcLis and the admin
+// endpoints on adminLis until ctx is done, then shuts down in order: health
+// NOT_SERVING (and /readyz 503), graceful stop bounded by DrainTimeout (then
+// a hard stop), admin listener last so /metrics stays scrapeable during the
+// drain. It returns nil after a clean shutdown, or the first serve error.
+func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) error {
+	gs := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(0), // unlimited: Envoy multiplexes checks on few connections
+	)
+	authv3.RegisterAuthorizationServer(gs, s)
+	healthgrpc.RegisterHealthServer(gs, s.health)
+	reflection.Register(gs)
+
+	admin := &http.Server{
+		Handler:           s.AdminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() {
+		if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	readinessDone := make(chan struct{})
+	readinessCtx, stopReadiness := context.WithCancel(context.Background())
+	go func() {
+		defer close(readinessDone)
+		t := time.NewTicker(s.opts.ReadinessInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-readinessCtx.Done():
+				return
+			case <-t.C:
+				s.refreshReadiness()
+			}
+		}
+	}()
+	s.deps.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
+		"backends", s.snap.Load().Names(), "dry_run", s.opts.DryRun)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+		s.deps.Logger.Error("listener failed", "error", serveErr)
+	}
+
+	// Drain.
+	s.draining.Store(true)
+	s.health.Shutdown()
+	s.deps.Logger.Info("draining", "timeout", s.opts.DrainTimeout.String())
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	timer := time.NewTimer(s.opts.DrainTimeout)
+	select {
+	case <-stopped:
+		timer.Stop()
+	case <-timer.C:
+		s.deps.Logger.Warn("drain timeout: stopping with checks in flight")
+		gs.Stop()
+		<-stopped
+	}
+	stopReadiness()
+	<-readinessDone
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := admin.Shutdown(shutdownCtx); err != nil {
+		_ = admin.Close()
+	}
+	s.deps.Logger.Info("stopped")
+	return serveErr
+}
+
+// AdminHandler serves /healthz (the process is alive), /readyz (every
+// backend ready and not draining: 200, else 503 with the reasons) and
+// /metrics (Prometheus text format from the server's own registry).
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := s.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready: " + err.Error() + "\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+	return mux
+}

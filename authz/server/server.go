@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/health"
+
+	"github.com/ccauthz/ccauthz/proto/envoy"
+)
+
+// Options are the server's tunables (from the config's server section).
+type Options struct {
+	// CheckTimeout bounds one check; past it the check fails closed with
+	// deadline_exceeded (503).
+	CheckTimeout time.Duration
+	// DrainTimeout bounds the graceful stop on shutdown; in-flight checks
+	// still running then are cut.
+	DrainTimeout time.Duration
+	// DryRun puts every backend in dry-run mode.
+	DryRun bool
+	// AllowLogSampling is the fraction (0..1) of allowed checks that are
+	// logged; denials are always logged.
+	AllowLogSampling float64
+	// ReadinessInterval is how often backend readiness (keys fresh) is
+	// re-evaluated for the health service and /readyz.
+	ReadinessInterval time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.CheckTimeout <= 0 {
+		o.CheckTimeout = 2 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 15 * time.Second
+	}
+	if o.ReadinessInterval <= 0 {
+		o.ReadinessInterval = time.Second
+	}
+}
+
+// Deps are what a server is built from.
+type Deps struct {
+	Verifier Verifier
+	Build    Builder
+	Logger   *slog.Logger // decision and lifecycle logs (JSON)
+	Metrics  *Metrics
+	Now      Clock
+}
+
+// Server answers ext_authz checks from an immutable snapshot that reloads
+// swap atomically.
+type Server struct {
+	deps      Deps
+	opts      Options
+	responder *envoy.Responder
+	snap      atomic.Pointer[Snapshot]
+	metrics   *Metrics
+	health    *health.Server
+
+	idPrefix string
+	seq      atomic.Uint64
+
+	reloadMu        sync.Mutex // serialises reloads; never taken by checks
+	unknownCounters *backendCounters
+	draining        atomic.Bool
+	readyMu         sync.Mutex
+	notReady        map[string]string // backend → why not ready
+}
+
+// New builds the first snapshot and returns a server ready to Serve. A
+// failed first build is an error: there is no last good snapshot to keep.
+func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
+	if deps.Verifier == nil || deps.Build == nil || deps.Logger == nil || deps.Metrics == nil {
+		return nil, errors.New("server: Verifier, Build, Logger and Metrics are required")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	opts.defaults()
+	if opts.AllowLogSampling < 0 || opts.AllowLogSampling > 1 {
+		return nil, fmt.Errorf("server: allow log sampling %v is not within 0..1", opts.AllowLogSampling)
+	}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, fmt.Errorf("server: decision id prefix: %w", err)
+	}
+	s := &Server{
+		deps: deps, opts: opts, metrics: deps.Metrics,
+		responder: envoy.NewResponder(knownReasons...),
+		health:    health.NewServer(),
+		idPrefix:  hex.EncodeToString(id[:]) + "-",
+		notReady:  map[string]string{},
+	}
+	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel)
+	snap, err := deps.Build(ctx)
+	if err == nil {
+		err = s.prepare(snap)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: initial build: %w", err)
+	}
+	s.snap.Store(snap)
+	s.metrics.observeReload(true, deps.Now())
+	s.refreshReadiness()
+	return s, nil
+}
+
+// prepare attaches the shared metadata values and metric counters.
+func (s *Server) prepare(snap *Snapshot) error {
+	if snap == nil {
+		return errors.New("builder returned no snapshot")
+	}
+	for _, name := range snap.Names() {
+		b := snap.backends[name]
+		b.meta = envoy.NewBackendMeta(b.Name, b.Decider.Revision())
+		b.counters = s.metrics.forBackend(b.Name)
+	}
+	return nil
+}
+
+// Snapshot returns the snapshot currently serving.
+func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Reload builds a new snapshot aside and swaps it in. On failure the
+// current snapshot keeps serving; the failure is logged and counted.
+func (s *Server) Reload(ctx context.Context, why string) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	snap, err := s.deps.Build(ctx)
+	if err == nil {
+		err = s.prepare(snap)
+	}
+	if err != nil {
+		s.metrics.observeReload(false, s.deps.Now())
+		old := s.snap.Load()
+		s.deps.Logger.Error("reload failed; keeping the last good snapshot",
+			"trigger", why, "error", err.Error(), "serving_since", old.Built.UTC().Format(time.RFC3339))
+		return err
+	}
+	old := s.snap.Swap(snap)
+	s.metrics.observeReload(true, s.deps.Now())
+	attrs := []any{"trigger", why, "backends", snap.Names()}
+	for _, name := range snap.Names() {
+		b := snap.backends[name]
+		attrs = append(attrs, "revision."+name, b.meta.Revision)
+		if ob, ok := old.backends[name]; ok && ob.meta.Revision != b.meta.Revision {
+			attrs = append(attrs, "previous_revision."+name, ob.meta.Revision)
+		}
+	}
+	s.deps.Logger.Info("reloaded", attrs...)
+	s.refreshReadiness()
+	return nil
+}
+
+// nextDecisionID returns a process-unique decision id: a random per-process
+// prefix and a counter (cheap, and unique across restarts and replicas).
+func (s *Server) nextDecisionID() string {
+	n := s.seq.Add(1)
+	var buf [40]byte
+	b := append(buf[:0], s.idPrefix...)
+	b = strconv.AppendUint(b, n, 36)
+	return string(b)
+}
+
+func (s *Server) sampleAllow() bool {
+	switch r := s.opts.AllowLogSampling; {
+	case r >= 1:
+		return true
+	case r <= 0:
+		return false
+	default:
+		return mrand.Float64() < r
+	}
+}
