@@ -45,8 +45,8 @@ func (k *Key) Type() string {
 	return "RSA"
 }
 
-// jwk is the wire form of a JSON Web Key (only the members we read).
-type jwk struct {
+// wireJWK is the wire form of a JSON Web Key (only the members we read).
+type wireJWK struct {
 	Kty string          `json:"kty"`
 	Kid *string         `json:"kid,omitempty"`
 	Use string          `json:"use,omitempty"`
@@ -124,7 +124,7 @@ func kidLabel(raw json.RawMessage) string {
 }
 
 func parseJWK(raw json.RawMessage) (*Key, error) {
-	var j jwk
+	var j wireJWK
 	if err := json.Unmarshal(raw, &j); err != nil {
 		return nil, fmt.Errorf("not a JSON object with string members: %w", err)
 	}
