@@ -1,0 +1,126 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// reads is what the compiled policy reads from its input, found by walking
+// every reference in the compiled modules. The decision cache keys on exactly
+// these fields; if any read cannot be pinned down (a header read by a
+// variable key, the whole input) or the policy calls a non-deterministic
+// builtin, the cache is disabled and disabled says why.
+type reads struct {
+	headers  []string // constant header keys, sorted
+	query    bool
+	host     bool
+	disabled string
+}
+
+func (r reads) cacheable() bool { return r.disabled == "" }
+
+// nondeterministic lists builtins whose result depends on more than their
+// arguments, in addition to those OPA marks Nondeterministic.
+var nondeterministic = map[string]bool{
+	"time.now_ns": true, "http.send": true, "rand.intn": true, "uuid.rfc4122": true,
+	"opa.runtime": true, "net.lookup_ip_addr": true, "io.jwt.decode_verify": true,
+	"crypto.x509.parse_and_verify_certificates":          true,
+	"crypto.x509.parse_and_verify_certificates_with_options": true,
+}
+
+func analyse(c *ast.Compiler) reads {
+	var r reads
+	headers := map[string]bool{}
+	disable := func(format string, args ...any) {
+		if r.disabled == "" {
+			r.disabled = fmt.Sprintf(format, args...)
+		}
+	}
+	names := make([]string, 0, len(c.Modules))
+	for n := range c.Modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		mod := c.Modules[name]
+		ast.WalkRefs(mod, func(ref ast.Ref) bool {
+			if !ref[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			loc := name
+			if ref[0].Location != nil {
+				loc = fmt.Sprintf("%s:%d", name, ref[0].Location.Row)
+			}
+			if len(ref) == 1 {
+				disable("%s reads the whole input", loc)
+				return false
+			}
+			top, ok := ref[1].Value.(ast.String)
+			if !ok {
+				disable("%s reads input by a variable key", loc)
+				return false
+			}
+			if top != "request" {
+				return false // backend and token are always part of the key
+			}
+			if len(ref) == 2 {
+				disable("%s reads the whole input.request", loc)
+				return false
+			}
+			field, ok := ref[2].Value.(ast.String)
+			if !ok {
+				disable("%s reads input.request by a variable key", loc)
+				return false
+			}
+			switch field {
+			case "query":
+				r.query = true
+			case "host":
+				r.host = true
+			case "headers":
+				if len(ref) == 3 {
+					disable("%s reads input.request.headers as a whole", loc)
+					return false
+				}
+				key, ok := ref[3].Value.(ast.String)
+				if !ok {
+					disable("%s reads a header by a variable name", loc)
+					return false
+				}
+				headers[string(key)] = true
+			}
+			return false
+		})
+		ast.WalkTerms(mod, func(t *ast.Term) bool {
+			call, ok := t.Value.(ast.Call)
+			if !ok || len(call) == 0 {
+				return false
+			}
+			if ref, ok := call[0].Value.(ast.Ref); ok {
+				checkCall(ref, name, disable)
+			}
+			return false
+		})
+		ast.WalkExprs(mod, func(e *ast.Expr) bool {
+			if e.IsCall() {
+				checkCall(e.Operator(), name, disable)
+			}
+			return false
+		})
+	}
+	for h := range headers {
+		r.headers = append(r.headers, h)
+	}
+	sort.Strings(r.headers)
+	return r
+}
+
+func checkCall(ref ast.Ref, module string, disable func(string, ...any)) {
+	name := ref.String()
+	b, builtin := ast.BuiltinMap[name]
+	if nondeterministic[name] || (builtin && b.Nondeterministic) {
+		disable("%s calls the non-deterministic builtin %s", module, name)
+	}
+}

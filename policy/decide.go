@@ -1,0 +1,197 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// maxCacheKey bounds the size of a cache key; requests with longer keys (huge
+// paths or header values) are evaluated without the cache.
+const maxCacheKey = 4096
+
+// CcauthzHeaders are the upstream headers the policy sets on allow (see the
+// README). Every one a decision does not set is in its HeadersToRemove, so a
+// client cannot forge them.
+func CcauthzHeaders() []string {
+	return []string{
+		"x-ccauthz-decision",
+		"x-ccauthz-issuer",
+		"x-ccauthz-realm",
+		"x-ccauthz-route",
+		"x-ccauthz-subject",
+		"x-ccauthz-unit-primitive",
+	}
+}
+
+// Fault is the fail-closed decision for a fault outside the policy
+// (ReasonInternalError: 500; ReasonDeadlineExceeded: 503). Callers use it when
+// Decide returns an error; Decide returns it alongside the error too.
+func Fault(reason Reason, backend string) Decision {
+	status, msg := 500, "Internal authorization error"
+	if reason == ReasonDeadlineExceeded {
+		status, msg = 503, "Authorization deadline exceeded"
+	}
+	return Decision{
+		Status:          status,
+		Body:            map[string]any{"error": msg},
+		Reason:          reason,
+		UnitPrimitives:  []string{},
+		Headers:         map[string]string{},
+		HeadersToRemove: CcauthzHeaders(),
+		ResponseHeaders: map[string]string{},
+		RateLimit: RateLimit{Entries: map[string]string{
+			"backend": backend, "unit_primitive": "none", "instance_id": "unknown",
+			"global_user_id": "unknown", "realm": "unknown", "seat_bucket": "any", "rate_class": "none",
+		}},
+	}
+}
+
+// Decide evaluates the policy for one request. A denial is a Decision, not an
+// error; an error means a fault (evaluation failure, deadline) and comes with
+// the fail-closed Fault decision.
+func (p *Policy) Decide(ctx context.Context, in *Input) (Decision, error) {
+	if in == nil {
+		return Fault(ReasonInternalError, p.backend), errors.New("policy: nil input")
+	}
+	key, cacheable := "", false
+	if p.cache != nil {
+		key, cacheable = p.cacheKey(in)
+		if !cacheable {
+			p.stats.uncacheable.Add(1)
+		} else if d, ok := p.cache.get(key); ok {
+			p.stats.hits.Add(1)
+			return d.clone(), nil
+		} else {
+			p.stats.misses.Add(1)
+		}
+	}
+	d, err := p.eval(ctx, in)
+	if err != nil {
+		reason := ReasonInternalError
+		if ctx.Err() != nil {
+			reason = ReasonDeadlineExceeded
+		}
+		return Fault(reason, p.backend), err
+	}
+	if cacheable {
+		if p.cache.put(key, d) {
+			p.stats.evictions.Add(1)
+		}
+		return d.clone(), nil
+	}
+	return d, nil
+}
+
+func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, fmt.Errorf("policy: %w", err)
+	}
+	v, err := in.value()
+	if err != nil {
+		return Decision{}, err
+	}
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(v))
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
+	}
+	return parseResult(rs)
+}
+
+// cacheKey builds the key from exactly what the compiled policy reads. A
+// valid token without a hash, or claims without a hash, cannot be keyed (the
+// hash stands for the claims), nor can an oversized key.
+func (p *Policy) cacheKey(in *Input) (string, bool) {
+	t := in.Token
+	if t.Hash == "" && (t.Status == TokenValid || len(t.Claims) > 0) {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(128)
+	write := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	write(in.Backend)
+	write(t.Hash)
+	write(t.Status)
+	write(t.Reason)
+	write(t.Issuer)
+	write(t.Kind)
+	write(in.Method)
+	write(in.Path)
+	if p.reads.query {
+		write(in.Query)
+	}
+	if p.reads.host {
+		write(in.Host)
+	}
+	for _, h := range p.reads.headers {
+		if v, ok := in.Headers[h]; ok {
+			write(v)
+		} else {
+			b.WriteByte('-') // absent differs from empty ("0:")
+		}
+		if b.Len() > maxCacheKey {
+			return "", false
+		}
+	}
+	if b.Len() > maxCacheKey {
+		return "", false
+	}
+	return b.String(), true
+}
+
+// Stats describes the policy's decision cache.
+type Stats struct {
+	Revision string `json:"revision"`
+	// CacheEnabled is false when the cache was disabled by configuration or
+	// because the policy reads something the cache cannot key on;
+	// CacheDisabledReason says which.
+	CacheEnabled        bool   `json:"cache_enabled"`
+	CacheDisabledReason string `json:"cache_disabled_reason,omitempty"`
+	CacheCapacity       int    `json:"cache_capacity"`
+	CacheEntries        int    `json:"cache_entries"`
+	Hits                uint64 `json:"hits"`
+	Misses              uint64 `json:"misses"`
+	Evictions           uint64 `json:"evictions"`
+	// Uncacheable counts requests evaluated without the cache (a valid token
+	// without a hash, an oversized key).
+	Uncacheable uint64 `json:"uncacheable"`
+	// HeadersRead are the request headers the compiled policy reads (the
+	// cache key's headers), sorted.
+	HeadersRead []string `json:"headers_read"`
+	ReadsQuery  bool     `json:"reads_query"`
+	ReadsHost   bool     `json:"reads_host"`
+}
+
+// Stats reports the cache configuration and counters.
+func (p *Policy) Stats() Stats {
+	s := Stats{
+		Revision:    p.revision,
+		HeadersRead: slices.Clone(p.reads.headers),
+		ReadsQuery:  p.reads.query,
+		ReadsHost:   p.reads.host,
+		Hits:        p.stats.hits.Load(),
+		Misses:      p.stats.misses.Load(),
+		Evictions:   p.stats.evictions.Load(),
+		Uncacheable: p.stats.uncacheable.Load(),
+	}
+	switch {
+	case p.cache != nil:
+		s.CacheEnabled = true
+		s.CacheCapacity = p.cache.cap
+		s.CacheEntries = p.cache.len()
+	case !p.reads.cacheable():
+		s.CacheDisabledReason = p.reads.disabled
+	default:
+		s.CacheDisabledReason = "disabled by configuration"
+	}
+	return s
+}

@@ -1,0 +1,103 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// value builds the Rego input document directly as an ast.Value: no JSON
+// round trip, no reflection for the request part.
+func (in *Input) value() (ast.Value, error) {
+	headers := make([][2]*ast.Term, 0, len(in.Headers))
+	for k, v := range in.Headers {
+		if k == "authorization" {
+			continue // never given to Rego, whatever the caller passed
+		}
+		headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+	}
+	request := ast.NewObject(
+		ast.Item(ast.InternedTerm("method"), ast.StringTerm(in.Method)),
+		ast.Item(ast.InternedTerm("path"), ast.StringTerm(in.Path)),
+		ast.Item(ast.InternedTerm("query"), ast.StringTerm(in.Query)),
+		ast.Item(ast.InternedTerm("host"), ast.StringTerm(in.Host)),
+		ast.Item(ast.InternedTerm("headers"), ast.NewTerm(ast.NewObject(headers...))),
+	)
+	claims, err := anyToTerm(in.Token.Claims)
+	if err != nil {
+		return nil, fmt.Errorf("policy: token claims: %w", err)
+	}
+	if in.Token.Claims == nil {
+		claims = ast.NewTerm(ast.NewObject())
+	}
+	token := ast.NewObject(
+		ast.Item(ast.InternedTerm("status"), ast.StringTerm(in.Token.Status)),
+		ast.Item(ast.InternedTerm("reason"), ast.StringTerm(in.Token.Reason)),
+		ast.Item(ast.InternedTerm("issuer"), ast.StringTerm(in.Token.Issuer)),
+		ast.Item(ast.InternedTerm("kind"), ast.StringTerm(in.Token.Kind)),
+		ast.Item(ast.InternedTerm("claims"), claims),
+	)
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("backend"), ast.StringTerm(in.Backend)),
+		ast.Item(ast.InternedTerm("request"), ast.NewTerm(request)),
+		ast.Item(ast.InternedTerm("token"), ast.NewTerm(token)),
+	), nil
+}
+
+// anyToTerm converts decoded JSON values (the claims) to a Rego term.
+func anyToTerm(v any) (*ast.Term, error) {
+	switch t := v.(type) {
+	case nil:
+		return ast.NullTerm(), nil
+	case string:
+		return ast.StringTerm(t), nil
+	case bool:
+		return ast.BooleanTerm(t), nil
+	case float64:
+		return ast.FloatNumberTerm(t), nil
+	case int:
+		return ast.IntNumberTerm(t), nil
+	case int64:
+		return ast.IntNumberTerm(int(t)), nil
+	case json.Number:
+		return ast.NumberTerm(t), nil
+	case []string:
+		terms := make([]*ast.Term, len(t))
+		for i, s := range t {
+			terms[i] = ast.StringTerm(s)
+		}
+		return ast.ArrayTerm(terms...), nil
+	case []any:
+		terms := make([]*ast.Term, len(t))
+		for i, x := range t {
+			term, err := anyToTerm(x)
+			if err != nil {
+				return nil, err
+			}
+			terms[i] = term
+		}
+		return ast.ArrayTerm(terms...), nil
+	case map[string]any:
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		items := make([][2]*ast.Term, 0, len(t))
+		for _, k := range keys {
+			term, err := anyToTerm(t[k])
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, ast.Item(ast.StringTerm(k), term))
+		}
+		return ast.ObjectTerm(items...), nil
+	}
+	val, err := ast.InterfaceToValue(v)
+	if err != nil {
+		return nil, err
+	}
+	return ast.NewTerm(val), nil
+}

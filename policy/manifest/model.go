@@ -1,0 +1,207 @@
+package manifest
+
+import (
+	"strings"
+
+	"github.com/ccauthz/ccauthz/catalog"
+)
+
+// Manifest is a parsed, validated service manifest. It is immutable once
+// returned by Parse, Load or Bind.
+type Manifest struct {
+	// File is the name the manifest was read from (for messages).
+	File string `json:"-"`
+	// Backend is the protected backend as written: a catalog name or jwt_aud.
+	// After Bind it is the catalog name.
+	Backend string `json:"backend"`
+	// Audience is the backend's jwt_aud; set by Bind.
+	Audience string `json:"audience,omitempty"`
+	// Bindings are the claim↔header equality checks, in evaluation order.
+	Bindings    []Binding   `json:"bindings"`
+	SeatBuckets SeatBuckets `json:"seat_buckets"`
+	RateLimit   RateLimit   `json:"rate_limit"`
+	Routes      []Route     `json:"routes"`
+
+	BackendPos catalog.Position `json:"-"`
+	// bound is true once the manifest was checked against a catalog.
+	bound bool
+}
+
+// Bound reports whether the manifest was checked against a catalog (Bind or
+// Parse with a catalog), so its unit primitive names are canonical.
+func (m *Manifest) Bound() bool { return m.bound }
+
+// Binding says that a non-empty claim must equal a request header. TokenKind
+// restricts the binding to one token kind ("instance" or "user"); "" applies
+// to every token.
+type Binding struct {
+	Claim     string           `json:"claim"`
+	Header    string           `json:"header"` // canonical form, e.g. X-Gitlab-Realm
+	TokenKind string           `json:"token_kind,omitempty"`
+	Pos       catalog.Position `json:"-"`
+}
+
+// HeaderKey is the binding's header name in lower case, as the policy input
+// carries it.
+func (b Binding) HeaderKey() string { return strings.ToLower(b.Header) }
+
+// SeatBuckets are the thresholds that turn X-Gitlab-Duo-Seat-Count into a
+// rate-limit bucket: 1..SmallMax is "small", up to MediumMax "medium", above
+// it "large"; a missing, non-numeric or zero count is "any".
+type SeatBuckets struct {
+	SmallMax  int `json:"small_max"`
+	MediumMax int `json:"medium_max"`
+}
+
+// Default seat-bucket thresholds.
+const (
+	DefaultSmallMax  = 100
+	DefaultMediumMax = 1000
+)
+
+// RateLimit maps unit primitives to rate classes; a class may carry an
+// Envoy limit override.
+type RateLimit struct {
+	// DefaultClass is the class of a unit primitive no class lists.
+	DefaultClass string      `json:"default_class"`
+	Classes      []RateClass `json:"classes"`
+}
+
+// DefaultRateClass is the class name used when the manifest names none.
+const DefaultRateClass = "default"
+
+// RateClass is one rate-limit class.
+type RateClass struct {
+	Name           string           `json:"name"`
+	UnitPrimitives []string         `json:"unit_primitives"`
+	Limit          *Limit           `json:"limit,omitempty"`
+	Pos            catalog.Position `json:"-"`
+
+	upPos []catalog.Position
+}
+
+// Limit is an optional {requests_per_unit, unit} override for a class.
+type Limit struct {
+	RequestsPerUnit int    `json:"requests_per_unit"`
+	Unit            string `json:"unit"` // second, minute, hour or day
+}
+
+// Route maps a method set and a path pattern to what a request must prove.
+type Route struct {
+	ID      string   `json:"id"`
+	Methods []string `json:"methods"`
+	// Path is the pattern: literal segments, {param} segments, and an optional
+	// final "*" that matches one or more remaining segments.
+	Path     string    `json:"path"`
+	Segments []Segment `json:"-"`
+	// Public routes need no token at all (health, metrics).
+	Public bool `json:"public,omitempty"`
+	// DryRun routes report a denial but the caller lets the request through.
+	DryRun bool `json:"dry_run,omitempty"`
+	// UnitPrimitives must all be in the token's scopes (canonical names after
+	// Bind).
+	UnitPrimitives []string `json:"unit_primitives,omitempty"`
+	// HeaderUP is set for routes whose unit primitive is named by the
+	// X-Gitlab-Unit-Primitive header (proxy routes); Allow restricts it.
+	HeaderUP *HeaderUP `json:"unit_primitive_header,omitempty"`
+	// Detail is the 403 body detail; it may use {unit_primitive} and the
+	// route's {param} names.
+	Detail string `json:"detail,omitempty"`
+	// DisallowedIssuers are token issuers (the `iss` claim or the configured
+	// issuer name) refused on this route.
+	DisallowedIssuers []string         `json:"disallowed_issuers,omitempty"`
+	Pos               catalog.Position `json:"-"`
+
+	upPos, allowPos []catalog.Position
+}
+
+// HeaderUP configures a route whose unit primitive comes from the
+// X-Gitlab-Unit-Primitive request header.
+type HeaderUP struct {
+	Allow []string `json:"allow"`
+}
+
+// DefaultDetail is the 403 detail of a route that sets none (the AI gateway's
+// generic message).
+const DefaultDetail = "Unauthorized to access {unit_primitive}"
+
+// SegmentKind classifies one path-pattern segment.
+type SegmentKind int
+
+// Segment kinds, in increasing specificity.
+const (
+	SegWildcard SegmentKind = iota // final "*": one or more segments
+	SegParam                       // {name}: exactly one non-empty segment
+	SegLiteral                     // exact text
+)
+
+// Segment is one piece of a path pattern.
+type Segment struct {
+	Kind  SegmentKind
+	Value string // literal text or parameter name
+}
+
+// Params returns the route's {param} names in path order.
+func (r Route) Params() []string {
+	var out []string
+	for _, s := range r.Segments {
+		if s.Kind == SegParam {
+			out = append(out, s.Value)
+		}
+	}
+	return out
+}
+
+// IsExact reports whether the pattern has only literal segments.
+func (r Route) IsExact() bool {
+	for _, s := range r.Segments {
+		if s.Kind != SegLiteral {
+			return false
+		}
+	}
+	return true
+}
+
+// Rank orders patterns by specificity: a string that compares greater for the
+// pattern that wins when both match a path. Literal segments are "2", params
+// "1", a final wildcard "0" and the end of an exact-length pattern "3".
+func (r Route) Rank() string {
+	var b strings.Builder
+	for _, s := range r.Segments {
+		switch s.Kind {
+		case SegLiteral:
+			b.WriteByte('2')
+		case SegParam:
+			b.WriteByte('1')
+		case SegWildcard:
+			b.WriteByte('0')
+			return b.String()
+		}
+	}
+	b.WriteByte('3')
+	return b.String()
+}
+
+// RateClassOf returns the class of a unit primitive.
+func (m *Manifest) RateClassOf(up string) string {
+	for _, c := range m.RateLimit.Classes {
+		for _, u := range c.UnitPrimitives {
+			if u == up {
+				return c.Name
+			}
+		}
+	}
+	return m.RateLimit.DefaultClass
+}
+
+// DefaultBindings are GitLab's claim↔header checks (the AI gateway's order):
+// realm, instance id, then sub bound to the instance id for instance tokens
+// and to the global user id for user tokens.
+func DefaultBindings() []Binding {
+	return []Binding{
+		{Claim: "gitlab_realm", Header: "X-Gitlab-Realm"},
+		{Claim: "gitlab_instance_id", Header: "X-Gitlab-Instance-Id"},
+		{Claim: "sub", Header: "X-Gitlab-Instance-Id", TokenKind: "instance"},
+		{Claim: "sub", Header: "X-Gitlab-Global-User-Id", TokenKind: "user"},
+	}
+}
