@@ -26,7 +26,7 @@ func (r reads) cacheable() bool { return r.disabled == "" }
 var nondeterministic = map[string]bool{
 	"time.now_ns": true, "http.send": true, "rand.intn": true, "uuid.rfc4122": true,
 	"opa.runtime": true, "net.lookup_ip_addr": true, "io.jwt.decode_verify": true,
-	"crypto.x509.parse_and_verify_certificates":          true,
+	"crypto.x509.parse_and_verify_certificates":              true,
 	"crypto.x509.parse_and_verify_certificates_with_options": true,
 }
 

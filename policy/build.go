@@ -80,7 +80,7 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		return nil, err
 	}
 	sources := map[string]string{
-		corerego.CoreFile: corerego.Core(),
+		corerego.CoreFile:  corerego.Core(),
 		regogen.ModuleFile: out.Module,
 	}
 	var extraFiles []string
