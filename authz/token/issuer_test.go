@@ -34,7 +34,7 @@ var testKeys = sync.OnceValue(func() []*rsa.PrivateKey {
 // fakeIssuer is a real HTTP issuer on 127.0.0.1 serving an OIDC discovery
 // document and a JWKS that tests rotate, break and slow down.
 type fakeIssuer struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	mu     sync.Mutex
 	keys   []crypto.PublicKey
@@ -45,7 +45,7 @@ type fakeIssuer struct {
 	stop   chan struct{}
 }
 
-func newFakeIssuer(t *testing.T, keys ...*rsa.PrivateKey) *fakeIssuer {
+func newFakeIssuer(t testing.TB, keys ...*rsa.PrivateKey) *fakeIssuer {
 	t.Helper()
 	f := &fakeIssuer{t: t, status: http.StatusOK, maxAge: 86400, stop: make(chan struct{})}
 	f.setKeys(keys...)
@@ -141,7 +141,7 @@ func startVerifier(t *testing.T, issuers []IssuerConfig, opts Options) *Verifier
 
 // mint signs a GitLab-like instance token; edit changes claims (delete with
 // a nil value) before signing.
-func mint(t *testing.T, key *rsa.PrivateKey, iss string, edit func(h, c map[string]any)) string {
+func mint(t testing.TB, key *rsa.PrivateKey, iss string, edit func(h, c map[string]any)) string {
 	t.Helper()
 	kid, err := jwks.Thumbprint(key.Public())
 	if err != nil {
@@ -174,7 +174,7 @@ func mint(t *testing.T, key *rsa.PrivateKey, iss string, edit func(h, c map[stri
 
 func bearer(tok string) string { return "Bearer " + tok }
 
-func mustJSON(t *testing.T, v any) []byte {
+func mustJSON(t testing.TB, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
