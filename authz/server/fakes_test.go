@@ -16,17 +16,20 @@ import (
 // rejects everything else, as the real verifier's Result contract describes.
 type fakeVerifier struct {
 	auds  map[string]bool
-	block bool // ignore ctx and block forever (a misbehaving dependency)
+	delay time.Duration // ignore ctx and return late (a misbehaving dependency)
+	quiet bool // do not record calls (benchmarks)
 	mu    sync.Mutex
 	calls []string // audiences asked for
 }
 
 func (f *fakeVerifier) Verify(ctx context.Context, authorization, audience string) token.Result {
-	f.mu.Lock()
-	f.calls = append(f.calls, audience)
-	f.mu.Unlock()
-	if f.block {
-		select {}
+	if !f.quiet {
+		f.mu.Lock()
+		f.calls = append(f.calls, audience)
+		f.mu.Unlock()
+	}
+	if f.delay > 0 {
+		time.Sleep(f.delay)
 	}
 	if authorization == "" {
 		return token.Result{Status: token.StatusMissing, Reason: token.ReasonMissing}
@@ -59,6 +62,7 @@ type fakeDecider struct {
 	err      error
 	sleep    time.Duration // honours ctx
 	routeDry bool
+	quiet    bool // do not record inputs (benchmarks)
 	mu       sync.Mutex
 	inputs   []policy.Input
 }
@@ -66,9 +70,11 @@ type fakeDecider struct {
 func (f *fakeDecider) Revision() string { return f.revision }
 
 func (f *fakeDecider) Decide(ctx context.Context, in *policy.Input) (policy.Decision, error) {
-	f.mu.Lock()
-	f.inputs = append(f.inputs, *in)
-	f.mu.Unlock()
+	if !f.quiet {
+		f.mu.Lock()
+		f.inputs = append(f.inputs, *in)
+		f.mu.Unlock()
+	}
 	if f.panics {
 		panic("boom")
 	}

@@ -23,14 +23,14 @@ const unknownBackendLabel = "unknown"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	checks      *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
-	wouldDeny   *prometheus.CounterVec
-	reloads     *prometheus.CounterVec
-	lastReload  prometheus.Gauge
-	reloadOK    prometheus.Gauge
-	backendUp   *prometheus.GaugeVec
-	panics      prometheus.Counter
+	checks     *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	wouldDeny  *prometheus.CounterVec
+	reloads    *prometheus.CounterVec
+	lastReload prometheus.Gauge
+	reloadOK   prometheus.Gauge
+	backendUp  *prometheus.GaugeVec
+	panics     prometheus.Counter
 }
 
 // BuildInfo labels the ccauthz_build_info metric.

@@ -256,7 +256,7 @@ func TestFailClosed(t *testing.T) {
 	})
 	t.Run("deadline with a verifier that ignores ctx", func(t *testing.T) {
 		h := newHarness(t, Options{CheckTimeout: 20 * time.Millisecond}, aiGateway())
-		h.ver.block = true
+		h.ver.delay = 50 * time.Millisecond
 		resp, _ := h.srv.Check(ctx, request("/allowed", "Bearer good-i", nil, ""))
 		assertFault(t, resp, 503, "deadline_exceeded", code.Code_UNAVAILABLE)
 	})
