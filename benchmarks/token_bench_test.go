@@ -1,0 +1,125 @@
+package benchmarks
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ccauthz/ccauthz/authz/jwks"
+	"github.com/ccauthz/ccauthz/authz/token"
+)
+
+const benchAudience = "gitlab-ai-gateway"
+
+// benchVerifier returns a verifier over a JWKS file holding key's public
+// half, and a GitLab-like token signed with key.
+func benchVerifier(b *testing.B, cacheEntries int) (*token.Verifier, string, *rsa.PrivateKey) {
+	b.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	doc, err := jwks.MarshalJWKS([]crypto.PublicKey{key.Public()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	v, err := token.NewVerifier([]token.IssuerConfig{{
+		Name: "gitlab_com", Issuer: "https://gitlab.com", JWKSFile: path,
+	}}, token.Options{CacheEntries: cacheEntries})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(v.Close)
+	v.Start(context.Background())
+	if err := v.WaitReady(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	tok, err := token.Mint(key, token.MintClaims{
+		Issuer: "https://gitlab.com", Subject: "8f6e4253-58ce-42b9-869c-97f5c2287ad2",
+		Audience: []string{benchAudience, "gitlab-duo-workflow-service"},
+		Scopes:   []string{"complete_code", "generate_code", "duo_chat", "explain_code", "documentation_search"},
+		Realm:    "saas", TTL: time.Hour,
+		Extra: map[string]any{"skip_usage_cutoff": false},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v, tok, key
+}
+
+// BenchmarkVerifyCached is the steady state: the same token presented again
+// while valid (the verified-token cache answers).
+func BenchmarkVerifyCached(b *testing.B) {
+	v, tok, _ := benchVerifier(b, 0)
+	ctx := context.Background()
+	authz := "Bearer " + tok
+	if r := v.Verify(ctx, authz, benchAudience); r.Status != token.StatusValid {
+		b.Fatalf("%s/%s", r.Status, r.Reason)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := v.Verify(ctx, authz, benchAudience); r.Status != token.StatusValid {
+			b.Fatal(r.Reason)
+		}
+	}
+}
+
+// BenchmarkVerifyCachedParallel measures the cache under concurrency.
+func BenchmarkVerifyCachedParallel(b *testing.B) {
+	v, tok, _ := benchVerifier(b, 0)
+	ctx := context.Background()
+	authz := "Bearer " + tok
+	v.Verify(ctx, authz, benchAudience)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if r := v.Verify(ctx, authz, benchAudience); r.Status != token.StatusValid {
+				b.Error(r.Reason)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkVerifyUncached is a first sight of a token: parse, RS256, claims.
+func BenchmarkVerifyUncached(b *testing.B) {
+	v, tok, _ := benchVerifier(b, -1)
+	ctx := context.Background()
+	authz := "Bearer " + tok
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := v.Verify(ctx, authz, benchAudience); r.Status != token.StatusValid {
+			b.Fatal(r.Reason)
+		}
+	}
+}
+
+// BenchmarkRawRS256 is the floor: one rsa.VerifyPKCS1v15 over the same token.
+func BenchmarkRawRS256(b *testing.B) {
+	_, tok, key := benchVerifier(b, -1)
+	i := strings.LastIndexByte(tok, '.')
+	sig, err := base64.RawURLEncoding.DecodeString(tok[i+1:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	input := []byte(tok[:i])
+	b.ReportAllocs()
+	for b.Loop() {
+		digest := sha256.Sum256(input)
+		if err := rsa.VerifyPKCS1v15(&key.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
