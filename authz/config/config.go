@@ -1,0 +1,133 @@
+package config
+
+import (
+	"time"
+
+	"github.com/ccauthz/ccauthz/authz/token"
+)
+
+// EmbeddedPrefix marks a catalog or manifest path that names a bundled
+// example instead of a file: `embedded:example` is the example catalog,
+// `embedded:ai_gateway` / `embedded:duo_workflow` the example manifests.
+const EmbeddedPrefix = "embedded:"
+
+// Defaults. They are the values the README's config reference lists.
+const (
+	DefaultGRPCAddress      = "127.0.0.1:9191"
+	DefaultAdminAddress     = "127.0.0.1:8181"
+	DefaultCheckTimeout     = 2 * time.Second
+	DefaultDrainTimeout     = 15 * time.Second
+	DefaultWatchInterval    = 2 * time.Second
+	DefaultReloadDebounce   = time.Second
+	DefaultAllowSampleRate  = 0.01
+	DefaultLogLevel         = "info"
+	DefaultStateDir         = ".state"
+	DefaultTokenCacheSize   = token.DefaultCacheEntries
+	DefaultDecisionCacheSz  = 10000
+	DefaultTokenCacheMemory = token.DefaultCacheBytes
+)
+
+// Config is the whole `ccauthz serve` configuration. Every field is
+// documented where it is declared (the yaml tag is its key) and in the
+// README's server config reference; a test keeps the two in step.
+type Config struct {
+	// Listeners are the addresses served.
+	Listeners Listeners `yaml:"listeners"`
+	// Catalog is the unit-primitive catalog: a directory in the
+	// gitlab-cloud-connector layout, a legacy access_data.yml, a JSON sync
+	// payload, or `embedded:example`. Relative paths are resolved against
+	// the config file's directory. Watched and reloaded.
+	Catalog string `yaml:"catalog"`
+	// Backends are the protected backends (at least one).
+	Backends []Backend `yaml:"backends"`
+	// Issuers are the trusted token issuers (see the README's issuer
+	// reference for their fields).
+	Issuers []token.IssuerConfig `yaml:"issuers"`
+	// Caches bounds the in-memory caches.
+	Caches Caches `yaml:"caches"`
+	// Logging configures the JSON logs.
+	Logging Logging `yaml:"logging"`
+	// CheckTimeout bounds one check (token verification and policy); past
+	// it the check fails closed with 503 deadline_exceeded. Default 2s.
+	CheckTimeout time.Duration `yaml:"check_timeout"`
+	// DrainTimeout bounds the graceful drain on SIGTERM; checks still in
+	// flight then are cut. Default 15s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Watch tunes how the catalog, manifests and extra Rego are watched.
+	Watch Watch `yaml:"watch"`
+	// DryRun puts every backend in dry-run mode: decisions are computed,
+	// logged and reported in metadata, and every request is allowed.
+	DryRun bool `yaml:"dry_run"`
+	// StateDir holds generated state (the dev issuer's key). Default
+	// `.state` under the current directory; created 0700.
+	StateDir string `yaml:"state_dir"`
+
+	// File is the path the config was read from ("" for the built-in
+	// default); not a YAML key.
+	File string `yaml:"-"`
+}
+
+// Listeners are the served addresses (host:port; port 0 picks a free one).
+type Listeners struct {
+	// GRPC serves envoy.service.auth.v3.Authorization, gRPC health and
+	// reflection. Default 127.0.0.1:9191.
+	GRPC string `yaml:"grpc"`
+	// Admin serves /healthz, /readyz and /metrics over HTTP. Default
+	// 127.0.0.1:8181.
+	Admin string `yaml:"admin"`
+}
+
+// Backend is one protected backend.
+type Backend struct {
+	// Name selects the backend from Envoy (context_extensions backend) and
+	// labels metrics and logs; snake_case, unique.
+	Name string `yaml:"name"`
+	// Manifest is the backend's service manifest (a YAML file, or
+	// `embedded:ai_gateway`). Its jwt_aud (from the catalog) is the audience
+	// tokens must carry. Watched and reloaded.
+	Manifest string `yaml:"manifest"`
+	// ExtraRego is an optional directory of extra Rego modules (package
+	// ccauthz.extra) that may only further restrict. Watched and reloaded.
+	ExtraRego string `yaml:"extra_rego"`
+	// Issuers names the issuers whose tokens this backend accepts; empty
+	// means every configured issuer.
+	Issuers []string `yaml:"issuers"`
+	// Hosts select this backend by request host (port ignored) when Envoy
+	// sends no backend context extension.
+	Hosts []string `yaml:"hosts"`
+	// DryRun puts only this backend in dry-run mode.
+	DryRun bool `yaml:"dry_run"`
+}
+
+// Caches bounds the in-memory caches.
+type Caches struct {
+	// Tokens is the verified-token cache size in entries (0: default
+	// 100000; -1 disables it).
+	Tokens int `yaml:"tokens"`
+	// TokenBytes bounds the verified-token cache's estimated memory in
+	// bytes. Default 64 MiB.
+	TokenBytes int `yaml:"token_bytes"`
+	// Decisions is each backend's decision cache size in entries (0:
+	// default 10000; -1 disables it).
+	Decisions int `yaml:"decisions"`
+}
+
+// Logging configures the JSON logs on stderr.
+type Logging struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// AllowSampleRate is the fraction (0..1) of allowed checks written to
+	// the decision log; denials are always written. Default 0.01.
+	AllowSampleRate float64 `yaml:"allow_sample_rate"`
+}
+
+// Watch tunes file watching.
+type Watch struct {
+	// Interval is how often watched files are polled. Default 2s; 0 is
+	// the default, a negative value turns watching off (SIGHUP still
+	// reloads).
+	Interval time.Duration `yaml:"interval"`
+	// Debounce is how long files must stay unchanged after a change before
+	// the reload runs. Default 1s.
+	Debounce time.Duration `yaml:"debounce"`
+}

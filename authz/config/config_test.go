@@ -1,0 +1,210 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ccauthz/ccauthz/catalog"
+)
+
+const good = `
+listeners:
+  grpc: 127.0.0.1:0
+  admin: "[::1]:8181"
+catalog: catalog/
+backends:
+  - name: ai_gateway
+    manifest: ai_gateway.yaml
+    extra_rego: extra
+    issuers: [gitlab_com]
+    hosts: [cloud.gitlab.com]
+  - name: duo_workflow
+    manifest: embedded:duo_workflow
+    dry_run: true
+issuers:
+  - name: gitlab_com
+    issuer: https://gitlab.com
+    jwks_file: keys/jwks.json
+caches: {tokens: -1, token_bytes: 1024, decisions: 5}
+logging: {level: debug, allow_sample_rate: 0}
+check_timeout: 250ms
+drain_timeout: 3s
+watch: {interval: 500ms, debounce: 0s}
+dry_run: true
+state_dir: /var/lib/ccauthz
+`
+
+func TestDecodeGood(t *testing.T) {
+	cfg, err := Decode("/etc/ccauthz/config.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Listeners: Listeners{GRPC: "127.0.0.1:0", Admin: "[::1]:8181"},
+		Catalog:   "/etc/ccauthz/catalog",
+		Backends: []Backend{
+			{Name: "ai_gateway", Manifest: "/etc/ccauthz/ai_gateway.yaml", ExtraRego: "/etc/ccauthz/extra",
+				Issuers: []string{"gitlab_com"}, Hosts: []string{"cloud.gitlab.com"}},
+			{Name: "duo_workflow", Manifest: "embedded:duo_workflow", DryRun: true},
+		},
+		Caches:       Caches{Tokens: -1, TokenBytes: 1024, Decisions: 5},
+		Logging:      Logging{Level: "debug", AllowSampleRate: 0},
+		CheckTimeout: 250 * time.Millisecond,
+		DrainTimeout: 3 * time.Second,
+		Watch:        Watch{Interval: 500 * time.Millisecond, Debounce: 0},
+		DryRun:       true,
+		StateDir:     "/var/lib/ccauthz",
+		File:         "/etc/ccauthz/config.yaml",
+	}
+	issuers := cfg.Issuers
+	cfg.Issuers = nil
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Errorf("got  %+v\nwant %+v", *cfg, want)
+	}
+	if len(issuers) != 1 || issuers[0].JWKSFile != "/etc/ccauthz/keys/jwks.json" || issuers[0].Algorithms[0] != "RS256" {
+		t.Errorf("issuers = %+v", issuers)
+	}
+	if got := cfg.WatchedPaths(); !reflect.DeepEqual(got, []string{"/etc/ccauthz/catalog", "/etc/ccauthz/ai_gateway.yaml", "/etc/ccauthz/extra"}) {
+		t.Errorf("watched = %v", got)
+	}
+}
+
+func TestDecodeDefaults(t *testing.T) {
+	cfg, err := Decode("c.yaml", []byte(`
+catalog: embedded:example
+backends: [{name: ai_gateway, manifest: embedded:ai_gateway}]
+issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if cfg.Listeners != d.Listeners || cfg.CheckTimeout != 2*time.Second || cfg.DrainTimeout != 15*time.Second ||
+		cfg.Logging != d.Logging || cfg.Watch != d.Watch || cfg.StateDir != ".state" || cfg.Listeners.GRPC != "127.0.0.1:9191" ||
+		cfg.Listeners.Admin != "127.0.0.1:8181" || cfg.Logging.AllowSampleRate != 0.01 {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+}
+
+// TestDecodeProblems has one bad input per rule and asserts the exact,
+// positioned messages: all of them, sorted.
+func TestDecodeProblems(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		want      []string
+	}{
+		{"empty", "", []string{"c.yaml:1:1: file is empty"}},
+		{"missing required", "dry_run: true\n", []string{
+			`c.yaml:1:1: missing required field "backends" in config`,
+			`c.yaml:1:1: missing required field "catalog" in config`,
+			`c.yaml:1:1: missing required field "issuers" in config`,
+		}},
+		{"unknown key with hint", base + "dry_runn: true\n", []string{
+			`c.yaml:5:1: unknown field "dry_runn" in config (did you mean "dry_run"?)`,
+		}},
+		{"listener address", base + "listeners: {grpc: localhost, admin: \"h:99999\"}\n", []string{
+			`c.yaml:5:19: field "grpc" must be host:port, got "localhost"`,
+			`c.yaml:5:37: field "admin" has an invalid port "99999"`,
+		}},
+		{"sample rate", base + "logging: {allow_sample_rate: 1.5, level: loud}\n", []string{
+			`c.yaml:5:30: field "allow_sample_rate" must be between 0 and 1, got 1.5`,
+			`c.yaml:5:42: field "level" must be one of debug, info, warn, error, got "loud"`,
+		}},
+		{"durations", base + "check_timeout: 0s\ndrain_timeout: soon\n", []string{
+			`c.yaml:5:16: field "check_timeout" must be positive, got 0s`,
+			`c.yaml:6:16: field "drain_timeout" must be a duration such as "30s" or "24h", got "soon"`,
+		}},
+		{"backends", `catalog: embedded:example
+issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
+backends:
+  - {name: AI, manifest: m.yaml, issuers: [nope], hosts: [a.test]}
+  - {name: b, manifest: m.yaml, hosts: [A.test]}
+  - {name: b, manifest: m.yaml}
+  - {name: c}
+`, []string{
+			`c.yaml:4:12: backend name "AI" must be snake_case (a-z, 0-9, _)`,
+			`c.yaml:4:44: backend "AI" names issuer "nope", which is not configured`,
+			`c.yaml:5:41: host "A.test" is already claimed by backend "AI"`,
+			`c.yaml:6:12: backend "b" is configured twice`,
+			`c.yaml:7:5: missing required field "manifest" in backend`,
+		}},
+		{"caches", base + "caches: {tokens: -2, token_bytes: 0}\n", []string{
+			`c.yaml:5:18: field "tokens" must be -1 (off), 0 (default) or a positive size, got -2`,
+			`c.yaml:5:35: field "token_bytes" must be positive, got 0`,
+		}},
+		{"issuers are checked by the token package", `catalog: x
+backends: [{name: a, manifest: m}]
+issuers: [{name: dev, issuer: https://dev.invalid}]
+`, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode("c.yaml", []byte(tc.doc))
+			var ve *catalog.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want a *catalog.ValidationError, got %v", err)
+			}
+			if tc.want == nil { // only that it fails, positioned
+				if !strings.HasPrefix(err.Error(), "c.yaml:3:") {
+					t.Errorf("issuer problem not positioned: %v", err)
+				}
+				return
+			}
+			if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+const base = `catalog: embedded:example
+backends: [{name: ai_gateway, manifest: embedded:ai_gateway}]
+issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
+
+`
+
+// TestEveryFieldInREADME keeps the README's config reference in step with
+// the Config type: every yaml key must appear there as `key`.
+func TestEveryFieldInREADME(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := strings.Index(string(readme), "<!-- section:server -->")
+	end := strings.Index(string(readme), "<!-- /section:server -->")
+	if start < 0 || end < start {
+		t.Fatal("README has no server section")
+	}
+	section := string(readme[start:end])
+	var missing []string
+	var walk func(reflect.Type, string)
+	walk = func(ty reflect.Type, prefix string) {
+		for i := range ty.NumField() {
+			f := ty.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := prefix + tag
+			if !strings.Contains(section, "`"+key+"`") {
+				missing = append(missing, key)
+			}
+			ft := f.Type
+			if ft.Kind() == reflect.Slice {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && ft.PkgPath() == reflect.TypeFor[Config]().PkgPath() {
+				walk(ft, key+".")
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	if len(missing) > 0 {
+		t.Errorf("README server section lacks these config keys (as `key`): %s", strings.Join(missing, ", "))
+	}
+}

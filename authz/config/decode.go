@@ -1,0 +1,272 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/catalog"
+)
+
+var (
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir"}
+	listenerFields = []string{"grpc", "admin"}
+	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
+	cacheFields    = []string{"tokens", "token_bytes", "decisions"}
+	loggingFields  = []string{"level", "allow_sample_rate"}
+	watchFields    = []string{"interval", "debounce"}
+
+	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+)
+
+// Default returns the configuration every field starts from before a file
+// is decoded over it. It has no catalog, backends or issuers.
+func Default() Config {
+	return Config{
+		Listeners:    Listeners{GRPC: DefaultGRPCAddress, Admin: DefaultAdminAddress},
+		Logging:      Logging{Level: DefaultLogLevel, AllowSampleRate: DefaultAllowSampleRate},
+		CheckTimeout: DefaultCheckTimeout,
+		DrainTimeout: DefaultDrainTimeout,
+		Watch:        Watch{Interval: DefaultWatchInterval, Debounce: DefaultReloadDebounce},
+		StateDir:     DefaultStateDir,
+	}
+}
+
+// Load reads and decodes the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Decode(path, data)
+}
+
+// Decode decodes, defaults and validates a config document. Every problem
+// is returned at once as a *catalog.ValidationError (file:line:col: message,
+// sorted). Relative paths are resolved against file's directory.
+func Decode(file string, data []byte) (*Config, error) {
+	probs := &catalog.Problems{}
+	r := catalog.NodeReader{File: file, Problems: probs}
+	cfg := Default()
+	cfg.File = file
+	root := r.Parse(data)
+	f := r.Fields(root, "config", topFields, []string{"catalog", "backends", "issuers"})
+	if f != nil {
+		decode(r, f, &cfg)
+	}
+	if err := probs.Err(); err != nil {
+		return nil, err
+	}
+	cfg.resolve(filepath.Dir(file))
+	return &cfg, nil
+}
+
+func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
+	if lf := r.Fields(f["listeners"], "listeners", listenerFields, nil); lf != nil {
+		address(r, lf["grpc"], "grpc", &cfg.Listeners.GRPC)
+		address(r, lf["admin"], "admin", &cfg.Listeners.Admin)
+	}
+	if n := f["catalog"]; n != nil {
+		if v, ok := r.String(n, "catalog"); ok {
+			if v == "" {
+				r.Errorf(n, "field \"catalog\" must not be empty")
+			}
+			cfg.Catalog = v
+		}
+	}
+	cfg.Issuers = token.DecodeIssuers(r, f["issuers"])
+	issuerNames := map[string]bool{}
+	for _, ic := range cfg.Issuers {
+		issuerNames[ic.Name] = true
+	}
+	if n := f["backends"]; n != nil {
+		cfg.Backends = decodeBackends(r, n, issuerNames)
+	}
+	if cf := r.Fields(f["caches"], "caches", cacheFields, nil); cf != nil {
+		cacheSize(r, cf["tokens"], "tokens", &cfg.Caches.Tokens)
+		cacheSize(r, cf["decisions"], "decisions", &cfg.Caches.Decisions)
+		if v, ok := r.Int(cf["token_bytes"], "token_bytes"); ok {
+			if v <= 0 {
+				r.Errorf(cf["token_bytes"], "field \"token_bytes\" must be positive, got %d", v)
+			}
+			cfg.Caches.TokenBytes = v
+		}
+	}
+	if lf := r.Fields(f["logging"], "logging", loggingFields, nil); lf != nil {
+		if v, ok := r.String(lf["level"], "level"); ok {
+			if !slices.Contains([]string{"debug", "info", "warn", "error"}, v) {
+				r.Errorf(lf["level"], "field \"level\" must be one of debug, info, warn, error, got %q", v)
+			}
+			cfg.Logging.Level = v
+		}
+		if n := lf["allow_sample_rate"]; n != nil {
+			v, err := strconv.ParseFloat(n.Value, 64)
+			switch {
+			case n.Kind != yaml.ScalarNode || err != nil:
+				r.Errorf(n, "field \"allow_sample_rate\" must be a number between 0 and 1, got %q", n.Value)
+			case v < 0 || v > 1:
+				r.Errorf(n, "field \"allow_sample_rate\" must be between 0 and 1, got %v", v)
+			default:
+				cfg.Logging.AllowSampleRate = v
+			}
+		}
+	}
+	positiveDuration(r, f["check_timeout"], "check_timeout", &cfg.CheckTimeout)
+	positiveDuration(r, f["drain_timeout"], "drain_timeout", &cfg.DrainTimeout)
+	if wf := r.Fields(f["watch"], "watch", watchFields, nil); wf != nil {
+		if v, ok := r.Duration(wf["interval"], "interval"); ok {
+			cfg.Watch.Interval = v
+			if v == 0 {
+				cfg.Watch.Interval = DefaultWatchInterval
+			}
+		}
+		if v, ok := r.Duration(wf["debounce"], "debounce"); ok {
+			if v < 0 {
+				r.Errorf(wf["debounce"], "field \"debounce\" must not be negative")
+			}
+			cfg.Watch.Debounce = v
+		}
+	}
+	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {
+		cfg.DryRun = v
+	}
+	if v, ok := r.String(f["state_dir"], "state_dir"); ok {
+		if v == "" {
+			r.Errorf(f["state_dir"], "field \"state_dir\" must not be empty")
+		}
+		cfg.StateDir = v
+	}
+}
+
+func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]bool) []Backend {
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		r.Errorf(n, "field \"backends\" must be a non-empty list of backends")
+		return nil
+	}
+	var out []Backend
+	names := map[string]bool{}
+	hosts := map[string]string{}
+	for _, item := range n.Content {
+		bf := r.Fields(item, "backend", backendFields, []string{"name", "manifest"})
+		if bf == nil {
+			continue
+		}
+		var b Backend
+		if v, ok := r.String(bf["name"], "name"); ok {
+			switch {
+			case !nameRe.MatchString(v):
+				r.Errorf(bf["name"], "backend name %q must be snake_case (a-z, 0-9, _)", v)
+			case names[v]:
+				r.Errorf(bf["name"], "backend %q is configured twice", v)
+			}
+			names[v] = true
+			b.Name = v
+		}
+		if v, ok := r.String(bf["manifest"], "manifest"); ok {
+			if v == "" {
+				r.Errorf(bf["manifest"], "field \"manifest\" must not be empty")
+			}
+			b.Manifest = v
+		}
+		b.ExtraRego, _ = r.String(bf["extra_rego"], "extra_rego")
+		b.Issuers = r.Strings(bf["issuers"], "issuers")
+		for i, name := range b.Issuers {
+			if !issuerNames[name] {
+				r.Errorf(bf["issuers"].Content[i], "backend %q names issuer %q, which is not configured", b.Name, name)
+			}
+		}
+		b.Hosts = r.Strings(bf["hosts"], "hosts")
+		for i, h := range b.Hosts {
+			key := strings.ToLower(h)
+			if key == "" || strings.ContainsAny(key, "/ ") {
+				r.Errorf(bf["hosts"].Content[i], "host %q is not a host name", h)
+			}
+			if other, dup := hosts[key]; dup {
+				r.Errorf(bf["hosts"].Content[i], "host %q is already claimed by backend %q", h, other)
+			}
+			hosts[key] = b.Name
+		}
+		if v, ok := r.Bool(bf["dry_run"], "dry_run"); ok {
+			b.DryRun = v
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func address(r catalog.NodeReader, n *yaml.Node, field string, dst *string) {
+	v, ok := r.String(n, field)
+	if !ok {
+		return
+	}
+	if _, port, err := net.SplitHostPort(v); err != nil {
+		r.Errorf(n, "field %q must be host:port, got %q", field, v)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		r.Errorf(n, "field %q has an invalid port %q", field, port)
+	}
+	*dst = v
+}
+
+func cacheSize(r catalog.NodeReader, n *yaml.Node, field string, dst *int) {
+	if v, ok := r.Int(n, field); ok {
+		if v < -1 {
+			r.Errorf(n, "field %q must be -1 (off), 0 (default) or a positive size, got %d", field, v)
+		}
+		*dst = v
+	}
+}
+
+func positiveDuration(r catalog.NodeReader, n *yaml.Node, field string, dst *time.Duration) {
+	if v, ok := r.Duration(n, field); ok {
+		if v <= 0 {
+			r.Errorf(n, "field %q must be positive, got %s", field, v)
+		}
+		*dst = v
+	}
+}
+
+// resolve makes relative paths absolute against dir (the config file's
+// directory), leaving embedded references alone.
+func (c *Config) resolve(dir string) {
+	abs := func(p string) string {
+		if p == "" || strings.HasPrefix(p, EmbeddedPrefix) || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	c.Catalog = abs(c.Catalog)
+	for i := range c.Backends {
+		c.Backends[i].Manifest = abs(c.Backends[i].Manifest)
+		c.Backends[i].ExtraRego = abs(c.Backends[i].ExtraRego)
+	}
+	for i := range c.Issuers {
+		c.Issuers[i].JWKSFile = abs(c.Issuers[i].JWKSFile)
+	}
+}
+
+// WatchedPaths are the inputs a reload re-reads: the catalog, every
+// manifest and every extra Rego directory (embedded inputs excluded).
+// Local JWKS files are watched by the token package.
+func (c *Config) WatchedPaths() []string {
+	var out []string
+	add := func(p string) {
+		if p != "" && !strings.HasPrefix(p, EmbeddedPrefix) && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	add(c.Catalog)
+	for _, b := range c.Backends {
+		add(b.Manifest)
+		add(b.ExtraRego)
+	}
+	return out
+}
