@@ -148,6 +148,12 @@ func New(shape Shape, source string) *Catalog {
 func (c *Catalog) Seal() {
 	c.aliases = map[string]string{}
 	for _, u := range c.UnitPrimitives {
+		if u.CutOffDate != nil {
+			// The same instant must give the same digest whichever zone
+			// offset the source spelled it with.
+			t := u.CutOffDate.UTC()
+			u.CutOffDate = &t
+		}
 		u.LicenseTypes = sortedUnique(u.LicenseTypes)
 		u.BackendServices = sortedUnique(u.BackendServices)
 		u.AddOns = sortedUnique(u.AddOns)

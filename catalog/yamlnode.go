@@ -3,6 +3,7 @@ package catalog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strconv"
@@ -46,6 +47,11 @@ func (r NodeReader) Parse(data []byte) *yaml.Node {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			// Only comments (or document markers): nothing to read.
+			r.Problems.Add(Position{File: r.File, Line: 1, Col: 1}, "file is empty")
+			return nil
+		}
 		r.syntax(err)
 		return nil
 	}

@@ -70,6 +70,16 @@ func TestDecideAgreesWithGeneratedTests(t *testing.T) {
 						t.Errorf("pass %d %s/%s: got allow=%v status=%d reason=%s body=%v route=%q dry_run=%v, want %+v",
 							pass, c.Route, c.Name, d.Allow, d.Status, d.Reason, d.Body, d.Route, d.DryRun, e)
 					}
+					for k, v := range e.Headers {
+						if d.Headers[k] != v {
+							t.Errorf("%s/%s: headers[%s] = %q, want %q", c.Route, c.Name, k, d.Headers[k], v)
+						}
+					}
+					for k, v := range e.RateLimitEntries {
+						if d.RateLimit.Entries[k] != v {
+							t.Errorf("%s/%s: rate_limit.entries[%s] = %q, want %q", c.Route, c.Name, k, d.RateLimit.Entries[k], v)
+						}
+					}
 					if e.UnitPrimitives != nil && !reflect.DeepEqual(d.UnitPrimitives, e.UnitPrimitives) {
 						t.Errorf("%s/%s: unit_primitives %v, want %v", c.Route, c.Name, d.UnitPrimitives, e.UnitPrimitives)
 					}

@@ -2,11 +2,264 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/policy/manifest"
+	corerego "github.com/ccauthz/ccauthz/policy/rego"
+	"github.com/ccauthz/ccauthz/policy/regogen"
 )
 
-// runPolicy is a placeholder until the policy subcommand lands.
-func runPolicy(_ context.Context, e *env, _ []string) int {
-	fmt.Fprintln(e.stderr, "ccauthz policy: not implemented yet")
+const policyUsage = `usage: ccauthz policy <subcommand> [arguments]
+
+subcommands:
+  build   generate, compile and write the Rego and its opa test suites
+            --manifest FILE|NAME --out DIR [--catalog PATH] [--extra DIR]
+  eval    evaluate one request and print the decision as JSON
+            --manifest FILE|NAME --input FILE|- [--catalog PATH] [--extra DIR]
+
+Without --catalog the bundled example catalog is used. --manifest takes a
+manifest file or the name of a bundled example (%s).
+build writes DIR/core.rego, DIR/generated.rego, DIR/tests/<route>_test.rego
+(and DIR/extra/*.rego with --extra); run them with: go tool opa test --coverage DIR
+The eval input is the policy input document as JSON:
+  {"backend": "ai_gateway",
+   "request": {"method": "POST", "path": "/v2/code/completions", "query": "", "host": "",
+               "headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-realm": "saas"}},
+   "token": {"status": "valid", "reason": "ok", "issuer": "gitlab_com", "kind": "instance",
+             "claims": {"sub": "...", "scopes": ["complete_code"]}}}
+Exit codes: 0 ok, 1 invalid catalog, manifest, extra module or input, 2 usage.
+`
+
+// runPolicy implements `ccauthz policy`.
+func runPolicy(ctx context.Context, e *env, args []string) int {
+	usage := fmt.Sprintf(policyUsage, strings.Join(manifest.ExampleNames(), ", "))
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(e.stderr, usage)
+		return exitOK
+	case "build":
+		return policyBuild(e, args[1:])
+	case "eval":
+		return policyEval(ctx, e, args[1:])
+	}
+	fmt.Fprintf(e.stderr, "ccauthz policy: unknown subcommand %q\n\n%s", args[0], usage)
 	return exitUsage
+}
+
+// policyInputs are the flags build and eval share.
+type policyInputs struct {
+	catalogPath, manifestArg, extraDir string
+}
+
+func (pi *policyInputs) register(fs *flag.FlagSet) {
+	fs.StringVar(&pi.catalogPath, "catalog", "", "catalog path (default: the bundled example catalog)")
+	fs.StringVar(&pi.manifestArg, "manifest", "", "service manifest file, or a bundled example name")
+	fs.StringVar(&pi.extraDir, "extra", "", "directory of extra Rego modules (package ccauthz.extra)")
+}
+
+// load reads the catalog and manifest and builds the policy, printing every
+// problem to stderr.
+func (pi *policyInputs) load(e *env) (*policy.Policy, int) {
+	cat := catalog.Example()
+	if pi.catalogPath != "" {
+		c, err := catalog.Load(pi.catalogPath)
+		if err != nil {
+			printProblems(e.stderr, err)
+			return nil, exitInvalid
+		}
+		cat = c
+	}
+	m, err := loadManifest(pi.manifestArg)
+	if err != nil {
+		printProblems(e.stderr, err)
+		return nil, exitInvalid
+	}
+	p, err := policy.Build(cat, m, policy.BuildOptions{ExtraDir: pi.extraDir})
+	if err != nil {
+		printProblems(e.stderr, err)
+		return nil, exitInvalid
+	}
+	return p, exitOK
+}
+
+// loadManifest reads a manifest file, or a bundled example when arg names
+// one and no such file exists.
+func loadManifest(arg string) (*manifest.Manifest, error) {
+	if _, err := os.Stat(arg); err == nil {
+		return manifest.Load(arg)
+	}
+	if slices.Contains(manifest.ExampleNames(), arg) {
+		return manifest.Example(arg)
+	}
+	return nil, fmt.Errorf("manifest %q: no such file, and not a bundled example (%s)", arg, strings.Join(manifest.ExampleNames(), ", "))
+}
+
+func printProblems(w io.Writer, err error) {
+	var ve *catalog.ValidationError
+	if errors.As(err, &ve) {
+		for _, p := range ve.Problems {
+			fmt.Fprintln(w, p.String())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func policyFlagSet(e *env, name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("ccauthz policy "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+func policyBuild(e *env, args []string) int {
+	fs := policyFlagSet(e, "build")
+	var pi policyInputs
+	pi.register(fs)
+	out := fs.String("out", "", "output directory (created; a previous build there is replaced)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if pi.manifestArg == "" || *out == "" || fs.NArg() != 0 {
+		fmt.Fprintln(e.stderr, "ccauthz policy build: --manifest and --out are required, and no positional arguments")
+		fs.Usage()
+		return exitUsage
+	}
+	p, code := pi.load(e)
+	if p == nil {
+		return code
+	}
+	files, err := outputFiles(p, pi.extraDir)
+	if err != nil {
+		fmt.Fprintln(e.stderr, err)
+		return exitInvalid
+	}
+	if err := writeOutput(*out, files); err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz policy build: %v\n", err)
+		return exitInvalid
+	}
+	gen := p.Generated()
+	fmt.Fprintf(e.stdout, "wrote %d files to %s: backend %s, %d test files, %d test cases, revision %s\n",
+		len(files), *out, p.Backend(), len(gen.Tests), len(gen.Cases), p.Revision())
+	return exitOK
+}
+
+// outputFiles lists what build writes: the core, the generated module, the
+// tests, and copies of the extra modules (so `opa test DIR` compiles what
+// serve compiles).
+func outputFiles(p *policy.Policy, extraDir string) ([]regogen.File, error) {
+	files := []regogen.File{{Name: corerego.CoreFile, Content: corerego.Core()}}
+	files = append(files, p.Generated().Files()...)
+	if extraDir == "" {
+		return files, nil
+	}
+	entries, err := os.ReadDir(extraDir)
+	if err != nil {
+		return nil, fmt.Errorf("ccauthz policy build: extra modules: %w", err)
+	}
+	for _, en := range entries {
+		if en.IsDir() || !strings.HasSuffix(en.Name(), ".rego") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(extraDir, en.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("ccauthz policy build: extra modules: %w", err)
+		}
+		files = append(files, regogen.File{Name: "extra/" + en.Name(), Content: string(b)})
+	}
+	return files, nil
+}
+
+// writeOutput writes files under dir. An existing dir must be empty or hold a
+// previous build (generated.rego), whose files are replaced so tests for
+// removed routes do not linger.
+func writeOutput(dir string, files []regogen.File) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, regogen.ModuleFile)); err != nil {
+			return fmt.Errorf("%s is not empty and holds no previous build (%s); refusing to write there", dir, regogen.ModuleFile)
+		}
+		for _, sub := range []string{regogen.TestDir, "extra"} {
+			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, filepath.FromSlash(f.Name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(f.Content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func policyEval(ctx context.Context, e *env, args []string) int {
+	fs := policyFlagSet(e, "eval")
+	var pi policyInputs
+	pi.register(fs)
+	inputPath := fs.String("input", "", "request JSON file, or - for stdin")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if pi.manifestArg == "" || *inputPath == "" || fs.NArg() != 0 {
+		fmt.Fprintln(e.stderr, "ccauthz policy eval: --manifest and --input are required, and no positional arguments")
+		fs.Usage()
+		return exitUsage
+	}
+	var data []byte
+	var err error
+	if *inputPath == "-" {
+		data, err = io.ReadAll(io.LimitReader(e.stdin, 1<<20))
+	} else {
+		data, err = os.ReadFile(*inputPath)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz policy eval: %v\n", err)
+		return exitInvalid
+	}
+	in, err := policy.ParseInputJSON(data)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: %v\n", *inputPath, err)
+		return exitInvalid
+	}
+	p, code := pi.load(e)
+	if p == nil {
+		return code
+	}
+	if in.Backend == "" {
+		in.Backend = p.Backend()
+	}
+	d, err := p.Decide(ctx, in)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz policy eval: %v\n", err)
+		return exitInvalid
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(d); err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz policy eval: %v\n", err)
+		return exitInvalid
+	}
+	return exitOK
 }

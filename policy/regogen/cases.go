@@ -36,6 +36,10 @@ type Expect struct {
 	// UnitPrimitives, when not nil, are the unit primitives the decision
 	// must report as checked.
 	UnitPrimitives []string
+	// Headers and RateLimitEntries, when not nil, must be contained in the
+	// decision's upstream headers and rate-limit entries.
+	Headers          map[string]string
+	RateLimitEntries map[string]string
 }
 
 // File is the test file the case is written to.
@@ -203,6 +207,70 @@ func cases(cat *catalog.Catalog, m *manifest.Manifest) []Case {
 		Name: "no_route", Input: in,
 		Expect: deny("", 404, "no_route", map[string]any{"detail": "Not Found"}, false),
 	})
+	return append(out, policyCases(m)...)
+}
+
+// policyCases exercise the parts of the core no single route does: seat
+// buckets, user tokens, upstream headers, unknown methods. They use the
+// first route with fixed unit primitives.
+func policyCases(m *manifest.Manifest) []Case {
+	var r *manifest.Route
+	for i := range m.Routes {
+		if !m.Routes[i].Public && m.Routes[i].HeaderUP == nil && !m.Routes[i].DryRun {
+			r = &m.Routes[i]
+			break
+		}
+	}
+	if r == nil {
+		return nil
+	}
+	base := validInput(m, *r, r.UnitPrimitives, "")
+	allowed := func(entries, headers map[string]string) Expect {
+		return Expect{Allow: true, Status: 200, Reason: "allowed", Body: map[string]any{}, Route: r.ID,
+			UnitPrimitives: r.UnitPrimitives, RateLimitEntries: entries, Headers: headers}
+	}
+	var out []Case
+	sb := m.SeatBuckets
+	for _, tc := range []struct{ name, count, bucket string }{
+		{"seat_bucket_absent", "", "any"},
+		{"seat_bucket_not_a_number", "many", "any"},
+		{"seat_bucket_zero", "0", "any"},
+		{"seat_bucket_small", fmt.Sprint(sb.SmallMax), "small"},
+		{"seat_bucket_medium", fmt.Sprint(sb.MediumMax), "medium"},
+		{"seat_bucket_large", fmt.Sprint(sb.MediumMax + 1), "large"},
+	} {
+		in := with(base, func(_, h, _, _ map[string]any) {
+			if tc.count != "" {
+				h["x-gitlab-duo-seat-count"] = tc.count
+			}
+		})
+		out = append(out, Case{Name: tc.name, Input: in, Expect: allowed(map[string]string{
+			"seat_bucket": tc.bucket, "backend": m.Backend,
+			"unit_primitive": strings.Join(r.UnitPrimitives, ","), "rate_class": m.RateClassOf(r.UnitPrimitives[0]),
+		}, nil)})
+	}
+	out = append(out, Case{Name: "allowed_sets_identity_headers", Input: base, Expect: allowed(nil, map[string]string{
+		"x-ccauthz-decision": "allow", "x-ccauthz-route": r.ID, "x-ccauthz-issuer": testIssuerName,
+		"x-ccauthz-unit-primitive": strings.Join(r.UnitPrimitives, ","),
+	})})
+	// A user token: sub binds the user header (instance bindings of sub do
+	// not apply).
+	userIn := with(base, func(_, h, tok, c map[string]any) {
+		tok["kind"] = "user"
+		c["sub"] = testUserID
+		h["x-gitlab-global-user-id"] = testUserID
+	})
+	out = append(out, Case{Name: "allowed_user_token", Input: userIn, Expect: allowed(
+		map[string]string{"global_user_id": testUserID}, map[string]string{"x-ccauthz-subject": testUserID})})
+	for _, meth := range []string{"DELETE", "PATCH", "PUT", "GET", "POST"} {
+		if slices.Contains(r.Methods, meth) {
+			continue
+		}
+		in := with(base, func(req, _, _, _ map[string]any) { req["method"] = meth })
+		out = append(out, Case{Name: "no_route_for_method", Input: in,
+			Expect: deny("", 404, "no_route", map[string]any{"detail": "Not Found"}, false)})
+		break
+	}
 	return out
 }
 

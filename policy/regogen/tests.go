@@ -30,6 +30,12 @@ func testModule(cs []Case, hash string) string {
 		if e.UnitPrimitives != nil {
 			fmt.Fprintf(&b, "\td.unit_primitives == %s\n", lit(e.UnitPrimitives))
 		}
+		for _, k := range sortedKeys(e.Headers) {
+			fmt.Fprintf(&b, "\td.headers[%s] == %s\n", lit(k), lit(e.Headers[k]))
+		}
+		for _, k := range sortedKeys(e.RateLimitEntries) {
+			fmt.Fprintf(&b, "\td.rate_limit.entries[%s] == %s\n", lit(k), lit(e.RateLimitEntries[k]))
+		}
 		b.WriteString("}\n\n")
 	}
 	return b.String()
