@@ -27,6 +27,7 @@ type header struct {
 // verified.
 type compact struct {
 	header       header
+	rawHeader    []byte
 	payload      map[string]any
 	signingInput string // base64url(header) "." base64url(payload)
 	signature    []byte
@@ -53,6 +54,7 @@ func parseCompact(tok string) (*compact, error) {
 	if err != nil {
 		return nil, errors.New("token header is not base64url")
 	}
+	c.rawHeader = hb
 	if err := json.Unmarshal(hb, &c.header); err != nil {
 		return nil, errors.New("token header is not a JSON object")
 	}
