@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -67,6 +68,10 @@ func (s *Server) decide(ctx context.Context, c *checkState) {
 		}
 	}()
 	c.token = s.deps.Verifier.Verify(ctx, c.req.Authorization, c.backend.Audience)
+	if c.token.Status == token.StatusValid && len(c.backend.Issuers) > 0 && !slices.Contains(c.backend.Issuers, c.token.Issuer) {
+		c.token = token.Result{Status: token.StatusInvalid, Reason: token.ReasonUnknownIssuer, Issuer: c.token.Issuer,
+			Kind: c.token.Kind, Hash: c.token.Hash, Message: "issuer " + c.token.Issuer + " is not accepted by backend " + c.backend.Name}
+	}
 	c.req.Input.Token = tokenInput(&c.token)
 	if ctx.Err() != nil {
 		c.decision = faultDecision(policy.ReasonDeadlineExceeded)

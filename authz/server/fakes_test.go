@@ -17,7 +17,7 @@ import (
 type fakeVerifier struct {
 	auds  map[string]bool
 	delay time.Duration // ignore ctx and return late (a misbehaving dependency)
-	quiet bool // do not record calls (benchmarks)
+	quiet bool          // do not record calls (benchmarks)
 	mu    sync.Mutex
 	calls []string // audiences asked for
 }

@@ -221,6 +221,20 @@ func TestBackendSelection(t *testing.T) {
 	}
 }
 
+func TestBackendIssuers(t *testing.T) {
+	b := aiGateway()
+	b.Issuers = []string{"gitlab_com"} // the fake verifier's issuer is "dev"
+	h := newHarness(t, Options{}, b)
+	resp, _ := h.srv.Check(context.Background(), request("/allowed", "Bearer good-i", nil, ""))
+	if resp.GetDeniedResponse() == nil || meta(resp)["reason"] != "invalid_token" {
+		t.Fatalf("a token from an issuer the backend does not accept must be denied: %v", meta(resp))
+	}
+	in := h.deciders["ai_gateway"].inputs[0]
+	if in.Token.Status != "invalid" || in.Token.Reason != "unknown_issuer" || in.Token.Claims != nil {
+		t.Errorf("policy saw %+v", in.Token)
+	}
+}
+
 func TestNewSnapshotValidation(t *testing.T) {
 	d := &fakeDecider{}
 	_, err := NewSnapshot([]*Backend{

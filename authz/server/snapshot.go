@@ -21,6 +21,10 @@ type Backend struct {
 	// Hosts select this backend by the request's host (port ignored, case
 	// insensitive) when no context extension names one.
 	Hosts []string
+	// Issuers restricts the issuer names whose tokens this backend accepts;
+	// empty accepts every issuer the verifier trusts. A valid token from
+	// another issuer reaches the policy as invalid (unknown_issuer).
+	Issuers []string
 	// DryRun: decisions are computed and logged, never enforced.
 	DryRun bool
 	// Decider is the backend's compiled policy.
