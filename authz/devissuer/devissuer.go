@@ -22,7 +22,7 @@ const (
 	// IssuerURL is the `iss` of dev tokens.
 	IssuerURL = "https://ccauthz.dev-issuer.invalid"
 	// Subdir is the directory under the state directory that holds the key.
-	Subdir = "dev-issuer"
+	Subdir   = "dev-issuer"
 	keyFile  = "signing-key.pem"
 	jwksFile = "jwks.json"
 )

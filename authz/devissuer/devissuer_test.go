@@ -21,7 +21,7 @@ func TestEnsureGeneratesOnceAndVerifies(t *testing.T) {
 		t.Error("first run must generate a key")
 	}
 	for path, want := range map[string]os.FileMode{
-		filepath.Join(state, Subdir):          0o700 | os.ModeDir,
+		filepath.Join(state, Subdir):           0o700 | os.ModeDir,
 		filepath.Join(state, Subdir, keyFile):  0o600,
 		filepath.Join(state, Subdir, jwksFile): 0o600,
 	} {
