@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -206,5 +207,26 @@ func TestCloseStopsGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestBadDiscoveryDocumentIsReported(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"issuer":"x"}`))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	v, err := NewVerifier([]IssuerConfig{{Name: "self_managed", Issuer: srv.URL,
+		DiscoveryURL: srv.URL + "/.well-known/openid-configuration"}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	v.Start(t.Context())
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := v.WaitReady(ctx); err == nil || !strings.Contains(err.Error(), "has no jwks_uri") {
+		t.Fatalf("WaitReady = %v, want the missing jwks_uri reported", err)
 	}
 }
