@@ -21,13 +21,17 @@ type reads struct {
 
 func (r reads) cacheable() bool { return r.disabled == "" }
 
-// nondeterministic lists builtins whose result depends on more than their
+// nondeterministic reports builtins whose result depends on more than their
 // arguments, in addition to those OPA marks Nondeterministic.
-var nondeterministic = map[string]bool{
-	"time.now_ns": true, "http.send": true, "rand.intn": true, "uuid.rfc4122": true,
-	"opa.runtime": true, "net.lookup_ip_addr": true, "io.jwt.decode_verify": true,
-	"crypto.x509.parse_and_verify_certificates":              true,
-	"crypto.x509.parse_and_verify_certificates_with_options": true,
+func nondeterministic(name string) bool {
+	switch name {
+	case "time.now_ns", "http.send", "rand.intn", "uuid.rfc4122", "opa.runtime",
+		"net.lookup_ip_addr", "io.jwt.decode_verify",
+		"crypto.x509.parse_and_verify_certificates",
+		"crypto.x509.parse_and_verify_certificates_with_options":
+		return true
+	}
+	return false
 }
 
 func analyse(c *ast.Compiler) reads {
@@ -120,7 +124,7 @@ func analyse(c *ast.Compiler) reads {
 func checkCall(ref ast.Ref, module string, disable func(string, ...any)) {
 	name := ref.String()
 	b, builtin := ast.BuiltinMap[name]
-	if nondeterministic[name] || (builtin && b.Nondeterministic) {
+	if nondeterministic(name) || (builtin && b.Nondeterministic) {
 		disable("%s calls the non-deterministic builtin %s", module, name)
 	}
 }
