@@ -227,6 +227,10 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
+	p, code := pi.load(e)
+	if p == nil {
+		return code
+	}
 	var data []byte
 	var err error
 	if *inputPath == "-" {
@@ -242,10 +246,6 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: %v\n", *inputPath, err)
 		return exitInvalid
-	}
-	p, code := pi.load(e)
-	if p == nil {
-		return code
 	}
 	if in.Backend == "" {
 		in.Backend = p.Backend()
