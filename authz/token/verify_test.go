@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -265,5 +266,44 @@ func TestVerifyRespectsContextDuringRefetch(t *testing.T) {
 	}
 	if r.Status != StatusUnavailable || r.Reason != ReasonKeysUnavailable {
 		t.Fatalf("Verify = %s/%s (%s), want unavailable", r.Status, r.Reason, r.Message)
+	}
+}
+
+// TestVerifyConcurrent hammers the cache from several goroutines with
+// several tokens and audiences while the issuer rotates keys (run with -race).
+func TestVerifyConcurrent(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{})
+	toks := make([]string, 16)
+	for i := range toks {
+		toks[i] = mint(t, keys[0], f.srv.URL, nil)
+	}
+	fresh := mint(t, keys[1], f.srv.URL, nil)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 300 {
+				tok, audience, want := toks[(w+i)%len(toks)], aud, StatusValid
+				if i%3 == 0 {
+					audience, want = "gitlab-duo-workflow-service", StatusInvalid
+				}
+				if w == 0 && i == 150 {
+					f.setKeys(keys[0], keys[1])
+					tok = fresh
+					audience, want = aud, StatusValid
+				}
+				if r := v.Verify(t.Context(), bearer(tok), audience); r.Status != want {
+					t.Errorf("worker %d call %d: %s/%s, want %s", w, i, r.Status, r.Reason, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Two goroutines may both miss on a token's first sight; every call is
+	// a hit or a miss, and each distinct token ends up cached once.
+	if st := v.Stats(); st.Misses < 17 || st.Hits+st.Misses != 8*300 || st.Entries != 17 {
+		t.Fatalf("Stats = %+v, want at least 17 misses, 2400 lookups and 17 entries", st)
 	}
 }
