@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"gopkg.in/yaml.v3"
 
@@ -26,7 +27,8 @@ func DecodeUnverified(tok string) (header, claims map[string]any, err error) {
 
 // ReadIssuersFile reads the `issuers` list of a YAML configuration file (the
 // server configuration; other top-level keys are left to their owners) and
-// validates it. Problems are returned as a *catalog.ValidationError whose
+// validates it. A relative jwks_file is taken relative to the file's
+// directory, as the server does. Problems are returned as a *catalog.ValidationError whose
 // lines read file:line:col: message.
 func ReadIssuersFile(path string) ([]IssuerConfig, error) {
 	data, err := os.ReadFile(path)
@@ -56,6 +58,11 @@ func ReadIssuersFile(path string) ([]IssuerConfig, error) {
 	out := DecodeIssuers(r, list)
 	if err := ps.Err(); err != nil {
 		return nil, err
+	}
+	for i := range out {
+		if f := out[i].JWKSFile; f != "" && !filepath.IsAbs(f) {
+			out[i].JWKSFile = filepath.Join(filepath.Dir(path), f)
+		}
 	}
 	return out, nil
 }
