@@ -229,14 +229,13 @@ func (c *Cache) Refetch(ctx context.Context, kid string) (*Snapshot, error) {
 	c.mu.Lock()
 	if until, ok := c.negative[kid]; ok && now.Before(until) {
 		c.mu.Unlock()
-		return c.current()
+		return c.afterRefetch(kid)
 	}
 	call := c.inflight
 	if call == nil {
 		if !c.lastUnknown.IsZero() && now.Sub(c.lastUnknown) < c.cfg.UnknownKIDInterval {
-			c.rememberUnknown(kid, now)
 			c.mu.Unlock()
-			return c.current()
+			return c.afterRefetch(kid)
 		}
 		c.lastUnknown = now
 		c.st.UnknownKIDFetches++
@@ -251,15 +250,31 @@ func (c *Cache) Refetch(ctx context.Context, kid string) (*Snapshot, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for the keys of issuer %q: %w", c.cfg.Issuer, ctx.Err())
 	}
+	return c.afterRefetch(kid)
+}
+
+// afterRefetch returns the keys to retry kid with. While the issuer's
+// refreshes fail, a kid missing from the last good keys cannot be told
+// apart from a rotation the cache could not see: that is reported as
+// ErrUnavailable (an outage), not as an unknown key. Otherwise a missing
+// kid is remembered in the negative cache.
+func (c *Cache) afterRefetch(kid string) (*Snapshot, error) {
 	s, err := c.current()
-	if err == nil {
-		if _, ok := s.Key(kid); !ok {
-			c.mu.Lock()
-			c.rememberUnknown(kid, c.opts.Now())
-			c.mu.Unlock()
-		}
+	if err != nil {
+		return nil, err
 	}
-	return s, err
+	if _, ok := s.Key(kid); ok {
+		return s, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st.ConsecutiveFailures > 0 {
+		return nil, fmt.Errorf("%w: refreshing the keys of issuer %q failed: %s", ErrUnavailable, c.cfg.Issuer, c.st.LastError)
+	}
+	if until, ok := c.negative[kid]; !ok || !c.opts.Now().Before(until) {
+		c.rememberUnknown(kid, c.opts.Now())
+	}
+	return s, nil
 }
 
 func (c *Cache) current() (*Snapshot, error) {

@@ -113,6 +113,11 @@ func TestIssuerDownServesCachedKeysThenReportsOutage(t *testing.T) {
 	if r := v.Verify(t.Context(), bearer(mint(t, keys[0], f.srv.URL, nil)), aud); r.Status != StatusValid {
 		t.Fatalf("during the outage: %s/%s (%s)", r.Status, r.Reason, r.Message)
 	}
+	// A kid the last good keys lack cannot be confirmed unknown while the
+	// issuer is down: that is the outage too, not the caller's fault.
+	if r := v.Verify(t.Context(), bearer(mint(t, keys[1], f.srv.URL, nil)), aud); r.Status != StatusUnavailable || !strings.Contains(r.Message, "503") {
+		t.Fatalf("new kid during the outage: %s/%s (%s), want unavailable", r.Status, r.Reason, r.Message)
+	}
 	// Past stale_max_age the keys are no longer served: an outage, not the
 	// caller's fault.
 	clk.Advance(2 * time.Hour)
