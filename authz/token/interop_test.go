@@ -98,3 +98,30 @@ func TestAirGappedES256AndKidless(t *testing.T) {
 		t.Fatalf("alg/key confusion: %s/%s", r.Status, r.Reason)
 	}
 }
+
+// TestPSSAndRS384WithKeyWithoutAlg: a JWKS key without "alg" verifies any
+// allowed algorithm of its type.
+func TestPSSAndRS384WithKeyWithoutAlg(t *testing.T) {
+	keys := testKeys()
+	j, err := jwks.PublicJWK(keys[3].Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(j, "alg")
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, mustJSON(t, map[string]any{"keys": []any{j}}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := startVerifier(t, []IssuerConfig{{Name: "lab", Issuer: "https://lab", JWKSFile: path, Algorithms: []string{"PS256", "RS384"}}}, Options{})
+	for _, alg := range []string{"PS256", "RS384", "RS256"} {
+		tok := mint(t, keys[3], "https://lab", func(h, c map[string]any) { h["alg"] = alg })
+		r := v.Verify(t.Context(), bearer(tok), aud)
+		want := StatusValid
+		if alg == "RS256" {
+			want = StatusInvalid // not in this issuer's algorithms
+		}
+		if r.Status != want {
+			t.Fatalf("%s: %s/%s (%s), want %s", alg, r.Status, r.Reason, r.Message, want)
+		}
+	}
+}
