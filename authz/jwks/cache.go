@@ -205,7 +205,11 @@ func (c *Cache) WaitReady(ctx context.Context) error {
 
 // Close stops the refresher and waits for in-flight fetches to end.
 func (c *Cache) Close() {
+	// Cancel under the mutex: Start and startFetchLocked check the context
+	// and call wg.Add under it, so no Add can race with the Wait below.
+	c.mu.Lock()
 	c.cancel()
+	c.mu.Unlock()
 	c.wg.Wait()
 }
 
