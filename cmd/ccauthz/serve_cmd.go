@@ -2,11 +2,268 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ccauthz/ccauthz/authz/config"
+	"github.com/ccauthz/ccauthz/authz/devissuer"
+	"github.com/ccauthz/ccauthz/authz/server"
+	"github.com/ccauthz/ccauthz/authz/server/assembly"
+	"github.com/ccauthz/ccauthz/catalog"
 )
 
-// runServe is a placeholder until the serve subcommand lands.
-func runServe(_ context.Context, e *env, _ []string) int {
-	fmt.Fprintln(e.stderr, "ccauthz serve: not implemented yet")
-	return exitUsage
+const serveUsage = `usage: ccauthz serve [--config FILE] [--state-dir DIR] [--grpc ADDR] [--admin ADDR]
+
+Serve Envoy ext_authz checks (gRPC) and the admin endpoints (HTTP).
+
+  --config FILE    the server configuration (README "Serving checks" lists
+                   every field). Without it ccauthz serves the embedded
+                   default: the example catalog and AI gateway manifest on
+                   127.0.0.1:9191 / 127.0.0.1:8181 with a dev issuer whose key
+                   lives in the state directory, and prints grpcurl commands
+                   that show an allow and a deny.
+  --state-dir DIR  where generated state (the dev issuer's key) is kept;
+                   overrides state_dir (default .state).
+  --grpc ADDR      gRPC listen address; overrides listeners.grpc.
+  --admin ADDR     admin HTTP listen address; overrides listeners.admin.
+
+Signals: SIGHUP reloads the catalog, manifests and extra Rego (as a file
+change does); SIGTERM or SIGINT drains and stops.
+`
+
+// Dev defaults: the instance the example tokens are minted for.
+const (
+	devInstanceID = "00000000-0000-4000-8000-00000000ca11"
+	devRealm      = "self-managed"
+	devHost       = "cloud.gitlab.com"
+	devTokenTTL   = time.Hour
+)
+
+func runServe(ctx context.Context, e *env, args []string) int {
+	fs := flag.NewFlagSet("ccauthz serve", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() { fmt.Fprint(e.stderr, serveUsage) }
+	configPath := fs.String("config", "", "configuration file")
+	stateDir := fs.String("state-dir", "", "state directory")
+	grpcAddr := fs.String("grpc", "", "gRPC listen address")
+	adminAddr := fs.String("admin", "", "admin HTTP listen address")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "ccauthz serve: unexpected argument %q\n\n%s", fs.Arg(0), serveUsage)
+		return exitUsage
+	}
+
+	var cfg *config.Config
+	var dev *devissuer.Issuer
+	if *configPath != "" {
+		c, err := config.Load(*configPath)
+		if err != nil {
+			printConfigError(e.stderr, err)
+			return exitInvalid
+		}
+		cfg = c
+		if *stateDir != "" {
+			cfg.StateDir = *stateDir
+		}
+	} else {
+		dir := config.DefaultStateDir
+		if *stateDir != "" {
+			dir = *stateDir
+		}
+		is, err := devissuer.Ensure(dir)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
+			return exitInvalid
+		}
+		dev = is
+		cfg = defaultConfig(dir, is)
+	}
+
+	if *grpcAddr != "" {
+		cfg.Listeners.GRPC = *grpcAddr
+	}
+	if *adminAddr != "" {
+		cfg.Listeners.Admin = *adminAddr
+	}
+
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(cfg.Logging.Level))
+	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+
+	// The verifier's key refreshers outlive the signal context: they must
+	// keep working while in-flight checks drain.
+	keysCtx, stopKeys := context.WithCancel(context.Background())
+	defer stopKeys()
+	a, err := assembly.New(keysCtx, cfg, assembly.Deps{Logger: logger, Now: e.now, Build: buildInfo()})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
+		return exitInvalid
+	}
+	defer a.Close()
+
+	grpcLis, err := net.Listen("tcp", cfg.Listeners.GRPC)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz serve: gRPC listener: %v\n", err)
+		return exitInvalid
+	}
+	adminLis, err := net.Listen("tcp", cfg.Listeners.Admin)
+	if err != nil {
+		grpcLis.Close()
+		fmt.Fprintf(e.stderr, "ccauthz serve: admin listener: %v\n", err)
+		return exitInvalid
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = a.Server.Reload(ctx, "SIGHUP")
+			}
+		}
+	}()
+	if cfg.Watch.Interval > 0 {
+		go a.Server.Watch(ctx, cfg.WatchedPaths(), cfg.Watch.Interval, cfg.Watch.Debounce)
+	}
+	if dev != nil {
+		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = a.Verifier.WaitReady(waitCtx)
+		cancel()
+		if err := printDevCommands(e.stdout, dev, grpcLis.Addr().String(), adminLis.Addr().String(), e.now()); err != nil {
+			fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
+		}
+	}
+	if err := a.Server.Serve(ctx, grpcLis, adminLis); err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
+		return exitInvalid
+	}
+	return exitOK
+}
+
+// printConfigError prints a config's problems one per line.
+func printConfigError(w io.Writer, err error) {
+	var ve *catalog.ValidationError
+	if errors.As(err, &ve) {
+		fmt.Fprintf(w, "ccauthz serve: invalid configuration (%d problems):\n%s\n", len(ve.Problems), ve.Error())
+		return
+	}
+	fmt.Fprintf(w, "ccauthz serve: %v\n", err)
+}
+
+// defaultConfig is the embedded default: the example catalog, the AI gateway
+// example manifest and the dev issuer, on loopback, logging every decision.
+func defaultConfig(stateDir string, dev *devissuer.Issuer) *config.Config {
+	cfg := config.Default()
+	cfg.Catalog = config.EmbeddedPrefix + "example"
+	cfg.Backends = []config.Backend{{
+		Name: "ai_gateway", Manifest: config.EmbeddedPrefix + "ai_gateway", Hosts: []string{devHost},
+	}}
+	cfg.Issuers = append(cfg.Issuers, dev.IssuerConfig())
+	cfg.Logging.AllowSampleRate = 1
+	cfg.StateDir = stateDir
+	return &cfg
+}
+
+// printDevCommands prints ready-to-paste grpcurl commands: one allowed
+// check and one denied check, each with a freshly minted dev token.
+func printDevCommands(w io.Writer, dev *devissuer.Issuer, grpcAddr, adminAddr string, now time.Time) error {
+	tok, err := dev.Mint(devInstanceID, devRealm, []string{"complete_code"}, []string{"gitlab-ai-gateway"}, now, devTokenTTL)
+	if err != nil {
+		return err
+	}
+	allow, err := devCheckRequest("/v2/code/completions", tok)
+	if err != nil {
+		return err
+	}
+	deny, err := devCheckRequest("/v2/code/generations", tok)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, `ccauthz is serving the embedded default on %s (gRPC) and http://%s (admin):
+  the example catalog, the AI gateway manifest, and a dev issuer (%s)
+  whose key and JWKS are kept in %s.
+
+The token below is an instance token for %s with scope complete_code,
+valid for %s (run 'make run' again for a fresh one).
+Install grpcurl once with: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+
+# Allowed: code completions need complete_code, which the token has.
+grpcurl -plaintext -d '%s' %s envoy.service.auth.v3.Authorization/Check
+
+# Denied (403 insufficient_scope): code generations need generate_code, which it lacks.
+grpcurl -plaintext -d '%s' %s envoy.service.auth.v3.Authorization/Check
+
+# Health, readiness and metrics:
+grpcurl -plaintext %s grpc.health.v1.Health/Check
+curl -s http://%s/readyz
+curl -s http://%s/metrics | grep '^ccauthz_checks_total'
+
+Decision logs go to stderr as JSON. Ctrl-C drains and stops.
+`, grpcAddr, adminAddr, devissuer.IssuerURL, filepath.Dir(dev.JWKSFile), devInstanceID, devTokenTTL,
+		allow, grpcAddr, deny, grpcAddr, grpcAddr, adminAddr, adminAddr)
+	return nil
+}
+
+// devCheckRequest is the JSON CheckRequest Envoy would send for a request
+// from the dev instance to path.
+func devCheckRequest(path, tok string) (string, error) {
+	req := map[string]any{"attributes": map[string]any{
+		"context_extensions": map[string]string{"backend": "ai_gateway"},
+		"request": map[string]any{"http": map[string]any{
+			"method": "POST", "path": path, "host": devHost,
+			"headers": map[string]string{
+				"authorization":                "Bearer " + tok,
+				"x-gitlab-authentication-type": "oidc",
+				"x-gitlab-instance-id":         devInstanceID,
+				"x-gitlab-realm":               devRealm,
+				"content-type":                 "application/json",
+			},
+		}},
+	}}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	if strings.ContainsRune(string(b), '\'') {
+		return "", errors.New("check request is not shell-quotable")
+	}
+	return string(b), nil
+}
+
+// buildInfo reads the module version and VCS revision the binary was built
+// from, when the toolchain recorded them.
+func buildInfo() server.BuildInfo {
+	bi := server.BuildInfo{Version: "devel", Revision: "unknown"}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if v := info.Main.Version; v != "" && v != "(devel)" {
+			bi.Version = v
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				bi.Revision = s.Value
+			}
+		}
+	}
+	return bi
 }

@@ -1,0 +1,220 @@
+package assembly
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ccauthz/ccauthz/authz/config"
+	"github.com/ccauthz/ccauthz/authz/jwks"
+	"github.com/ccauthz/ccauthz/authz/server"
+	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/policy/manifest"
+)
+
+// Deps are the process-level dependencies.
+type Deps struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+	Build  server.BuildInfo
+}
+
+// Assembled is a server with the verifier it owns.
+type Assembled struct {
+	Server   *server.Server
+	Verifier *token.Verifier
+	Config   *config.Config
+}
+
+// Close stops the verifier's key refreshers.
+func (a *Assembled) Close() { a.Verifier.Close() }
+
+// New builds the verifier, starts its key caches (bound to ctx), builds the
+// first snapshot and the server. It cleans up on partial failure.
+func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error) {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	fetches := &fetchCounts{failures: map[string]uint64{}}
+	ver, err := token.NewVerifier(cfg.Issuers, token.Options{
+		Now:          deps.Now,
+		Logger:       deps.Logger,
+		CacheEntries: cfg.Caches.Tokens,
+		CacheBytes:   cfg.Caches.TokenBytes,
+		Metrics:      token.Metrics{KeyFetch: fetches.observe},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ver.Start(ctx)
+	metrics := server.NewMetrics(deps.Build, &stats{ver: ver, fetches: fetches}, deps.Now)
+	build := Builder(cfg, ver, deps.Now)
+	srv, err := server.New(ctx, server.Deps{
+		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
+	}, server.Options{
+		CheckTimeout:     cfg.CheckTimeout,
+		DrainTimeout:     cfg.DrainTimeout,
+		DryRun:           cfg.DryRun,
+		AllowLogSampling: cfg.Logging.AllowSampleRate,
+	})
+	if err != nil {
+		ver.Close()
+		return nil, err
+	}
+	return &Assembled{Server: srv, Verifier: ver, Config: cfg}, nil
+}
+
+// Builder returns the snapshot builder for cfg: it loads the catalog and
+// every manifest, compiles every backend's policy and returns the snapshot,
+// or every error at once. Nothing is swapped until all of it succeeded.
+func Builder(cfg *config.Config, ver *token.Verifier, now func() time.Time) server.Builder {
+	return func(ctx context.Context) (*server.Snapshot, error) {
+		cat, err := LoadCatalog(cfg.Catalog)
+		if err != nil {
+			return nil, err
+		}
+		var errs []error
+		backends := make([]*server.Backend, 0, len(cfg.Backends))
+		for _, bc := range cfg.Backends {
+			b, err := buildBackend(cat, bc, cfg, ver)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("backend %s: %w", bc.Name, err))
+				continue
+			}
+			backends = append(backends, b)
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		return server.NewSnapshot(backends, now())
+	}
+}
+
+func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, ver *token.Verifier) (*server.Backend, error) {
+	m, err := LoadManifest(bc.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.Build(cat, m, policy.BuildOptions{ExtraDir: bc.ExtraRego, CacheSize: cfg.Caches.Decisions})
+	if err != nil {
+		return nil, err
+	}
+	if p.Audience() == "" {
+		return nil, fmt.Errorf("catalog backend %q has no jwt_aud", p.Backend())
+	}
+	issuers := bc.Issuers
+	if len(issuers) == 0 {
+		for _, ic := range cfg.Issuers {
+			issuers = append(issuers, ic.Name)
+		}
+	}
+	return &server.Backend{
+		Name:     bc.Name,
+		Audience: p.Audience(),
+		Hosts:    bc.Hosts,
+		Issuers:  bc.Issuers,
+		DryRun:   bc.DryRun,
+		Decider:  p,
+		Ready:    keysReady(ver, issuers),
+	}, nil
+}
+
+// keysReady reports a backend ready when every issuer it accepts has keys
+// that may be served (loaded, and not stale beyond stale_max_age). Keys
+// past their refresh time but within stale_max_age keep it ready: an issuer
+// outage must not take every replica out of rotation at once; the staleness
+// shows in ccauthz_key_age_seconds.
+func keysReady(ver *token.Verifier, issuers []string) func() error {
+	return func() error {
+		var problems []string
+		for _, st := range ver.Status() {
+			if !slices.Contains(issuers, st.Issuer) {
+				continue
+			}
+			if !st.Ready || !st.Available {
+				why := "keys not loaded yet"
+				if st.LastError != "" {
+					why = st.LastError
+				}
+				problems = append(problems, fmt.Sprintf("issuer %s: %s", st.Issuer, why))
+			}
+		}
+		if len(problems) > 0 {
+			return errors.New(strings.Join(problems, "; "))
+		}
+		return nil
+	}
+}
+
+// LoadCatalog loads the catalog at path, or the bundled example for
+// `embedded:example`.
+func LoadCatalog(path string) (*catalog.Catalog, error) {
+	if name, ok := strings.CutPrefix(path, config.EmbeddedPrefix); ok {
+		if name != "example" {
+			return nil, fmt.Errorf("unknown embedded catalog %q (known: example)", name)
+		}
+		return catalog.Example(), nil
+	}
+	return catalog.Load(path)
+}
+
+// LoadManifest loads the manifest at path, or a bundled example for
+// `embedded:<name>`.
+func LoadManifest(path string) (*manifest.Manifest, error) {
+	if name, ok := strings.CutPrefix(path, config.EmbeddedPrefix); ok {
+		return manifest.Example(name)
+	}
+	return manifest.Load(path)
+}
+
+// fetchCounts counts key fetch failures per issuer (the jwks status has
+// attempts, not failures).
+type fetchCounts struct {
+	mu       sync.Mutex
+	failures map[string]uint64
+}
+
+func (f *fetchCounts) observe(issuer string, err error, _ time.Duration) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	f.failures[issuer]++
+	f.mu.Unlock()
+}
+
+// stats adapts the verifier to server.Stats.
+type stats struct {
+	ver     *token.Verifier
+	fetches *fetchCounts
+}
+
+func (s *stats) TokenCache() (uint64, uint64) {
+	st := s.ver.Stats()
+	return st.Hits, st.Misses
+}
+
+func (s *stats) Issuers() []server.IssuerStats {
+	statuses := s.ver.Status()
+	out := make([]server.IssuerStats, 0, len(statuses))
+	s.fetches.mu.Lock()
+	defer s.fetches.mu.Unlock()
+	for _, st := range statuses {
+		out = append(out, issuerStats(st, s.fetches.failures[st.Issuer]))
+	}
+	return out
+}
+
+func issuerStats(st jwks.Status, failures uint64) server.IssuerStats {
+	return server.IssuerStats{
+		Name: st.Issuer, Fetches: st.Fetches, Failures: failures,
+		LastSuccess: st.LastSuccess, Ready: st.Ready && st.Available,
+	}
+}
