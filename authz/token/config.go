@@ -37,7 +37,7 @@ type IssuerConfig struct {
 }
 
 // KeysConfig is the key-cache policy of an issuer. Zero fields take the
-// defaults in DefaultKeysConfig.
+// defaults of DefaultKeys.
 type KeysConfig struct {
 	// RefreshFloor and RefreshCeiling clamp the JWKS Cache-Control max-age.
 	RefreshFloor   time.Duration `yaml:"refresh_floor"`
@@ -52,13 +52,15 @@ type KeysConfig struct {
 	FetchTimeout time.Duration `yaml:"fetch_timeout"`
 }
 
-// DefaultKeysConfig is the key-cache policy used for unset fields.
-var DefaultKeysConfig = KeysConfig{
-	RefreshFloor:       5 * time.Minute,
-	RefreshCeiling:     24 * time.Hour,
-	StaleMaxAge:        72 * time.Hour,
-	UnknownKIDInterval: 30 * time.Second,
-	FetchTimeout:       10 * time.Second,
+// DefaultKeys returns the key-cache policy used for unset fields.
+func DefaultKeys() KeysConfig {
+	return KeysConfig{
+		RefreshFloor:       5 * time.Minute,
+		RefreshCeiling:     24 * time.Hour,
+		StaleMaxAge:        72 * time.Hour,
+		UnknownKIDInterval: 30 * time.Second,
+		FetchTimeout:       10 * time.Second,
+	}
 }
 
 // supportedAlgorithms are the asymmetric JWS algorithms the verifier
@@ -75,7 +77,7 @@ func (c IssuerConfig) WithDefaults() IssuerConfig {
 	if c.Kind == "" {
 		c.Kind = KindInstance
 	}
-	d := DefaultKeysConfig
+	d := DefaultKeys()
 	k := &c.Keys
 	for _, p := range []struct{ v, def *time.Duration }{
 		{&k.RefreshFloor, &d.RefreshFloor}, {&k.RefreshCeiling, &d.RefreshCeiling},
