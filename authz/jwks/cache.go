@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -432,8 +433,10 @@ func (c *Cache) loop() {
 		default:
 			retry = c.opts.RetryMin
 			s := c.snap.Load()
-			// Refresh at 90% of the lifetime: before the keys go stale.
-			wait = s.FreshUntil.Sub(s.FetchedAt) * 9 / 10
+			// Refresh at 80-90% of the lifetime: before the keys go stale,
+			// and spread so that replicas do not refetch in step.
+			ttl := s.FreshUntil.Sub(s.FetchedAt)
+			wait = ttl*8/10 + rand.N(ttl/10+1)
 		}
 		t := time.NewTimer(wait)
 		select {
