@@ -257,7 +257,7 @@ func checkAudience(r Result, audience string) Result {
 		return r.fail(ReasonBadAudience, "no audience is configured for this backend")
 	}
 	if !slices.Contains(r.Claims.Audience, audience) {
-		return r.fail(ReasonBadAudience, fmt.Sprintf("token audience %q does not include %q", r.Claims.Audience, audience))
+		return r.fail(ReasonBadAudience, fmt.Sprintf("token audience %s does not include %q", truncate(fmt.Sprintf("%q", r.Claims.Audience)), audience))
 	}
 	return r
 }
