@@ -1,7 +1,7 @@
 package envoy
 
 import (
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,6 +44,7 @@ type Responder struct {
 	reasons     map[policy.Reason]*structpb.Value
 	trueValue   *structpb.Value
 	falseValue  *structpb.Value
+	emptyValue  *structpb.Value
 	contentType *corev3.HeaderValueOption
 	okStatus    *rpcstatus.Status
 	statuses    map[int]*structpb.Value
@@ -56,6 +57,7 @@ func NewResponder(reasons ...policy.Reason) *Responder {
 		reasons:     make(map[policy.Reason]*structpb.Value, len(reasons)),
 		trueValue:   structpb.NewStringValue("true"),
 		falseValue:  structpb.NewStringValue("false"),
+		emptyValue:  structpb.NewStringValue(""),
 		contentType: headerOption("content-type", "application/json"),
 		okStatus:    &rpcstatus.Status{Code: int32(code.Code_OK)},
 		statuses:    map[int]*structpb.Value{},
@@ -151,17 +153,31 @@ func rpcCode(status int) code.Code {
 
 func (r *Responder) metadata(o *Outcome) *structpb.Struct {
 	d := o.Decision
-	f := make(map[string]*structpb.Value, 9+len(d.RateLimit.Entries))
-	f[MetaDecisionID] = structpb.NewStringValue(o.DecisionID)
+	f := make(map[string]*structpb.Value, 10+len(d.RateLimit.Entries))
+	// Per-request string leaves are carved out of two batch allocations
+	// instead of two allocations per leaf; each element is used in place,
+	// never copied.
+	n := 4 + len(d.RateLimit.Entries)
+	vals := make([]structpb.Value, n)
+	strs := make([]structpb.Value_StringValue, n)
+	next := 0
+	str := func(s string) *structpb.Value {
+		v := &vals[next]
+		strs[next].StringValue = s
+		v.Kind = &strs[next]
+		next++
+		return v
+	}
+	f[MetaDecisionID] = str(o.DecisionID)
 	if b := o.Backend; b != nil {
 		f[MetaBackend] = b.name
 		f[MetaPolicyRevision] = b.revision
 	} else {
-		f[MetaBackend] = structpb.NewStringValue("")
-		f[MetaPolicyRevision] = structpb.NewStringValue("")
+		f[MetaBackend] = r.emptyValue
+		f[MetaPolicyRevision] = r.emptyValue
 	}
 	f[MetaReason] = r.reasonValue(d.Reason)
-	f[MetaRoute] = structpb.NewStringValue(d.Route)
+	f[MetaRoute] = str(d.Route)
 	status := d.Status
 	if d.Allow && status == 0 {
 		status = 200
@@ -169,9 +185,16 @@ func (r *Responder) metadata(o *Outcome) *structpb.Struct {
 	if v, ok := r.statuses[status]; ok {
 		f[MetaStatus] = v
 	} else {
-		f[MetaStatus] = structpb.NewStringValue(strconv.Itoa(status))
+		f[MetaStatus] = str(strconv.Itoa(status))
 	}
-	f[MetaUnitPrimitive] = structpb.NewStringValue(strings.Join(d.UnitPrimitives, ","))
+	switch len(d.UnitPrimitives) {
+	case 0:
+		f[MetaUnitPrimitive] = r.emptyValue
+	case 1:
+		f[MetaUnitPrimitive] = str(d.UnitPrimitives[0])
+	default:
+		f[MetaUnitPrimitive] = str(strings.Join(d.UnitPrimitives, ","))
+	}
 	if o.DryRun {
 		f[MetaDryRun] = r.trueValue
 		if !d.Allow {
@@ -181,7 +204,7 @@ func (r *Responder) metadata(o *Outcome) *structpb.Struct {
 		f[MetaDryRun] = r.falseValue
 	}
 	for k, v := range d.RateLimit.Entries {
-		f[MetaRateLimitPrefix+k] = structpb.NewStringValue(v)
+		f[MetaRateLimitPrefix+k] = str(v)
 	}
 	if l := d.RateLimit.Limit; l != nil {
 		f[MetaRateLimitOverride] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
@@ -204,11 +227,22 @@ func (r *Responder) reasonValue(reason policy.Reason) *structpb.Value {
 // unless the map already sets the same header.
 func headerOptions(h map[string]string, extra *corev3.HeaderValueOption) []*corev3.HeaderValueOption {
 	out := make([]*corev3.HeaderValueOption, 0, len(h)+1)
-	for k, v := range h {
-		out = append(out, headerOption(k, v))
-	}
-	if len(out) > 1 {
-		sort.Slice(out, func(i, j int) bool { return out[i].Header.Key < out[j].Header.Key })
+	if len(h) > 0 {
+		// One batch allocation each for the options and their values, used
+		// in place (never copied).
+		opts := make([]corev3.HeaderValueOption, len(h))
+		vals := make([]corev3.HeaderValue, len(h))
+		i := 0
+		for k, v := range h {
+			vals[i].Key, vals[i].Value = k, v
+			opts[i].Header = &vals[i]
+			opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+			out = append(out, &opts[i])
+			i++
+		}
+		if len(out) > 1 {
+			slices.SortFunc(out, func(a, b *corev3.HeaderValueOption) int { return strings.Compare(a.Header.Key, b.Header.Key) })
+		}
 	}
 	if extra != nil {
 		if _, set := h[extra.Header.Key]; !set {
