@@ -19,9 +19,20 @@ import (
 // returns an error: every outcome, including internal faults, is an explicit
 // CheckResponse, so Envoy's failure_mode_allow never comes into play and
 // faults fail closed.
-func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	start := s.deps.Now()
 	c := &checkState{}
+	// Last line of defence: a panic outside decide (mapping, response
+	// building, metrics, logging) must not crash the process or reach gRPC
+	// as an error Envoy might be configured to fail open on.
+	defer func() {
+		if p := recover(); p != nil {
+			s.metrics.panics.Inc()
+			s.deps.Logger.Error("check panicked outside the decision; denied", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			d := faultDecision(policy.ReasonInternalError)
+			resp, err = s.responder.Response(&envoy.Outcome{Decision: &d, DecisionID: s.nextDecisionID()}), nil
+		}
+	}()
 	if err := envoy.MapRequest(req, &c.req); err != nil {
 		c.decision = faultDecision(ReasonBadRequest)
 		return s.finish(c, start), nil

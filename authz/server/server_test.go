@@ -294,6 +294,21 @@ func TestFailClosed(t *testing.T) {
 	})
 }
 
+func TestPanicOutsideTheDecisionFailsClosed(t *testing.T) {
+	h := newHarness(t, Options{}, aiGateway())
+	// Corrupt the backend's metric counters: finish dereferences them after
+	// the decision, outside decide's own recover.
+	h.srv.snap.Load().backends["ai_gateway"].counters = nil
+	resp, err := h.srv.Check(context.Background(), request("/allowed", "Bearer good-i", nil, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertFault(t, resp, 500, "internal_error", code.Code_INTERNAL)
+	if !strings.Contains(scrape(t, h.srv), "ccauthz_check_panics_total 1") {
+		t.Error("panic not counted")
+	}
+}
+
 func assertFault(t *testing.T, resp *authv3.CheckResponse, status int, reason string, c code.Code) {
 	t.Helper()
 	den := resp.GetDeniedResponse()
