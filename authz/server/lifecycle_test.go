@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 )
 
 // TestServeAndDrain serves on loopback, checks over real gRPC, then cancels
@@ -50,6 +51,30 @@ func TestServeAndDrain(t *testing.T) {
 			t.Errorf("health %q: %v %v", svc, r.GetStatus(), err)
 		}
 	}
+	// Reflection lists the ext_authz and health services (grpcurl needs it).
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := map[string]bool{}
+	for _, svc := range listed.GetListServicesResponse().GetService() {
+		services[svc.GetName()] = true
+	}
+	if !services[AuthorizationService] || !services["grpc.health.v1.Health"] {
+		t.Errorf("reflection lists %v", services)
+	}
+	_ = stream.CloseSend()
+	if _, err := stream.Recv(); err == nil {
+		t.Error("reflection stream not closed")
+	}
+
 	// Watch the overall status flip when the drain starts.
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	watch, err := hc.Watch(watchCtx, &healthpb.HealthCheckRequest{Service: ""})
