@@ -3,7 +3,6 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -80,14 +79,10 @@ func anyToTerm(v any) (*ast.Term, error) {
 		}
 		return ast.ArrayTerm(terms...), nil
 	case map[string]any:
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		// ast objects order their keys themselves; no sort needed here.
 		items := make([][2]*ast.Term, 0, len(t))
-		for _, k := range keys {
-			term, err := anyToTerm(t[k])
+		for k, x := range t {
+			term, err := anyToTerm(x)
 			if err != nil {
 				return nil, err
 			}

@@ -63,7 +63,8 @@ token_kind := "user" if input.token.kind == "user"
 
 else := "instance"
 
-scopes := {s | some s in claims.scopes; is_string(s)}
+# The token's scopes, aliases mapped to their canonical unit primitive.
+scopes := {object.get(gen.canonical_scopes, s, s) | some s in claims.scopes}
 
 # Routing: an exact route wins; otherwise the most specific pattern route
 # (the manifest loader rejects ambiguous overlaps).
@@ -105,7 +106,7 @@ segment_match(s, p) if {
 }
 
 matched_route_id := id if {
-	id := gen.exact_routes[concat(" ", [input.request.method, input.request.path])]
+	id := gen.exact_routes[input.request.path][input.request.method]
 } else := id if {
 	best := max({r.rank | some r in pattern_matches})
 	some r in pattern_matches
@@ -130,11 +131,9 @@ dry_run := route.dry_run
 
 # Unit primitives.
 
-header_mode if route.header_mode
-
 header_up := gen.known_unit_primitives[up_header]
 
-required_unit_primitives := route.unit_primitives if not header_mode
+required_unit_primitives := route.unit_primitives if not route.header_mode
 
 else := [header_up]
 
@@ -142,15 +141,16 @@ default checked_unit_primitives := []
 
 checked_unit_primitives := required_unit_primitives if not route.public
 
-has_scope(up) if {
-	some name in gen.scope_names[up]
-	name in scopes
-}
+required_set := route.unit_primitive_set if not route.header_mode
 
-missing_unit_primitives := [up | some up in required_unit_primitives; not has_scope(up)]
+else := {header_up}
+
+missing_set := required_set - scopes
 
 detail_up := up if {
-	up := missing_unit_primitives[0]
+	some up in required_unit_primitives
+	up in missing_set
+	not up_missing_before(up)
 } else := up if {
 	up := required_unit_primitives[0]
 } else := up_header
@@ -160,22 +160,19 @@ detail := strings.replace_n(
 	route.detail,
 )
 
-# Claim ↔ header bindings, only for non-empty claims.
-
-binding_applies(b) if b.token_kind == ""
-
-binding_applies(b) if b.token_kind == token_kind
-
-header_mismatches contains [i, b.header] if {
-	some i, b in gen.bindings
-	binding_applies(b)
-	c := claims[b.claim]
-	c != null
-	c != ""
-	gen.bound_headers[b.key] != c
+# up_missing_before(up) holds when a required unit primitive listed before up
+# is missing too (so detail_up names the first missing one).
+up_missing_before(up) if {
+	some i, u in required_unit_primitives
+	u == up
+	some j, v in required_unit_primitives
+	j < i
+	v in missing_set
 }
 
-first_header_mismatch := min(header_mismatches)[1]
+# Claim ↔ header bindings, only for non-empty claims: the generated module
+# checks them in manifest order (gen.header_mismatch names the first header
+# that differs from its claim).
 
 issuer_disallowed if input.token.issuer in route.disallowed_issuers
 
@@ -214,7 +211,7 @@ outcome := {"allow": true, "status": 200, "reason": "public", "body": {}, "respo
 	input.token.status != "valid"
 	o := deny(401, "invalid_token", {"error": "Forbidden by auth provider"}, www_invalid_token)
 } else := o if {
-	msg := sprintf("Header mismatch '%s'", [first_header_mismatch])
+	msg := sprintf("Header mismatch '%s'", [gen.header_mismatch])
 	o := deny(401, "header_mismatch", {"error": msg}, www_invalid_token)
 } else := o if {
 	not route
@@ -223,21 +220,21 @@ outcome := {"allow": true, "status": 200, "reason": "public", "body": {}, "respo
 	issuer_disallowed
 	o := deny(403, "issuer_not_allowed", {"detail": detail}, insufficient_scope)
 } else := o if {
-	header_mode
+	route.header_mode
 	up_header == ""
 	o := deny(400, "missing_unit_primitive_header", {"detail": "Missing x-gitlab-unit-primitive header"}, www_invalid_request)
 } else := o if {
-	header_mode
+	route.header_mode
 	not header_up
 	msg := sprintf("Unknown unit primitive header %s", [up_header])
 	o := deny(400, "unknown_unit_primitive", {"detail": msg}, www_invalid_request)
 } else := o if {
-	header_mode
+	route.header_mode
 	not header_up in route.allow
 	msg := sprintf("This endpoint cannot be used for %s purpose", [up_header])
 	o := deny(400, "unit_primitive_not_allowed", {"detail": msg}, www_invalid_request)
 } else := o if {
-	count(missing_unit_primitives) > 0
+	count(missing_set) > 0
 	o := deny(403, "insufficient_scope", {"detail": detail}, insufficient_scope)
 } else := o if {
 	count(extra_denials) > 0
@@ -253,6 +250,10 @@ scope_hint := s if {
 	s := concat(" ", required_unit_primitives)
 } else := up_header
 
+header_rate_class := c if {
+	c := gen.rate_classes[header_up]
+} else := gen.default_rate_class
+
 # Upstream headers.
 
 subject := s if {
@@ -260,64 +261,104 @@ subject := s if {
 	is_string(s)
 } else := ""
 
-identity_headers := {
+# On allow every ccauthz header is set (empty when unknown), so none needs
+# removing; otherwise the ones not set are removed.
+upstream_headers := {
 	"x-ccauthz-decision": "allow",
 	"x-ccauthz-route": route_id,
 	"x-ccauthz-unit-primitive": concat(",", checked_unit_primitives),
 	"x-ccauthz-issuer": input.token.issuer,
 	"x-ccauthz-subject": subject,
-	"x-ccauthz-realm": object.get(claims, "gitlab_realm", ""),
-}
-
-raw_upstream_headers := {"x-ccauthz-decision": "public", "x-ccauthz-route": route_id} if {
+	"x-ccauthz-realm": claim_realm,
+} if {
+	outcome.reason == "allowed"
+} else := {"x-ccauthz-decision": "public", "x-ccauthz-route": route_id} if {
 	outcome.reason == "public"
-} else := identity_headers if {
-	outcome.allow
 } else := {"x-ccauthz-decision": "dry-run-deny", "x-ccauthz-route": route_id} if {
 	dry_run
 } else := {}
 
-upstream_headers := {k: v | some k, v in raw_upstream_headers; is_string(v); v != ""}
-
-headers_to_remove := [h | some h in ccauthz_headers; not upstream_headers[h]]
+headers_to_remove := [] if {
+	outcome.reason == "allowed"
+} else := [
+	"x-ccauthz-issuer",
+	"x-ccauthz-realm",
+	"x-ccauthz-subject",
+	"x-ccauthz-unit-primitive",
+] if {
+	count(upstream_headers) > 0
+} else := ccauthz_headers
 
 # Rate-limit descriptor entries: string leaves, always present.
 
-first_nonempty(xs, fallback) := xs[i] if {
-	i := min({j | some j, x in xs; is_string(x); x != ""})
-} else := fallback
+default claim_realm := ""
 
-user_sub := subject if token_kind == "user"
+claim_realm := v if {
+	v := claims.gitlab_realm
+	is_string(v)
+}
 
-else := ""
+# Identity entries come from the request headers: on an allowed request the
+# claim bindings guarantee each equals its non-empty claim.
+default rate_instance_id := "unknown"
 
-instance_sub := subject if token_kind == "instance"
+rate_instance_id := instance_id_header if instance_id_header != ""
 
-else := ""
+default rate_global_user_id := "unknown"
 
-seat_bucket := "any" if {
-	not regex.match(`^[0-9]{1,9}$`, seat_count_header)
-} else := "any" if {
-	to_number(seat_count_header) == 0
-} else := "small" if {
-	to_number(seat_count_header) <= gen.seat_buckets.small_max
+rate_global_user_id := global_user_id_header if global_user_id_header != ""
+
+default rate_realm := "unknown"
+
+rate_realm := realm_header if realm_header != ""
+
+# X-Gitlab-Duo-Seat-Count → bucket; anything but a positive integer is "any".
+seat_count := n if {
+	n := to_number(seat_count_header)
+	n >= 1
+	n == floor(n)
+}
+
+seat_bucket := "small" if {
+	seat_count <= gen.seat_buckets.small_max
 } else := "medium" if {
-	to_number(seat_count_header) <= gen.seat_buckets.medium_max
+	seat_count <= gen.seat_buckets.medium_max
+} else := "large" if {
+	seat_count
+} else := "any"
+
+rate_unit_primitive := concat(",", checked_unit_primitives) if count(checked_unit_primitives) > 0
+
+else := "none"
+
+# X-Gitlab-Duo-Seat-Count → bucket; anything but a positive integer is "any".
+seat_bucket := b if {
+	n := to_number(seat_count_header)
+	n >= 1
+	n == floor(n)
+	b := seat_bucket_of(n)
+} else := "any"
+
+seat_bucket_of(n) := "small" if {
+	n <= gen.seat_buckets.small_max
+} else := "medium" if {
+	n <= gen.seat_buckets.medium_max
 } else := "large"
 
-rate_class := object.get(gen.rate_classes, checked_unit_primitives[0], gen.default_rate_class) if {
-	count(checked_unit_primitives) > 0
+rate_class := route.rate_class if {
+	not route.header_mode
+	not route.public
+} else := c if {
+	route.header_mode
+	c := header_rate_class
 } else := "none"
 
 rate_entries := {
 	"backend": gen.backend,
-	"unit_primitive": first_nonempty([concat(",", checked_unit_primitives)], "none"),
-	"instance_id": first_nonempty(
-		[object.get(claims, "gitlab_instance_id", ""), instance_sub, instance_id_header],
-		"unknown",
-	),
-	"global_user_id": first_nonempty([user_sub, global_user_id_header], "unknown"),
-	"realm": first_nonempty([object.get(claims, "gitlab_realm", ""), realm_header], "unknown"),
+	"unit_primitive": rate_unit_primitive,
+	"instance_id": rate_instance_id,
+	"global_user_id": rate_global_user_id,
+	"realm": rate_realm,
 	"seat_bucket": seat_bucket,
 	"rate_class": rate_class,
 }

@@ -149,7 +149,10 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 			limits[c.Name] = map[string]any{"requests_per_unit": c.Limit.RequestsPerUnit, "unit": c.Limit.Unit}
 		}
 	}
-	fmt.Fprintf(&b, "rate_classes := %s\n\n", lit(classes))
+	// Lookup tables are written one entry per rule (`name[key] := value`) so
+	// that evaluation with a known key touches only that entry, not the whole
+	// table.
+	writeTable(&b, "rate_classes", classes)
 	fmt.Fprintf(&b, "rate_limits := %s\n\n", lit(limits))
 
 	// Claim ↔ header bindings; each header is read by a constant key so the
@@ -170,20 +173,44 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		fmt.Fprintf(&b, "\t%s: hdr_%d,\n", lit(k), i)
 	}
 	b.WriteString("}\n\n")
+	hdrVar := map[string]string{}
 	for i, k := range keys {
+		hdrVar[k] = fmt.Sprintf("hdr_%d", i)
 		fmt.Fprintf(&b, "default hdr_%d := \"\"\n\nhdr_%d := input.request.headers[%s]\n\n", i, i, lit(k))
+	}
+	// The first binding, in manifest order, whose non-empty claim differs
+	// from its header (only read once the token is valid).
+	for i, bd := range m.Bindings {
+		if i == 0 {
+			fmt.Fprintf(&b, "header_mismatch := %s if {\n", lit(bd.Header))
+		} else {
+			fmt.Fprintf(&b, "} else := %s if {\n", lit(bd.Header))
+		}
+		switch bd.TokenKind {
+		case "user":
+			b.WriteString("\tinput.token.kind == \"user\"\n")
+		case "instance":
+			b.WriteString("\tinput.token.kind != \"user\"\n")
+		}
+		fmt.Fprintf(&b, "\tc := input.token.claims[%s]\n\tc != null\n\tc != \"\"\n\t%s != c\n", lit(bd.Claim), hdrVar[bd.HeaderKey()])
+	}
+	if len(m.Bindings) > 0 {
+		b.WriteString("}\n\n")
 	}
 
 	// Routes.
-	exact := map[string]string{}
+	exact := map[string]map[string]string{}
 	var patterns []map[string]any
 	params := map[string]map[string]int{}
 	routes := map[string]map[string]any{}
-	used := map[string]bool{}
+	upSets := map[string]string{}
 	for _, r := range m.Routes {
 		if r.IsExact() {
+			if exact[r.Path] == nil {
+				exact[r.Path] = map[string]string{}
+			}
 			for _, meth := range r.Methods {
-				exact[meth+" "+r.Path] = r.ID
+				exact[r.Path][meth] = r.ID
 			}
 		} else {
 			segs := make([]string, 0, len(r.Segments))
@@ -217,28 +244,32 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 				allow = r.HeaderUP.Allow
 			}
 			def["allow"] = allow
-			for _, up := range r.UnitPrimitives {
-				used[up] = true
-			}
-			for _, up := range allow {
-				used[up] = true
+			upSets[r.ID] = litSet(r.UnitPrimitives)
+			if r.HeaderUP == nil {
+				def["rate_unit_primitive"] = strings.Join(r.UnitPrimitives, ",")
+				def["rate_class"] = m.RateClassOf(r.UnitPrimitives[0])
 			}
 		}
 		routes[r.ID] = def
 	}
 	sort.Slice(patterns, func(i, j int) bool { return patterns[i]["id"].(string) < patterns[j]["id"].(string) })
-	fmt.Fprintf(&b, "exact_routes := %s\n\n", lit(exact))
+	writeTable(&b, "exact_routes", exact)
 	b.WriteString("pattern_routes := [\n")
 	for _, p := range patterns {
 		fmt.Fprintf(&b, "\t%s,\n", lit(p))
 	}
 	b.WriteString("]\n\n")
 	fmt.Fprintf(&b, "route_params := %s\n\n", lit(params))
-	b.WriteString("routes := {\n")
+	// Each route's definition; unit_primitive_set is a Rego set (the core
+	// subtracts the token's scopes from it), which JSON cannot spell, so it is
+	// spliced in as a set literal.
 	for _, id := range sortedKeys(routes) {
-		fmt.Fprintf(&b, "\t%s: %s,\n", lit(id), lit(routes[id]))
+		def := lit(routes[id])
+		if set, ok := upSets[id]; ok {
+			def = strings.TrimSuffix(def, "}") + `,"unit_primitive_set":` + set + "}"
+		}
+		fmt.Fprintf(&b, "routes[%s] := %s\n\n", lit(id), def)
 	}
-	b.WriteString("}\n\n")
 
 	// Unit primitives: every catalog name and alias (for the "unknown unit
 	// primitive" check) and, for the ones routes use, the scope names that
@@ -251,21 +282,39 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 			known[a] = name
 		}
 	}
-	b.WriteString("known_unit_primitives := {\n")
-	for _, k := range sortedKeys(known) {
-		fmt.Fprintf(&b, "\t%s: %s,\n", lit(k), lit(known[k]))
-	}
-	b.WriteString("}\n\n")
-	b.WriteString("scope_names := {\n")
-	for _, up := range sortedKeys(used) {
-		names := []string{up}
-		if u, ok := cat.Lookup(up); ok {
-			names = append(names, u.AliasNames...)
+	writeTable(&b, "known_unit_primitives", known)
+	// Aliases in a token's scopes count as their canonical unit primitive.
+	canonical := map[string]string{}
+	for k, v := range known {
+		if k != v {
+			canonical[k] = v
 		}
-		fmt.Fprintf(&b, "\t%s: %s,\n", lit(up), lit(names))
 	}
-	b.WriteString("}\n")
+	fmt.Fprintf(&b, "canonical_scopes := %s\n", lit(canonical))
 	return b.String()
+}
+
+// writeTable writes a lookup table as one rule per key, sorted.
+func writeTable[V any](b *strings.Builder, name string, table map[string]V) {
+	if len(table) == 0 {
+		fmt.Fprintf(b, "%s := {}\n\n", name)
+		return
+	}
+	for _, k := range sortedKeys(table) {
+		fmt.Fprintf(b, "%s[%s] := %s\n\n", name, lit(k), lit(table[k]))
+	}
+}
+
+// litSet renders a Rego set literal (set() when empty).
+func litSet(items []string) string {
+	if len(items) == 0 {
+		return "set()"
+	}
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = lit(it)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 func nonNil(s []string) []string {
