@@ -52,6 +52,7 @@ func TestServeE2E(t *testing.T) {
 	t.Run("default prints an allow and a deny", func(t *testing.T) { testDefault(t, bin) })
 	t.Run("invalid config", func(t *testing.T) { testInvalidConfig(t, bin) })
 	t.Run("issuer down from the start", func(t *testing.T) { testIssuerDown(t, bin) })
+	t.Run("global dry-run", func(t *testing.T) { testGlobalDryRun(t, bin) })
 	t.Run("configured backends", func(t *testing.T) { testConfigured(t, bin) })
 }
 
@@ -468,6 +469,47 @@ issuers:
 		t.Errorf("after recovery: %v", got)
 	}
 	p.waitMetric(t, `ccauthz_key_fetch_failures_total\{issuer="gitlab"\} [1-9]`)
+}
+
+func testGlobalDryRun(t *testing.T, bin string) {
+	key := newKey(t)
+	set, err := jwks.MarshalJWKS([]crypto.PublicKey{key.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "jwks.json"), string(set))
+	cfg := filepath.Join(dir, "ccauthz.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`catalog: embedded:example
+backends: [{name: ai_gateway, manifest: embedded:ai_gateway}]
+issuers: [{name: gitlab, issuer: %s, jwks_file: jwks.json}]
+dry_run: true
+`, gitlabIss))
+	p := start(t, bin, "--config", cfg)
+	p.waitHTTP(t, "/readyz", 200)
+	tok := "Bearer " + mint(t, key, gitlabIss, []string{"gitlab-ai-gateway"}, "complete_code")
+	for _, tc := range []struct {
+		req       *authv3.CheckRequest
+		wouldDeny string
+	}{
+		{req("/v2/code/completions", tok, nil), ""},
+		{req("/v2/code/generations", tok, nil), "insufficient_scope"},
+		{req("/v2/code/completions", "", nil), "missing_authorization"},
+	} {
+		resp := p.check(t, tc.req)
+		md := resp.GetDynamicMetadata().GetFields()
+		if resp.GetOkResponse() == nil || md["dry_run"].GetStringValue() != "true" || md["would_deny_reason"].GetStringValue() != tc.wouldDeny {
+			t.Errorf("%s: %v", tc.req.GetAttributes().GetRequest().GetHttp().GetPath(), resp)
+		}
+	}
+	// Faults are never relaxed by dry-run.
+	if got := outcomeOf(p.check(t, req("/v2/code/completions", tok, map[string]string{"backend": "nope"}))); got.status != 403 {
+		t.Errorf("unknown backend in dry-run: %+v", got)
+	}
+	p.waitMetric(t, `ccauthz_dry_run_would_deny_total\{backend="ai_gateway",reason="missing_authorization"\} 1`)
+	if n := strings.Count(p.stderr.String(), `"dry_run":true`); n < 2 {
+		t.Errorf("%d dry-run decisions logged, want the 2 would-deny ones at least", n)
+	}
 }
 
 func copyFS(t *testing.T, fsys fs.FS, dst string) {
