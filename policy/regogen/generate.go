@@ -149,9 +149,6 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 			limits[c.Name] = map[string]any{"requests_per_unit": c.Limit.RequestsPerUnit, "unit": c.Limit.Unit}
 		}
 	}
-	// Lookup tables are written one entry per rule (`name[key] := value`) so
-	// that evaluation with a known key touches only that entry, not the whole
-	// table.
 	writeTable(&b, "rate_classes", classes)
 	fmt.Fprintf(&b, "rate_limits := %s\n\n", lit(limits))
 
@@ -263,13 +260,15 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	// Each route's definition; unit_primitive_set is a Rego set (the core
 	// subtracts the token's scopes from it), which JSON cannot spell, so it is
 	// spliced in as a set literal.
+	b.WriteString("routes := {\n")
 	for _, id := range sortedKeys(routes) {
 		def := lit(routes[id])
 		if set, ok := upSets[id]; ok {
 			def = strings.TrimSuffix(def, "}") + `,"unit_primitive_set":` + set + "}"
 		}
-		fmt.Fprintf(&b, "routes[%s] := %s\n\n", lit(id), def)
+		fmt.Fprintf(&b, "\t%s: %s,\n", lit(id), def)
 	}
+	b.WriteString("}\n\n")
 
 	// Unit primitives: every catalog name and alias (for the "unknown unit
 	// primitive" check) and, for the ones routes use, the scope names that
@@ -294,15 +293,17 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	return b.String()
 }
 
-// writeTable writes a lookup table as one rule per key, sorted.
+// writeTable writes a lookup table as one object, one sorted key per line.
 func writeTable[V any](b *strings.Builder, name string, table map[string]V) {
 	if len(table) == 0 {
 		fmt.Fprintf(b, "%s := {}\n\n", name)
 		return
 	}
+	fmt.Fprintf(b, "%s := {\n", name)
 	for _, k := range sortedKeys(table) {
-		fmt.Fprintf(b, "%s[%s] := %s\n\n", name, lit(k), lit(table[k]))
+		fmt.Fprintf(b, "\t%s: %s,\n", lit(k), lit(table[k]))
 	}
+	b.WriteString("}\n\n")
 }
 
 // litSet renders a Rego set literal (set() when empty).

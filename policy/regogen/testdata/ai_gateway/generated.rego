@@ -14,21 +14,16 @@ default_rate_class := "standard"
 
 seat_buckets := {"medium_max": 1000, "small_max": 100}
 
-rate_classes["complete_code"] := "code_suggestions"
-
-rate_classes["documentation_search"] := "chat"
-
-rate_classes["duo_chat"] := "chat"
-
-rate_classes["explain_code"] := "chat"
-
-rate_classes["fix_code"] := "chat"
-
-rate_classes["generate_code"] := "code_suggestions"
-
-rate_classes["refactor_code"] := "chat"
-
-rate_classes["write_tests"] := "chat"
+rate_classes := {
+	"complete_code": "code_suggestions",
+	"documentation_search": "chat",
+	"duo_chat": "chat",
+	"explain_code": "chat",
+	"fix_code": "chat",
+	"generate_code": "code_suggestions",
+	"refactor_code": "chat",
+	"write_tests": "chat",
+}
 
 rate_limits := {"code_suggestions": {"requests_per_unit": 60, "unit": "minute"}}
 
@@ -76,47 +71,29 @@ header_mismatch := "X-Gitlab-Realm" if {
 	hdr_0 != c
 }
 
-exact_routes["/metrics"] := {"GET": "metrics"}
-
-exact_routes["/monitoring/healthz"] := {"GET": "monitoring_healthz"}
-
-exact_routes["/monitoring/ready"] := {"GET": "monitoring_ready"}
-
-exact_routes["/v1/amazon_q/events"] := {"POST": "amazon_q_events"}
-
-exact_routes["/v1/amazon_q/oauth/application"] := {"POST": "amazon_q_oauth_application"}
-
-exact_routes["/v1/chat/agent"] := {"POST": "chat_agent"}
-
-exact_routes["/v1/chat/explain_code"] := {"POST": "chat_explain_code"}
-
-exact_routes["/v1/chat/explain_vulnerability"] := {"POST": "chat_explain_vulnerability"}
-
-exact_routes["/v1/chat/refactor_code"] := {"POST": "chat_refactor_code"}
-
-exact_routes["/v1/chat/summarize_comments"] := {"POST": "chat_summarize_comments"}
-
-exact_routes["/v1/chat/troubleshoot_job"] := {"POST": "chat_troubleshoot_job"}
-
-exact_routes["/v1/chat/write_tests"] := {"POST": "chat_write_tests"}
-
-exact_routes["/v1/code/user_access_token"] := {"POST": "code_user_access_token"}
-
-exact_routes["/v1/search/gitlab-docs"] := {"POST": "search_gitlab_docs"}
-
-exact_routes["/v1/x-ray/libraries"] := {"POST": "x_ray_libraries"}
-
-exact_routes["/v2/chat/agent"] := {"POST": "chat_agent_v2"}
-
-exact_routes["/v2/code/completions"] := {"POST": "code_completions_v2"}
-
-exact_routes["/v2/code/generations"] := {"POST": "code_generations_v2"}
-
-exact_routes["/v2/completions"] := {"POST": "completions_v2"}
-
-exact_routes["/v3/code/completions"] := {"POST": "code_completions_v3"}
-
-exact_routes["/v4/code/suggestions"] := {"POST": "code_suggestions_v4"}
+exact_routes := {
+	"/metrics": {"GET": "metrics"},
+	"/monitoring/healthz": {"GET": "monitoring_healthz"},
+	"/monitoring/ready": {"GET": "monitoring_ready"},
+	"/v1/amazon_q/events": {"POST": "amazon_q_events"},
+	"/v1/amazon_q/oauth/application": {"POST": "amazon_q_oauth_application"},
+	"/v1/chat/agent": {"POST": "chat_agent"},
+	"/v1/chat/explain_code": {"POST": "chat_explain_code"},
+	"/v1/chat/explain_vulnerability": {"POST": "chat_explain_vulnerability"},
+	"/v1/chat/refactor_code": {"POST": "chat_refactor_code"},
+	"/v1/chat/summarize_comments": {"POST": "chat_summarize_comments"},
+	"/v1/chat/troubleshoot_job": {"POST": "chat_troubleshoot_job"},
+	"/v1/chat/write_tests": {"POST": "chat_write_tests"},
+	"/v1/code/user_access_token": {"POST": "code_user_access_token"},
+	"/v1/search/gitlab-docs": {"POST": "search_gitlab_docs"},
+	"/v1/x-ray/libraries": {"POST": "x_ray_libraries"},
+	"/v2/chat/agent": {"POST": "chat_agent_v2"},
+	"/v2/code/completions": {"POST": "code_completions_v2"},
+	"/v2/code/generations": {"POST": "code_generations_v2"},
+	"/v2/completions": {"POST": "completions_v2"},
+	"/v3/code/completions": {"POST": "code_completions_v3"},
+	"/v4/code/suggestions": {"POST": "code_suggestions_v4"},
+}
 
 pattern_routes := [
 	{"id": "prompts_v1", "methods": ["POST"], "rank": "220", "segments": ["v1", "prompts"], "wildcard": true},
@@ -128,164 +105,90 @@ pattern_routes := [
 
 route_params := {}
 
-routes["amazon_q_events"] := {"allow": [], "detail": "Unauthorized to perform action", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "amazon_q_integration", "unit_primitives": ["amazon_q_integration"], "unit_primitive_set": {"amazon_q_integration"}}
-
-routes["amazon_q_oauth_application"] := {"allow": [], "detail": "Unauthorized to perform action", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "amazon_q_integration", "unit_primitives": ["amazon_q_integration"], "unit_primitive_set": {"amazon_q_integration"}}
-
-routes["chat_agent"] := {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}}
-
-routes["chat_agent_v2"] := {"allow": [], "detail": "Unauthorized to access duo chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}}
-
-routes["chat_explain_code"] := {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}}
-
-routes["chat_explain_vulnerability"] := {"allow": [], "detail": "Unauthorized to access explain_vulnerability", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "explain_vulnerability", "unit_primitives": ["explain_vulnerability"], "unit_primitive_set": {"explain_vulnerability"}}
-
-routes["chat_refactor_code"] := {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}}
-
-routes["chat_summarize_comments"] := {"allow": [], "detail": "Unauthorized to access summarize_comments", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "summarize_comments", "unit_primitives": ["summarize_comments"], "unit_primitive_set": {"summarize_comments"}}
-
-routes["chat_troubleshoot_job"] := {"allow": [], "detail": "Unauthorized to access troubleshoot_job", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "troubleshoot_job", "unit_primitives": ["troubleshoot_job"], "unit_primitive_set": {"troubleshoot_job"}}
-
-routes["chat_write_tests"] := {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}}
-
-routes["code_completions_v2"] := {"allow": [], "detail": "Unauthorized to access code completions", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}}
-
-routes["code_completions_v3"] := {"allow": [], "detail": "Unauthorized to access code suggestions", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}}
-
-routes["code_generations_v2"] := {"allow": [], "detail": "Unauthorized to access code generations", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "generate_code", "unit_primitives": ["generate_code"], "unit_primitive_set": {"generate_code"}}
-
-routes["code_suggestions_v4"] := {"allow": [], "detail": "Unauthorized to access code suggestions", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}}
-
-routes["code_user_access_token"] := {"allow": [], "detail": "Unauthorized to create user access token", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}}
-
-routes["completions_v2"] := {"allow": [], "detail": "Unauthorized to access code completions", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}}
-
-routes["metrics"] := {"dry_run": false, "header_mode": false, "public": true}
-
-routes["monitoring_healthz"] := {"dry_run": false, "header_mode": false, "public": true}
-
-routes["monitoring_ready"] := {"dry_run": false, "header_mode": false, "public": true}
-
-routes["prompts_v1"] := {"allow": ["categorize_duo_chat_question", "description_composer", "duo_chat", "explain_code", "fix_code", "generate_commit_message", "generate_issue_description", "measure_comment_temperature", "refactor_code", "resolve_vulnerability", "review_merge_request", "summarize_new_merge_request", "summarize_review", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": true, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()}
-
-routes["prompts_v2"] := {"allow": ["categorize_duo_chat_question", "description_composer", "duo_chat", "explain_code", "fix_code", "generate_commit_message", "generate_issue_description", "measure_comment_temperature", "refactor_code", "resolve_vulnerability", "review_merge_request", "summarize_new_merge_request", "summarize_review", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": true, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()}
-
-routes["proxy_anthropic"] := {"allow": ["ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": false, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()}
-
-routes["proxy_openai"] := {"allow": ["ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": false, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()}
-
-routes["proxy_vertex_ai"] := {"allow": ["ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": false, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()}
-
-routes["search_gitlab_docs"] := {"allow": [], "detail": "Unauthorized to search documentations", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "documentation_search", "unit_primitives": ["documentation_search"], "unit_primitive_set": {"documentation_search"}}
-
-routes["x_ray_libraries"] := {"allow": [], "detail": "Unauthorized to access X Ray", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "generate_code", "unit_primitives": ["generate_code"], "unit_primitive_set": {"generate_code"}}
-
-known_unit_primitives["ai_gateway_model_provider_proxy"] := "ai_gateway_model_provider_proxy"
-
-known_unit_primitives["amazon_q_integration"] := "amazon_q_integration"
-
-known_unit_primitives["ask_build"] := "ask_build"
-
-known_unit_primitives["ask_commit"] := "ask_commit"
-
-known_unit_primitives["ask_epic"] := "ask_epic"
-
-known_unit_primitives["ask_issue"] := "ask_issue"
-
-known_unit_primitives["ask_merge_request"] := "ask_merge_request"
-
-known_unit_primitives["ask_work_item"] := "ask_work_item"
-
-known_unit_primitives["categorize_duo_chat_question"] := "categorize_duo_chat_question"
-
-known_unit_primitives["code_suggestions"] := "complete_code"
-
-known_unit_primitives["complete_code"] := "complete_code"
-
-known_unit_primitives["description_composer"] := "description_composer"
-
-known_unit_primitives["documentation_search"] := "documentation_search"
-
-known_unit_primitives["duo_agent_platform"] := "duo_agent_platform"
-
-known_unit_primitives["duo_chat"] := "duo_chat"
-
-known_unit_primitives["duo_classic_chat"] := "duo_classic_chat"
-
-known_unit_primitives["duo_workflow_execute_workflow"] := "duo_workflow_execute_workflow"
-
-known_unit_primitives["duo_workflow_generate_token"] := "duo_workflow_execute_workflow"
-
-known_unit_primitives["explain_code"] := "explain_code"
-
-known_unit_primitives["explain_vulnerability"] := "explain_vulnerability"
-
-known_unit_primitives["feature_discovery_search"] := "feature_discovery_search"
-
-known_unit_primitives["fill_in_merge_request_template"] := "fill_in_merge_request_template"
-
-known_unit_primitives["fix_code"] := "fix_code"
-
-known_unit_primitives["generate_code"] := "generate_code"
-
-known_unit_primitives["generate_commit_message"] := "generate_commit_message"
-
-known_unit_primitives["generate_cube_query"] := "generate_cube_query"
-
-known_unit_primitives["generate_embeddings_codebase"] := "generate_embeddings_codebase"
-
-known_unit_primitives["generate_issue_description"] := "generate_issue_description"
-
-known_unit_primitives["glab_ask_git_command"] := "glab_ask_git_command"
-
-known_unit_primitives["include_dependency_context"] := "include_dependency_context"
-
-known_unit_primitives["include_file_context"] := "include_file_context"
-
-known_unit_primitives["include_issue_context"] := "include_issue_context"
-
-known_unit_primitives["include_local_git_context"] := "include_local_git_context"
-
-known_unit_primitives["include_merge_request_context"] := "include_merge_request_context"
-
-known_unit_primitives["include_repository_context"] := "include_repository_context"
-
-known_unit_primitives["include_snippet_context"] := "include_snippet_context"
-
-known_unit_primitives["include_terminal_context"] := "include_terminal_context"
-
-known_unit_primitives["measure_comment_temperature"] := "measure_comment_temperature"
-
-known_unit_primitives["observability_all"] := "observability_all"
-
-known_unit_primitives["refactor_code"] := "refactor_code"
-
-known_unit_primitives["resolve_vulnerability"] := "resolve_vulnerability"
-
-known_unit_primitives["review_merge_request"] := "review_merge_request"
-
-known_unit_primitives["security_scans"] := "security_scans"
-
-known_unit_primitives["self_hosted_duo_agent_platform"] := "self_hosted_duo_agent_platform"
-
-known_unit_primitives["self_hosted_models"] := "self_hosted_models"
-
-known_unit_primitives["semantic_search_issue"] := "semantic_search_issue"
-
-known_unit_primitives["summarize_comments"] := "summarize_comments"
-
-known_unit_primitives["summarize_issue_discussions"] := "summarize_issue_discussions"
-
-known_unit_primitives["summarize_merge_request"] := "summarize_merge_request"
-
-known_unit_primitives["summarize_new_merge_request"] := "summarize_new_merge_request"
-
-known_unit_primitives["summarize_review"] := "summarize_review"
-
-known_unit_primitives["summarize_submitted_review"] := "summarize_submitted_review"
-
-known_unit_primitives["troubleshoot_job"] := "troubleshoot_job"
-
-known_unit_primitives["write_tests"] := "write_tests"
+routes := {
+	"amazon_q_events": {"allow": [], "detail": "Unauthorized to perform action", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "amazon_q_integration", "unit_primitives": ["amazon_q_integration"], "unit_primitive_set": {"amazon_q_integration"}},
+	"amazon_q_oauth_application": {"allow": [], "detail": "Unauthorized to perform action", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "amazon_q_integration", "unit_primitives": ["amazon_q_integration"], "unit_primitive_set": {"amazon_q_integration"}},
+	"chat_agent": {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}},
+	"chat_agent_v2": {"allow": [], "detail": "Unauthorized to access duo chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}},
+	"chat_explain_code": {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}},
+	"chat_explain_vulnerability": {"allow": [], "detail": "Unauthorized to access explain_vulnerability", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "explain_vulnerability", "unit_primitives": ["explain_vulnerability"], "unit_primitive_set": {"explain_vulnerability"}},
+	"chat_refactor_code": {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}},
+	"chat_summarize_comments": {"allow": [], "detail": "Unauthorized to access summarize_comments", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "summarize_comments", "unit_primitives": ["summarize_comments"], "unit_primitive_set": {"summarize_comments"}},
+	"chat_troubleshoot_job": {"allow": [], "detail": "Unauthorized to access troubleshoot_job", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "standard", "rate_unit_primitive": "troubleshoot_job", "unit_primitives": ["troubleshoot_job"], "unit_primitive_set": {"troubleshoot_job"}},
+	"chat_write_tests": {"allow": [], "detail": "Unauthorized to access duo_chat", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "duo_chat", "unit_primitives": ["duo_chat"], "unit_primitive_set": {"duo_chat"}},
+	"code_completions_v2": {"allow": [], "detail": "Unauthorized to access code completions", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}},
+	"code_completions_v3": {"allow": [], "detail": "Unauthorized to access code suggestions", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}},
+	"code_generations_v2": {"allow": [], "detail": "Unauthorized to access code generations", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "generate_code", "unit_primitives": ["generate_code"], "unit_primitive_set": {"generate_code"}},
+	"code_suggestions_v4": {"allow": [], "detail": "Unauthorized to access code suggestions", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}},
+	"code_user_access_token": {"allow": [], "detail": "Unauthorized to create user access token", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}},
+	"completions_v2": {"allow": [], "detail": "Unauthorized to access code completions", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "complete_code", "unit_primitives": ["complete_code"], "unit_primitive_set": {"complete_code"}},
+	"metrics": {"dry_run": false, "header_mode": false, "public": true},
+	"monitoring_healthz": {"dry_run": false, "header_mode": false, "public": true},
+	"monitoring_ready": {"dry_run": false, "header_mode": false, "public": true},
+	"prompts_v1": {"allow": ["categorize_duo_chat_question", "description_composer", "duo_chat", "explain_code", "fix_code", "generate_commit_message", "generate_issue_description", "measure_comment_temperature", "refactor_code", "resolve_vulnerability", "review_merge_request", "summarize_new_merge_request", "summarize_review", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": true, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()},
+	"prompts_v2": {"allow": ["categorize_duo_chat_question", "description_composer", "duo_chat", "explain_code", "fix_code", "generate_commit_message", "generate_issue_description", "measure_comment_temperature", "refactor_code", "resolve_vulnerability", "review_merge_request", "summarize_new_merge_request", "summarize_review", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": true, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()},
+	"proxy_anthropic": {"allow": ["ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": false, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()},
+	"proxy_openai": {"allow": ["ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": false, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()},
+	"proxy_vertex_ai": {"allow": ["ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"], "detail": "Unauthorized to access {unit_primitive}", "disallowed_issuers": [], "dry_run": false, "header_mode": true, "public": false, "unit_primitives": [], "unit_primitive_set": set()},
+	"search_gitlab_docs": {"allow": [], "detail": "Unauthorized to search documentations", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "chat", "rate_unit_primitive": "documentation_search", "unit_primitives": ["documentation_search"], "unit_primitive_set": {"documentation_search"}},
+	"x_ray_libraries": {"allow": [], "detail": "Unauthorized to access X Ray", "disallowed_issuers": ["gitlab-ai-gateway"], "dry_run": false, "header_mode": false, "public": false, "rate_class": "code_suggestions", "rate_unit_primitive": "generate_code", "unit_primitives": ["generate_code"], "unit_primitive_set": {"generate_code"}},
+}
+
+known_unit_primitives := {
+	"ai_gateway_model_provider_proxy": "ai_gateway_model_provider_proxy",
+	"amazon_q_integration": "amazon_q_integration",
+	"ask_build": "ask_build",
+	"ask_commit": "ask_commit",
+	"ask_epic": "ask_epic",
+	"ask_issue": "ask_issue",
+	"ask_merge_request": "ask_merge_request",
+	"ask_work_item": "ask_work_item",
+	"categorize_duo_chat_question": "categorize_duo_chat_question",
+	"code_suggestions": "complete_code",
+	"complete_code": "complete_code",
+	"description_composer": "description_composer",
+	"documentation_search": "documentation_search",
+	"duo_agent_platform": "duo_agent_platform",
+	"duo_chat": "duo_chat",
+	"duo_classic_chat": "duo_classic_chat",
+	"duo_workflow_execute_workflow": "duo_workflow_execute_workflow",
+	"duo_workflow_generate_token": "duo_workflow_execute_workflow",
+	"explain_code": "explain_code",
+	"explain_vulnerability": "explain_vulnerability",
+	"feature_discovery_search": "feature_discovery_search",
+	"fill_in_merge_request_template": "fill_in_merge_request_template",
+	"fix_code": "fix_code",
+	"generate_code": "generate_code",
+	"generate_commit_message": "generate_commit_message",
+	"generate_cube_query": "generate_cube_query",
+	"generate_embeddings_codebase": "generate_embeddings_codebase",
+	"generate_issue_description": "generate_issue_description",
+	"glab_ask_git_command": "glab_ask_git_command",
+	"include_dependency_context": "include_dependency_context",
+	"include_file_context": "include_file_context",
+	"include_issue_context": "include_issue_context",
+	"include_local_git_context": "include_local_git_context",
+	"include_merge_request_context": "include_merge_request_context",
+	"include_repository_context": "include_repository_context",
+	"include_snippet_context": "include_snippet_context",
+	"include_terminal_context": "include_terminal_context",
+	"measure_comment_temperature": "measure_comment_temperature",
+	"observability_all": "observability_all",
+	"refactor_code": "refactor_code",
+	"resolve_vulnerability": "resolve_vulnerability",
+	"review_merge_request": "review_merge_request",
+	"security_scans": "security_scans",
+	"self_hosted_duo_agent_platform": "self_hosted_duo_agent_platform",
+	"self_hosted_models": "self_hosted_models",
+	"semantic_search_issue": "semantic_search_issue",
+	"summarize_comments": "summarize_comments",
+	"summarize_issue_discussions": "summarize_issue_discussions",
+	"summarize_merge_request": "summarize_merge_request",
+	"summarize_new_merge_request": "summarize_new_merge_request",
+	"summarize_review": "summarize_review",
+	"summarize_submitted_review": "summarize_submitted_review",
+	"troubleshoot_job": "troubleshoot_job",
+	"write_tests": "write_tests",
+}
 
 canonical_scopes := {"code_suggestions": "complete_code", "duo_workflow_generate_token": "duo_workflow_execute_workflow"}

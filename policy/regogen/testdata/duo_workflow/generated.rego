@@ -14,9 +14,10 @@ default_rate_class := "workflow"
 
 seat_buckets := {"medium_max": 1000, "small_max": 100}
 
-rate_classes["duo_agent_platform"] := "workflow"
-
-rate_classes["duo_workflow_execute_workflow"] := "workflow"
+rate_classes := {
+	"duo_agent_platform": "workflow",
+	"duo_workflow_execute_workflow": "workflow",
+}
 
 rate_limits := {"workflow": {"requests_per_unit": 50, "unit": "minute"}}
 
@@ -64,132 +65,79 @@ header_mismatch := "X-Gitlab-Realm" if {
 	hdr_0 != c
 }
 
-exact_routes["/DuoWorkflow/ExecuteWorkflow"] := {"POST": "execute_workflow"}
-
-exact_routes["/DuoWorkflow/GenerateToken"] := {"POST": "generate_token"}
-
-exact_routes["/DuoWorkflow/ListTools"] := {"POST": "list_tools"}
-
-exact_routes["/grpc.health.v1.Health/Check"] := {"POST": "grpc_health"}
+exact_routes := {
+	"/DuoWorkflow/ExecuteWorkflow": {"POST": "execute_workflow"},
+	"/DuoWorkflow/GenerateToken": {"POST": "generate_token"},
+	"/DuoWorkflow/ListTools": {"POST": "list_tools"},
+	"/grpc.health.v1.Health/Check": {"POST": "grpc_health"},
+}
 
 pattern_routes := []
 
 route_params := {}
 
-routes["execute_workflow"] := {"allow": [], "detail": "Unauthorized to access duo workflow", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "workflow", "rate_unit_primitive": "duo_workflow_execute_workflow", "unit_primitives": ["duo_workflow_execute_workflow"], "unit_primitive_set": {"duo_workflow_execute_workflow"}}
+routes := {
+	"execute_workflow": {"allow": [], "detail": "Unauthorized to access duo workflow", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "workflow", "rate_unit_primitive": "duo_workflow_execute_workflow", "unit_primitives": ["duo_workflow_execute_workflow"], "unit_primitive_set": {"duo_workflow_execute_workflow"}},
+	"generate_token": {"allow": [], "detail": "Unauthorized to access duo workflow", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "workflow", "rate_unit_primitive": "duo_workflow_execute_workflow", "unit_primitives": ["duo_workflow_execute_workflow"], "unit_primitive_set": {"duo_workflow_execute_workflow"}},
+	"grpc_health": {"dry_run": false, "header_mode": false, "public": true},
+	"list_tools": {"allow": [], "detail": "Unauthorized to access duo agent platform", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "workflow", "rate_unit_primitive": "duo_agent_platform", "unit_primitives": ["duo_agent_platform"], "unit_primitive_set": {"duo_agent_platform"}},
+}
 
-routes["generate_token"] := {"allow": [], "detail": "Unauthorized to access duo workflow", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "workflow", "rate_unit_primitive": "duo_workflow_execute_workflow", "unit_primitives": ["duo_workflow_execute_workflow"], "unit_primitive_set": {"duo_workflow_execute_workflow"}}
-
-routes["grpc_health"] := {"dry_run": false, "header_mode": false, "public": true}
-
-routes["list_tools"] := {"allow": [], "detail": "Unauthorized to access duo agent platform", "disallowed_issuers": [], "dry_run": false, "header_mode": false, "public": false, "rate_class": "workflow", "rate_unit_primitive": "duo_agent_platform", "unit_primitives": ["duo_agent_platform"], "unit_primitive_set": {"duo_agent_platform"}}
-
-known_unit_primitives["ai_gateway_model_provider_proxy"] := "ai_gateway_model_provider_proxy"
-
-known_unit_primitives["amazon_q_integration"] := "amazon_q_integration"
-
-known_unit_primitives["ask_build"] := "ask_build"
-
-known_unit_primitives["ask_commit"] := "ask_commit"
-
-known_unit_primitives["ask_epic"] := "ask_epic"
-
-known_unit_primitives["ask_issue"] := "ask_issue"
-
-known_unit_primitives["ask_merge_request"] := "ask_merge_request"
-
-known_unit_primitives["ask_work_item"] := "ask_work_item"
-
-known_unit_primitives["categorize_duo_chat_question"] := "categorize_duo_chat_question"
-
-known_unit_primitives["code_suggestions"] := "complete_code"
-
-known_unit_primitives["complete_code"] := "complete_code"
-
-known_unit_primitives["description_composer"] := "description_composer"
-
-known_unit_primitives["documentation_search"] := "documentation_search"
-
-known_unit_primitives["duo_agent_platform"] := "duo_agent_platform"
-
-known_unit_primitives["duo_chat"] := "duo_chat"
-
-known_unit_primitives["duo_classic_chat"] := "duo_classic_chat"
-
-known_unit_primitives["duo_workflow_execute_workflow"] := "duo_workflow_execute_workflow"
-
-known_unit_primitives["duo_workflow_generate_token"] := "duo_workflow_execute_workflow"
-
-known_unit_primitives["explain_code"] := "explain_code"
-
-known_unit_primitives["explain_vulnerability"] := "explain_vulnerability"
-
-known_unit_primitives["feature_discovery_search"] := "feature_discovery_search"
-
-known_unit_primitives["fill_in_merge_request_template"] := "fill_in_merge_request_template"
-
-known_unit_primitives["fix_code"] := "fix_code"
-
-known_unit_primitives["generate_code"] := "generate_code"
-
-known_unit_primitives["generate_commit_message"] := "generate_commit_message"
-
-known_unit_primitives["generate_cube_query"] := "generate_cube_query"
-
-known_unit_primitives["generate_embeddings_codebase"] := "generate_embeddings_codebase"
-
-known_unit_primitives["generate_issue_description"] := "generate_issue_description"
-
-known_unit_primitives["glab_ask_git_command"] := "glab_ask_git_command"
-
-known_unit_primitives["include_dependency_context"] := "include_dependency_context"
-
-known_unit_primitives["include_file_context"] := "include_file_context"
-
-known_unit_primitives["include_issue_context"] := "include_issue_context"
-
-known_unit_primitives["include_local_git_context"] := "include_local_git_context"
-
-known_unit_primitives["include_merge_request_context"] := "include_merge_request_context"
-
-known_unit_primitives["include_repository_context"] := "include_repository_context"
-
-known_unit_primitives["include_snippet_context"] := "include_snippet_context"
-
-known_unit_primitives["include_terminal_context"] := "include_terminal_context"
-
-known_unit_primitives["measure_comment_temperature"] := "measure_comment_temperature"
-
-known_unit_primitives["observability_all"] := "observability_all"
-
-known_unit_primitives["refactor_code"] := "refactor_code"
-
-known_unit_primitives["resolve_vulnerability"] := "resolve_vulnerability"
-
-known_unit_primitives["review_merge_request"] := "review_merge_request"
-
-known_unit_primitives["security_scans"] := "security_scans"
-
-known_unit_primitives["self_hosted_duo_agent_platform"] := "self_hosted_duo_agent_platform"
-
-known_unit_primitives["self_hosted_models"] := "self_hosted_models"
-
-known_unit_primitives["semantic_search_issue"] := "semantic_search_issue"
-
-known_unit_primitives["summarize_comments"] := "summarize_comments"
-
-known_unit_primitives["summarize_issue_discussions"] := "summarize_issue_discussions"
-
-known_unit_primitives["summarize_merge_request"] := "summarize_merge_request"
-
-known_unit_primitives["summarize_new_merge_request"] := "summarize_new_merge_request"
-
-known_unit_primitives["summarize_review"] := "summarize_review"
-
-known_unit_primitives["summarize_submitted_review"] := "summarize_submitted_review"
-
-known_unit_primitives["troubleshoot_job"] := "troubleshoot_job"
-
-known_unit_primitives["write_tests"] := "write_tests"
+known_unit_primitives := {
+	"ai_gateway_model_provider_proxy": "ai_gateway_model_provider_proxy",
+	"amazon_q_integration": "amazon_q_integration",
+	"ask_build": "ask_build",
+	"ask_commit": "ask_commit",
+	"ask_epic": "ask_epic",
+	"ask_issue": "ask_issue",
+	"ask_merge_request": "ask_merge_request",
+	"ask_work_item": "ask_work_item",
+	"categorize_duo_chat_question": "categorize_duo_chat_question",
+	"code_suggestions": "complete_code",
+	"complete_code": "complete_code",
+	"description_composer": "description_composer",
+	"documentation_search": "documentation_search",
+	"duo_agent_platform": "duo_agent_platform",
+	"duo_chat": "duo_chat",
+	"duo_classic_chat": "duo_classic_chat",
+	"duo_workflow_execute_workflow": "duo_workflow_execute_workflow",
+	"duo_workflow_generate_token": "duo_workflow_execute_workflow",
+	"explain_code": "explain_code",
+	"explain_vulnerability": "explain_vulnerability",
+	"feature_discovery_search": "feature_discovery_search",
+	"fill_in_merge_request_template": "fill_in_merge_request_template",
+	"fix_code": "fix_code",
+	"generate_code": "generate_code",
+	"generate_commit_message": "generate_commit_message",
+	"generate_cube_query": "generate_cube_query",
+	"generate_embeddings_codebase": "generate_embeddings_codebase",
+	"generate_issue_description": "generate_issue_description",
+	"glab_ask_git_command": "glab_ask_git_command",
+	"include_dependency_context": "include_dependency_context",
+	"include_file_context": "include_file_context",
+	"include_issue_context": "include_issue_context",
+	"include_local_git_context": "include_local_git_context",
+	"include_merge_request_context": "include_merge_request_context",
+	"include_repository_context": "include_repository_context",
+	"include_snippet_context": "include_snippet_context",
+	"include_terminal_context": "include_terminal_context",
+	"measure_comment_temperature": "measure_comment_temperature",
+	"observability_all": "observability_all",
+	"refactor_code": "refactor_code",
+	"resolve_vulnerability": "resolve_vulnerability",
+	"review_merge_request": "review_merge_request",
+	"security_scans": "security_scans",
+	"self_hosted_duo_agent_platform": "self_hosted_duo_agent_platform",
+	"self_hosted_models": "self_hosted_models",
+	"semantic_search_issue": "semantic_search_issue",
+	"summarize_comments": "summarize_comments",
+	"summarize_issue_discussions": "summarize_issue_discussions",
+	"summarize_merge_request": "summarize_merge_request",
+	"summarize_new_merge_request": "summarize_new_merge_request",
+	"summarize_review": "summarize_review",
+	"summarize_submitted_review": "summarize_submitted_review",
+	"troubleshoot_job": "troubleshoot_job",
+	"write_tests": "write_tests",
+}
 
 canonical_scopes := {"code_suggestions": "complete_code", "duo_workflow_generate_token": "duo_workflow_execute_workflow"}
