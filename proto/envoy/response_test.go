@@ -168,3 +168,24 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		t.Errorf("invalid UTF-8 = %s", got)
 	}
 }
+
+// FuzzAppendJSON checks that denial bodies are always valid JSON that
+// decodes back to the same strings (invalid UTF-8 becomes U+FFFD, as
+// encoding/json does).
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("Header mismatch 'X-Gitlab-Realm'", "error")
+	f.Add("\x00\u2028\"\\<>&\xff", "k\n")
+	f.Fuzz(func(t *testing.T, v, k string) {
+		b := AppendJSON(nil, map[string]any{k: v, "list": []any{v}})
+		var back map[string]any
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("%q is not JSON: %v", b, err)
+		}
+		ref, _ := json.Marshal(map[string]any{k: v, "list": []any{v}})
+		var want map[string]any
+		_ = json.Unmarshal(ref, &want)
+		if !reflect.DeepEqual(back, want) {
+			t.Fatalf("AppendJSON = %s, encoding/json = %s", b, ref)
+		}
+	})
+}
