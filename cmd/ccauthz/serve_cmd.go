@@ -113,7 +113,9 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	defer stopKeys()
 	a, err := assembly.New(keysCtx, cfg, assembly.Deps{Logger: logger, Now: e.now, Build: buildInfo()})
 	if err != nil {
-		fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
+		// Build errors list one problem per line (every backend, every
+		// file:line:col); keep them one per line under one heading.
+		fmt.Fprintf(e.stderr, "ccauthz serve: cannot start:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return exitInvalid
 	}
 	defer a.Close()
