@@ -22,8 +22,10 @@ import (
 // drain. It returns nil after a clean shutdown, or the first serve error.
 func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) error {
 	gs := grpc.NewServer(
+		// Envoy may keep idle HTTP/2 connections alive with pings; grpc-go's
+		// default (one ping per 5 min) would answer a tighter Envoy
+		// connection_keepalive with GOAWAY and fail the checks in flight.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxConcurrentStreams(0), // unlimited: Envoy multiplexes checks on few connections
 	)
 	authv3.RegisterAuthorizationServer(gs, s)
 	healthgrpc.RegisterHealthServer(gs, s.health)
