@@ -478,3 +478,18 @@ func TestMetadataIsStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestCallerDeadlineIsHonoured: a tighter deadline from Envoy (the gRPC
+// call's) bounds the check as well as check_timeout does.
+func TestCallerDeadlineIsHonoured(t *testing.T) {
+	h := newHarness(t, Options{CheckTimeout: time.Minute}, aiGateway())
+	h.deciders["ai_gateway"].sleep = time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	resp, _ := h.srv.Check(ctx, request("/allowed", "Bearer good-i", nil, ""))
+	assertFault(t, resp, 503, "deadline_exceeded", code.Code_UNAVAILABLE)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("check took %v", d)
+	}
+}
