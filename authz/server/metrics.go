@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ccauthz/ccauthz/policy"
 )
@@ -84,7 +85,12 @@ func NewMetrics(info BuildInfo, stats Stats, now Clock) *Metrics {
 		Help: "Build information; always 1.",
 	}, []string{"version", "revision", "go_version"})
 	buildInfo.WithLabelValues(info.Version, info.Revision, runtime.Version()).Set(1)
-	reg.MustRegister(m.checks, m.latency, m.wouldDeny, m.reloads, m.lastReload, m.reloadOK, m.backendUp, m.panics, buildInfo)
+	reg.MustRegister(m.checks, m.latency, m.wouldDeny, m.reloads, m.lastReload, m.reloadOK, m.backendUp, m.panics, buildInfo,
+		// The standard runtime and process metrics (goroutines, GC, RSS,
+		// CPU, open file descriptors) an SRE expects next to ours.
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
 	if stats != nil {
 		reg.MustRegister(&statsCollector{stats: stats, now: now})
 	}

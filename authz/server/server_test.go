@@ -493,3 +493,51 @@ func TestCallerDeadlineIsHonoured(t *testing.T) {
 		t.Errorf("check took %v", d)
 	}
 }
+
+func TestMetricsExposition(t *testing.T) {
+	h := newHarness(t, Options{}, aiGateway())
+	_, _ = h.srv.Check(context.Background(), request("/allowed", "Bearer good-i", nil, ""))
+	body := scrape(t, h.srv)
+	for _, want := range []string{
+		`ccauthz_checks_total{backend="ai_gateway",decision="allow",reason="allowed"} 1`,
+		`ccauthz_check_duration_seconds_count{backend="ai_gateway"} 1`,
+		`ccauthz_build_info{go_version="`,
+		`ccauthz_backend_ready{backend="ai_gateway"} 1`,
+		`ccauthz_reloads_total{result="success"} 1`,
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+type fakeStats struct{ now time.Time }
+
+func (f fakeStats) TokenCache() (uint64, uint64) { return 7, 3 }
+func (f fakeStats) Issuers() []IssuerStats {
+	return []IssuerStats{
+		{Name: "gitlab_com", Fetches: 4, Failures: 1, LastSuccess: f.now.Add(-90 * time.Second), Ready: true},
+		{Name: "customers_dot", Fetches: 2, Failures: 2},
+	}
+}
+
+func TestStatsMetrics(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	m := NewMetrics(BuildInfo{}, fakeStats{now: now}, func() time.Time { return now })
+	rec := httptest.NewRecorder()
+	srv := &Server{metrics: m}
+	srv.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		"ccauthz_token_cache_hits_total 7", "ccauthz_token_cache_misses_total 3",
+		`ccauthz_key_fetches_total{issuer="gitlab_com"} 4`, `ccauthz_key_fetch_failures_total{issuer="customers_dot"} 2`,
+		`ccauthz_key_age_seconds{issuer="gitlab_com"} 90`, `ccauthz_key_age_seconds{issuer="customers_dot"} -1`,
+		`ccauthz_issuer_ready{issuer="gitlab_com"} 1`, `ccauthz_issuer_ready{issuer="customers_dot"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
