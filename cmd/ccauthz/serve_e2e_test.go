@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -85,20 +84,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{grpc: freeAddr(t), admin: freeAddr(t), stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, append([]string{"serve", "--grpc", p.grpc, "--admin", p.admin}, args...)...)
+	p := &proc{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	// Port 0: the kernel picks free ports and the server logs them, so no
+	// other process can take a port between choosing and binding it.
+	p.cmd = exec.Command(bin, append([]string{"serve", "--grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...)...)
 	p.cmd.Dir = t.TempDir()
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -114,6 +105,24 @@ func start(t *testing.T, bin string, args ...string) *proc {
 			t.Logf("stderr of ccauthz (last lines):\n%s", tail(p.stderr.String(), 12))
 		}
 	})
+	serving := regexp.MustCompile(`"msg":"serving","grpc":"([^"]+)","admin":"([^"]+)"`)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if m := serving.FindStringSubmatch(p.stderr.String()); m != nil {
+			p.grpc, p.admin = m[1], m[2]
+			break
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("ccauthz exited (%v) before serving:\n%s", err, tail(p.stderr.String(), 30))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ccauthz did not log its listeners:\n%s", tail(p.stderr.String(), 30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	conn, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
