@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 // BenchmarkCheck measures the server's own share of a check (mapping,
@@ -22,12 +24,12 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
+var requestSink *authv3.CheckRequest
+
 // BenchmarkRequestOnly is the cost of building the benchmark's CheckRequest.
 func BenchmarkRequestOnly(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if request("/allowed", "Bearer good-inst1", nil, "cloud.gitlab.com") == nil {
-			b.Fatal("nil")
-		}
+		requestSink = request("/allowed", "Bearer good-inst1", nil, "cloud.gitlab.com")
 	}
 }

@@ -37,7 +37,7 @@ import (
 )
 
 // The end-to-end tests build the real binary once (into the top test's temp
-// dir), start it on free loopback ports and always stop it.
+// dir), e2eStart it on free loopback ports and always stop it.
 
 func TestServeE2E(t *testing.T) {
 	if testing.Short() {
@@ -48,45 +48,45 @@ func TestServeE2E(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	t.Run("default prints an allow and a deny", func(t *testing.T) { testDefault(t, bin) })
-	t.Run("invalid config", func(t *testing.T) { testInvalidConfig(t, bin) })
-	t.Run("issuer down from the start", func(t *testing.T) { testIssuerDown(t, bin) })
-	t.Run("global dry-run", func(t *testing.T) { testGlobalDryRun(t, bin) })
-	t.Run("configured backends", func(t *testing.T) { testConfigured(t, bin) })
+	t.Run("default prints an allow and a deny", func(t *testing.T) { testServeDefault(t, bin) })
+	t.Run("invalid config", func(t *testing.T) { testServeInvalidConfig(t, bin) })
+	t.Run("issuer down from the e2eStart", func(t *testing.T) { testServeIssuerDown(t, bin) })
+	t.Run("global dry-run", func(t *testing.T) { testServeGlobalDryRun(t, bin) })
+	t.Run("configured backends", func(t *testing.T) { testServeConfigured(t, bin) })
 }
 
-// proc is a started ccauthz serve.
-type proc struct {
+// e2eProc is a started ccauthz serve.
+type e2eProc struct {
 	cmd    *exec.Cmd
 	grpc   string
 	admin  string
-	stdout *lockedBuffer
-	stderr *lockedBuffer
+	stdout *e2eBuffer
+	stderr *e2eBuffer
 	done   chan error
 	conn   *grpc.ClientConn
 	client authv3.AuthorizationClient
 }
 
-type lockedBuffer struct {
+type e2eBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *e2eBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *e2eBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
 }
 
-func start(t *testing.T, bin string, args ...string) *proc {
+func e2eStart(t *testing.T, bin string, args ...string) *e2eProc {
 	t.Helper()
-	p := &proc{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &e2eProc{stdout: &e2eBuffer{}, stderr: &e2eBuffer{}, done: make(chan error, 1)}
 	// Port 0: the kernel picks free ports and the server logs them, so no
 	// other process can take a port between choosing and binding it.
 	p.cmd = exec.Command(bin, append([]string{"serve", "--grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...)...)
@@ -102,7 +102,7 @@ func start(t *testing.T, bin string, args ...string) *proc {
 		}
 		p.stop(t)
 		if t.Failed() {
-			t.Logf("stderr of ccauthz (last lines):\n%s", tail(p.stderr.String(), 12))
+			t.Logf("stderr of ccauthz (last lines):\n%s", e2eTail(p.stderr.String(), 12))
 		}
 	})
 	serving := regexp.MustCompile(`"msg":"serving","grpc":"([^"]+)","admin":"([^"]+)"`)
@@ -115,11 +115,11 @@ func start(t *testing.T, bin string, args ...string) *proc {
 		select {
 		case err := <-p.done:
 			p.done <- err
-			t.Fatalf("ccauthz exited (%v) before serving:\n%s", err, tail(p.stderr.String(), 30))
+			t.Fatalf("ccauthz exited (%v) before serving:\n%s", err, e2eTail(p.stderr.String(), 30))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ccauthz did not log its listeners:\n%s", tail(p.stderr.String(), 30))
+			t.Fatalf("ccauthz did not log its listeners:\n%s", e2eTail(p.stderr.String(), 30))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -132,7 +132,7 @@ func start(t *testing.T, bin string, args ...string) *proc {
 	return p
 }
 
-func tail(s string, n int) string {
+func e2eTail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -142,7 +142,7 @@ func tail(s string, n int) string {
 
 // stop sends SIGTERM and waits; a process that does not stop is killed and
 // the test fails.
-func (p *proc) stop(t *testing.T) error {
+func (p *e2eProc) stop(t *testing.T) error {
 	if p.cmd.ProcessState != nil {
 		return nil
 	}
@@ -158,7 +158,7 @@ func (p *proc) stop(t *testing.T) error {
 	}
 }
 
-func (p *proc) get(path string) (int, string) {
+func (p *e2eProc) get(path string) (int, string) {
 	resp, err := http.Get("http://" + p.admin + path)
 	if err != nil {
 		return 0, err.Error()
@@ -168,7 +168,7 @@ func (p *proc) get(path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func (p *proc) waitHTTP(t *testing.T, path string, want int) string {
+func (p *e2eProc) waitHTTP(t *testing.T, path string, want int) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -179,7 +179,7 @@ func (p *proc) waitHTTP(t *testing.T, path string, want int) string {
 		select {
 		case err := <-p.done:
 			p.done <- err
-			t.Fatalf("ccauthz exited (%v) before %s answered %d:\n%s", err, path, want, tail(p.stderr.String(), 30))
+			t.Fatalf("ccauthz exited (%v) before %s answered %d:\n%s", err, path, want, e2eTail(p.stderr.String(), 30))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -190,7 +190,7 @@ func (p *proc) waitHTTP(t *testing.T, path string, want int) string {
 }
 
 // waitMetric polls /metrics until a line matches re.
-func (p *proc) waitMetric(t *testing.T, re string) {
+func (p *e2eProc) waitMetric(t *testing.T, re string) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(20 * time.Second)
@@ -200,13 +200,13 @@ func (p *proc) waitMetric(t *testing.T, re string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no metric matches %s:\n%s", re, grepLines(body, "ccauthz_"))
+			t.Fatalf("no metric matches %s:\n%s", re, e2eGrepLines(body, "ccauthz_"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func grepLines(s, sub string) string {
+func e2eGrepLines(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
 		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
@@ -216,11 +216,11 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-func (p *proc) check(t *testing.T, req *authv3.CheckRequest) *authv3.CheckResponse {
+func (p *e2eProc) check(t *testing.T, r *authv3.CheckRequest) *authv3.CheckResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := p.client.Check(ctx, req)
+	resp, err := p.client.Check(ctx, r)
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
@@ -229,11 +229,11 @@ func (p *proc) check(t *testing.T, req *authv3.CheckRequest) *authv3.CheckRespon
 
 // waitOutcome repeats a check until it answers status (key caches refresh
 // on their own schedule), failing after a deadline.
-func (p *proc) waitOutcome(t *testing.T, r *authv3.CheckRequest, status int) {
+func (p *e2eProc) waitOutcome(t *testing.T, r *authv3.CheckRequest, status int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		got := outcomeOf(p.check(t, r))
+		got := e2eOutcomeOf(p.check(t, r))
 		if got.status == status {
 			return
 		}
@@ -244,16 +244,16 @@ func (p *proc) waitOutcome(t *testing.T, r *authv3.CheckRequest, status int) {
 	}
 }
 
-// outcome is what a response says, for table comparisons.
-type outcome struct {
+// e2eOutcome is what a response says, for table comparisons.
+type e2eOutcome struct {
 	status int // 200 on allow
 	reason string
 	body   string // JSON body on deny
 }
 
-func outcomeOf(resp *authv3.CheckResponse) outcome {
+func e2eOutcomeOf(resp *authv3.CheckResponse) e2eOutcome {
 	md := resp.GetDynamicMetadata().GetFields()
-	o := outcome{status: 200, reason: md["reason"].GetStringValue()}
+	o := e2eOutcome{status: 200, reason: md["reason"].GetStringValue()}
 	if d := resp.GetDeniedResponse(); d != nil {
 		o.status = int(d.GetStatus().GetCode())
 		o.body = d.GetBody()
@@ -261,9 +261,9 @@ func outcomeOf(resp *authv3.CheckResponse) outcome {
 	return o
 }
 
-func testDefault(t *testing.T, bin string) {
+func testServeDefault(t *testing.T, bin string) {
 	state := filepath.Join(t.TempDir(), "state")
-	p := start(t, bin, "--state-dir", state)
+	p := e2eStart(t, bin, "--state-dir", state)
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(p.stdout.String(), "Ctrl-C") {
 		if time.Now().After(deadline) {
@@ -283,18 +283,18 @@ func testDefault(t *testing.T, bin string) {
 	p.waitHTTP(t, "/readyz", 200)
 	// The printed JSON is what grpcurl would send: decode it the same way
 	// (protojson) and send it.
-	var got []outcome
+	var got []e2eOutcome
 	for _, c := range cmds {
 		if c[2] != p.grpc {
 			t.Errorf("command targets %s, want %s", c[2], p.grpc)
 		}
-		req := &authv3.CheckRequest{}
-		if err := protojson.Unmarshal([]byte(c[1]), req); err != nil {
+		e2eReq := &authv3.CheckRequest{}
+		if err := protojson.Unmarshal([]byte(c[1]), e2eReq); err != nil {
 			t.Fatalf("printed request is not a CheckRequest: %v", err)
 		}
-		got = append(got, outcomeOf(p.check(t, req)))
+		got = append(got, e2eOutcomeOf(p.check(t, e2eReq)))
 	}
-	want := []outcome{
+	want := []e2eOutcome{
 		{200, "allowed", ""},
 		{403, "insufficient_scope", `{"detail":"Unauthorized to access code generations"}`},
 	}
@@ -331,10 +331,10 @@ func testDefault(t *testing.T, bin string) {
 	}
 }
 
-func testInvalidConfig(t *testing.T, bin string) {
+func testServeInvalidConfig(t *testing.T, bin string) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "bad.yaml")
-	writeFile(t, cfg, "catalog: embedded:example\nbackends: [{name: ai_gateway}]\nissuers: []\nlogging: {level: loud}\n")
+	e2eWriteFile(t, cfg, "catalog: embedded:example\nbackends: [{name: ai_gateway}]\nissuers: []\nlogging: {level: loud}\n")
 	cmd := exec.Command(bin, "serve", "--config", cfg)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -352,16 +352,16 @@ func testInvalidConfig(t *testing.T, bin string) {
 	}
 }
 
-// keyServer is an httptest JWKS endpoint whose keys can rotate and which
+// e2eKeyServer is an httptest JWKS endpoint whose keys can rotate and which
 // can fail.
-type keyServer struct {
+type e2eKeyServer struct {
 	srv  *httptest.Server
 	set  atomic.Pointer[[]byte]
 	fail atomic.Bool
 }
 
-func newKeyServer(t *testing.T, keys ...crypto.Signer) *keyServer {
-	ks := &keyServer{}
+func e2eNewKeyServer(t *testing.T, keys ...crypto.Signer) *e2eKeyServer {
+	ks := &e2eKeyServer{}
 	ks.serve(t, keys...)
 	ks.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if ks.fail.Load() {
@@ -376,7 +376,7 @@ func newKeyServer(t *testing.T, keys ...crypto.Signer) *keyServer {
 	return ks
 }
 
-func (ks *keyServer) serve(t *testing.T, keys ...crypto.Signer) {
+func (ks *e2eKeyServer) serve(t *testing.T, keys ...crypto.Signer) {
 	pubs := make([]crypto.PublicKey, len(keys))
 	for i, k := range keys {
 		pubs[i] = k.Public()
@@ -388,7 +388,7 @@ func (ks *keyServer) serve(t *testing.T, keys ...crypto.Signer) {
 	ks.set.Store(&b)
 }
 
-func newKey(t *testing.T) crypto.Signer {
+func e2eNewKey(t *testing.T) crypto.Signer {
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -396,7 +396,7 @@ func newKey(t *testing.T) crypto.Signer {
 	return k
 }
 
-func writeFile(t *testing.T, path, data string) {
+func e2eWriteFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -407,15 +407,15 @@ func writeFile(t *testing.T, path, data string) {
 }
 
 const (
-	instanceID = "2b7d1a70-5e43-4d8c-9f0a-1c2d3e4f5a6b"
-	gitlabIss  = "https://gitlab.example.test"
+	e2eInstanceID = "2b7d1a70-5e43-4d8c-9f0a-1c2d3e4f5a6b"
+	e2eGitlabIss  = "https://gitlab.example.test"
 )
 
-func mint(t *testing.T, key crypto.Signer, iss string, aud []string, scopes ...string) string {
+func e2eMint(t *testing.T, key crypto.Signer, iss string, aud []string, scopes ...string) string {
 	t.Helper()
 	tok, err := token.Mint(key, token.MintClaims{
-		Issuer: iss, Subject: instanceID, Audience: aud, Scopes: scopes,
-		Realm: "self-managed", InstanceID: instanceID, TTL: time.Hour,
+		Issuer: iss, Subject: e2eInstanceID, Audience: aud, Scopes: scopes,
+		Realm: "self-managed", InstanceID: e2eInstanceID, TTL: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -423,11 +423,11 @@ func mint(t *testing.T, key crypto.Signer, iss string, aud []string, scopes ...s
 	return tok
 }
 
-// req builds the CheckRequest Envoy sends for a request from the instance.
-func req(path, auth string, ext map[string]string, extra ...string) *authv3.CheckRequest {
+// e2eReq builds the CheckRequest Envoy sends for a request from the instance.
+func e2eReq(path, auth string, ext map[string]string, extra ...string) *authv3.CheckRequest {
 	h := map[string]string{
 		":method": "POST", ":path": path, ":authority": "cloud.gitlab.com",
-		"x-gitlab-authentication-type": "oidc", "x-gitlab-instance-id": instanceID, "x-gitlab-realm": "self-managed",
+		"x-gitlab-authentication-type": "oidc", "x-gitlab-instance-id": e2eInstanceID, "x-gitlab-realm": "self-managed",
 	}
 	if auth != "" {
 		h["authorization"] = auth
@@ -445,18 +445,18 @@ func req(path, auth string, ext map[string]string, extra ...string) *authv3.Chec
 	}}
 }
 
-func testIssuerDown(t *testing.T, bin string) {
-	key := newKey(t)
-	ks := newKeyServer(t, key)
+func testServeIssuerDown(t *testing.T, bin string) {
+	key := e2eNewKey(t)
+	ks := e2eNewKeyServer(t, key)
 	ks.fail.Store(true)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ccauthz.yaml")
-	writeFile(t, cfg, fmt.Sprintf(`catalog: embedded:example
+	e2eWriteFile(t, cfg, fmt.Sprintf(`catalog: embedded:example
 backends: [{name: ai_gateway, manifest: embedded:ai_gateway}]
 issuers:
   - {name: gitlab, issuer: %s, jwks_url: %s, keys: {refresh_floor: 1s, fetch_timeout: 1s, unknown_kid_interval: 1s}}
-`, gitlabIss, ks.srv.URL))
-	p := start(t, bin, "--config", cfg)
+`, e2eGitlabIss, ks.srv.URL))
+	p := e2eStart(t, bin, "--config", cfg)
 	body := p.waitHTTP(t, "/readyz", 503)
 	if !strings.Contains(body, "issuer gitlab") {
 		t.Errorf("/readyz does not say why: %q", body)
@@ -465,45 +465,45 @@ issuers:
 	if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("health = %v, %v; want NOT_SERVING", h.GetStatus(), err)
 	}
-	tok := mint(t, key, gitlabIss, []string{"gitlab-ai-gateway"}, "complete_code")
-	got := outcomeOf(p.check(t, req("/v2/code/completions", "Bearer "+tok, nil)))
-	want := outcome{503, "keys_unavailable", `{"error":"Authentication keys unavailable"}`}
+	tok := e2eMint(t, key, e2eGitlabIss, []string{"gitlab-ai-gateway"}, "complete_code")
+	got := e2eOutcomeOf(p.check(t, e2eReq("/v2/code/completions", "Bearer "+tok, nil)))
+	want := e2eOutcome{503, "keys_unavailable", `{"error":"Authentication keys unavailable"}`}
 	if got != want {
 		t.Errorf("got %v, want %v", got, want)
 	}
 	// The issuer recovers: the server becomes ready and allows.
 	ks.fail.Store(false)
 	p.waitHTTP(t, "/readyz", 200)
-	if got := outcomeOf(p.check(t, req("/v2/code/completions", "Bearer "+tok, nil))); got.status != 200 {
+	if got := e2eOutcomeOf(p.check(t, e2eReq("/v2/code/completions", "Bearer "+tok, nil))); got.status != 200 {
 		t.Errorf("after recovery: %v", got)
 	}
 	p.waitMetric(t, `ccauthz_key_fetch_failures_total\{issuer="gitlab"\} [1-9]`)
 }
 
-func testGlobalDryRun(t *testing.T, bin string) {
-	key := newKey(t)
+func testServeGlobalDryRun(t *testing.T, bin string) {
+	key := e2eNewKey(t)
 	set, err := jwks.MarshalJWKS([]crypto.PublicKey{key.Public()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "jwks.json"), string(set))
+	e2eWriteFile(t, filepath.Join(dir, "jwks.json"), string(set))
 	cfg := filepath.Join(dir, "ccauthz.yaml")
-	writeFile(t, cfg, fmt.Sprintf(`catalog: embedded:example
+	e2eWriteFile(t, cfg, fmt.Sprintf(`catalog: embedded:example
 backends: [{name: ai_gateway, manifest: embedded:ai_gateway}]
 issuers: [{name: gitlab, issuer: %s, jwks_file: jwks.json}]
 dry_run: true
-`, gitlabIss))
-	p := start(t, bin, "--config", cfg)
+`, e2eGitlabIss))
+	p := e2eStart(t, bin, "--config", cfg)
 	p.waitHTTP(t, "/readyz", 200)
-	tok := "Bearer " + mint(t, key, gitlabIss, []string{"gitlab-ai-gateway"}, "complete_code")
+	tok := "Bearer " + e2eMint(t, key, e2eGitlabIss, []string{"gitlab-ai-gateway"}, "complete_code")
 	for _, tc := range []struct {
 		req       *authv3.CheckRequest
 		wouldDeny string
 	}{
-		{req("/v2/code/completions", tok, nil), ""},
-		{req("/v2/code/generations", tok, nil), "insufficient_scope"},
-		{req("/v2/code/completions", "", nil), "missing_authorization"},
+		{e2eReq("/v2/code/completions", tok, nil), ""},
+		{e2eReq("/v2/code/generations", tok, nil), "insufficient_scope"},
+		{e2eReq("/v2/code/completions", "", nil), "missing_authorization"},
 	} {
 		resp := p.check(t, tc.req)
 		md := resp.GetDynamicMetadata().GetFields()
@@ -512,7 +512,7 @@ dry_run: true
 		}
 	}
 	// Faults are never relaxed by dry-run.
-	if got := outcomeOf(p.check(t, req("/v2/code/completions", tok, map[string]string{"backend": "nope"}))); got.status != 403 {
+	if got := e2eOutcomeOf(p.check(t, e2eReq("/v2/code/completions", tok, map[string]string{"backend": "nope"}))); got.status != 403 {
 		t.Errorf("unknown backend in dry-run: %+v", got)
 	}
 	p.waitMetric(t, `ccauthz_dry_run_would_deny_total\{backend="ai_gateway",reason="missing_authorization"\} 1`)
@@ -521,7 +521,7 @@ dry_run: true
 	}
 }
 
-func copyFS(t *testing.T, fsys fs.FS, dst string) {
+func e2eCopyFS(t *testing.T, fsys fs.FS, dst string) {
 	t.Helper()
 	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -531,7 +531,7 @@ func copyFS(t *testing.T, fsys fs.FS, dst string) {
 		if err != nil {
 			return err
 		}
-		writeFile(t, filepath.Join(dst, path), string(b))
+		e2eWriteFile(t, filepath.Join(dst, path), string(b))
 		return nil
 	})
 	if err != nil {
@@ -539,25 +539,25 @@ func copyFS(t *testing.T, fsys fs.FS, dst string) {
 	}
 }
 
-func testConfigured(t *testing.T, bin string) {
-	keyA, userKey := newKey(t), newKey(t)
-	gitlab := newKeyServer(t, keyA)
-	aigw := newKeyServer(t, userKey)
+func testServeConfigured(t *testing.T, bin string) {
+	keyA, userKey := e2eNewKey(t), e2eNewKey(t)
+	gitlab := e2eNewKeyServer(t, keyA)
+	aigw := e2eNewKeyServer(t, userKey)
 	dir := t.TempDir()
-	copyFS(t, catalog.ExampleFS(), filepath.Join(dir, "catalog"))
+	e2eCopyFS(t, catalog.ExampleFS(), filepath.Join(dir, "catalog"))
 	_, manifestYAML, err := manifest.ExampleSource("ai_gateway")
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "ai_gateway.yaml"), string(manifestYAML))
-	writeFile(t, filepath.Join(dir, "extra", "deny.rego"), `package ccauthz.extra
+	e2eWriteFile(t, filepath.Join(dir, "ai_gateway.yaml"), string(manifestYAML))
+	e2eWriteFile(t, filepath.Join(dir, "extra", "deny.rego"), `package ccauthz.extra
 
 deny contains "Blocked by local policy" if {
 	input.request.headers["x-block-me"] == "yes"
 }
 `)
 	cfg := filepath.Join(dir, "ccauthz.yaml")
-	writeFile(t, cfg, fmt.Sprintf(`catalog: catalog
+	e2eWriteFile(t, cfg, fmt.Sprintf(`catalog: catalog
 backends:
   - {name: ai_gateway, manifest: ai_gateway.yaml, extra_rego: extra, hosts: [cloud.gitlab.com]}
   - {name: duo_workflow, manifest: embedded:duo_workflow, issuers: [gitlab]}
@@ -568,14 +568,14 @@ issuers:
 logging: {allow_sample_rate: 1}
 watch: {interval: 100ms, debounce: 200ms}
 drain_timeout: 10s
-`, gitlabIss, gitlab.srv.URL, aigw.srv.URL))
-	p := start(t, bin, "--config", cfg)
+`, e2eGitlabIss, gitlab.srv.URL, aigw.srv.URL))
+	p := e2eStart(t, bin, "--config", cfg)
 	p.waitHTTP(t, "/readyz", 200)
 
 	aud := []string{"gitlab-ai-gateway"}
-	good := "Bearer " + mint(t, keyA, gitlabIss, aud, "complete_code", "duo_chat")
-	forged := "Bearer " + mint(t, newKey(t), gitlabIss, aud, "complete_code")
-	userTok := "Bearer " + mint(t, userKey, "gitlab-ai-gateway", aud, "complete_code", "generate_code")
+	good := "Bearer " + e2eMint(t, keyA, e2eGitlabIss, aud, "complete_code", "duo_chat")
+	forged := "Bearer " + e2eMint(t, e2eNewKey(t), e2eGitlabIss, aud, "complete_code")
+	userTok := "Bearer " + e2eMint(t, userKey, "gitlab-ai-gateway", aud, "complete_code", "generate_code")
 	// current is a token of the issuer's currently published key (the
 	// rotation subtest moves it to the new key).
 	current := good
@@ -584,39 +584,39 @@ drain_timeout: 10s
 		tests := []struct {
 			name string
 			req  *authv3.CheckRequest
-			want outcome
+			want e2eOutcome
 		}{
-			{"allowed", req("/v2/code/completions", good, nil), outcome{200, "allowed", ""}},
-			{"public route", req("/monitoring/healthz", "", nil, ":method", "GET"), outcome{200, "public", ""}},
-			{"missing authorization", req("/v2/code/completions", "", nil),
-				outcome{401, "missing_authorization", `{"error":"No authorization header presented"}`}},
-			{"not bearer", req("/v2/code/completions", "Basic dXNlcjpwdw==", nil),
-				outcome{401, "invalid_authorization_header", `{"error":"Invalid authorization header"}`}},
-			{"not oidc", req("/v2/code/completions", good, nil, "x-gitlab-authentication-type", ""),
-				outcome{401, "invalid_authentication_type", `{"error":"Invalid authentication token type - only OIDC is supported"}`}},
-			{"forged token", req("/v2/code/completions", forged, nil),
-				outcome{401, "invalid_token", `{"error":"Forbidden by auth provider"}`}},
-			{"realm mismatch", req("/v2/code/completions", good, nil, "x-gitlab-realm", "saas"),
-				outcome{401, "header_mismatch", `{"error":"Header mismatch 'X-Gitlab-Realm'"}`}},
-			{"no route", req("/v9/nothing", good, nil), outcome{404, "no_route", `{"detail":"Not Found"}`}},
-			{"user token on a route that refuses it", req("/v2/code/generations", userTok, nil, "x-gitlab-global-user-id", instanceID),
-				outcome{403, "issuer_not_allowed", `{"detail":"Unauthorized to access code generations"}`}},
-			{"proxy without unit primitive", req("/v1/proxy/anthropic/v1/messages", good, nil),
-				outcome{400, "missing_unit_primitive_header", `{"detail":"Missing x-gitlab-unit-primitive header"}`}},
-			{"proxy with unknown unit primitive", req("/v1/proxy/anthropic/v1/messages", good, nil, "x-gitlab-unit-primitive", "make_coffee"),
-				outcome{400, "unknown_unit_primitive", `{"detail":"Unknown unit primitive header make_coffee"}`}},
-			{"proxy with a unit primitive it does not serve", req("/v1/proxy/anthropic/v1/messages", good, nil, "x-gitlab-unit-primitive", "complete_code"),
-				outcome{400, "unit_primitive_not_allowed", `{"detail":"This endpoint cannot be used for complete_code purpose"}`}},
-			{"missing scope", req("/v2/code/generations", good, nil),
-				outcome{403, "insufficient_scope", `{"detail":"Unauthorized to access code generations"}`}},
-			{"extra Rego", req("/v2/code/completions", good, nil, "x-block-me", "yes"),
-				outcome{403, "extra_policy_deny", `{"detail":"Blocked by local policy"}`}},
-			{"unknown backend", req("/v2/code/completions", good, map[string]string{"backend": "nope"}),
-				outcome{403, "unknown_backend", `{"error":"No protected backend is configured for this request"}`}},
+			{"allowed", e2eReq("/v2/code/completions", good, nil), e2eOutcome{200, "allowed", ""}},
+			{"public route", e2eReq("/monitoring/healthz", "", nil, ":method", "GET"), e2eOutcome{200, "public", ""}},
+			{"missing authorization", e2eReq("/v2/code/completions", "", nil),
+				e2eOutcome{401, "missing_authorization", `{"error":"No authorization header presented"}`}},
+			{"not bearer", e2eReq("/v2/code/completions", "Basic dXNlcjpwdw==", nil),
+				e2eOutcome{401, "invalid_authorization_header", `{"error":"Invalid authorization header"}`}},
+			{"not oidc", e2eReq("/v2/code/completions", good, nil, "x-gitlab-authentication-type", ""),
+				e2eOutcome{401, "invalid_authentication_type", `{"error":"Invalid authentication token type - only OIDC is supported"}`}},
+			{"forged token", e2eReq("/v2/code/completions", forged, nil),
+				e2eOutcome{401, "invalid_token", `{"error":"Forbidden by auth provider"}`}},
+			{"realm mismatch", e2eReq("/v2/code/completions", good, nil, "x-gitlab-realm", "saas"),
+				e2eOutcome{401, "header_mismatch", `{"error":"Header mismatch 'X-Gitlab-Realm'"}`}},
+			{"no route", e2eReq("/v9/nothing", good, nil), e2eOutcome{404, "no_route", `{"detail":"Not Found"}`}},
+			{"user token on a route that refuses it", e2eReq("/v2/code/generations", userTok, nil, "x-gitlab-global-user-id", e2eInstanceID),
+				e2eOutcome{403, "issuer_not_allowed", `{"detail":"Unauthorized to access code generations"}`}},
+			{"proxy without unit primitive", e2eReq("/v1/proxy/anthropic/v1/messages", good, nil),
+				e2eOutcome{400, "missing_unit_primitive_header", `{"detail":"Missing x-gitlab-unit-primitive header"}`}},
+			{"proxy with unknown unit primitive", e2eReq("/v1/proxy/anthropic/v1/messages", good, nil, "x-gitlab-unit-primitive", "make_coffee"),
+				e2eOutcome{400, "unknown_unit_primitive", `{"detail":"Unknown unit primitive header make_coffee"}`}},
+			{"proxy with a unit primitive it does not serve", e2eReq("/v1/proxy/anthropic/v1/messages", good, nil, "x-gitlab-unit-primitive", "complete_code"),
+				e2eOutcome{400, "unit_primitive_not_allowed", `{"detail":"This endpoint cannot be used for complete_code purpose"}`}},
+			{"missing scope", e2eReq("/v2/code/generations", good, nil),
+				e2eOutcome{403, "insufficient_scope", `{"detail":"Unauthorized to access code generations"}`}},
+			{"extra Rego", e2eReq("/v2/code/completions", good, nil, "x-block-me", "yes"),
+				e2eOutcome{403, "extra_policy_deny", `{"detail":"Blocked by local policy"}`}},
+			{"unknown backend", e2eReq("/v2/code/completions", good, map[string]string{"backend": "nope"}),
+				e2eOutcome{403, "unknown_backend", `{"error":"No protected backend is configured for this request"}`}},
 		}
 		for _, tc := range tests {
 			resp := p.check(t, tc.req)
-			if got := outcomeOf(resp); got != tc.want {
+			if got := e2eOutcomeOf(resp); got != tc.want {
 				t.Errorf("%s: got %+v\nwant %+v", tc.name, got, tc.want)
 			}
 			if tc.want.status == 200 {
@@ -634,24 +634,24 @@ drain_timeout: 10s
 	})
 
 	t.Run("context extension selects among backends", func(t *testing.T) {
-		dwsTok := "Bearer " + mint(t, keyA, gitlabIss, []string{"gitlab-duo-workflow-service"}, "duo_workflow_execute_workflow")
+		dwsTok := "Bearer " + e2eMint(t, keyA, e2eGitlabIss, []string{"gitlab-duo-workflow-service"}, "duo_workflow_execute_workflow")
 		ext := map[string]string{"backend": "duo_workflow"}
-		if got := outcomeOf(p.check(t, req("/DuoWorkflow/ExecuteWorkflow", dwsTok, ext))); got.status != 200 {
+		if got := e2eOutcomeOf(p.check(t, e2eReq("/DuoWorkflow/ExecuteWorkflow", dwsTok, ext))); got.status != 200 {
 			t.Errorf("duo_workflow with its token: %+v", got)
 		}
 		// The same token at the AI gateway (chosen by host) has the wrong audience.
-		if got := outcomeOf(p.check(t, req("/v2/code/completions", dwsTok, nil))); got.reason != "invalid_token" {
+		if got := e2eOutcomeOf(p.check(t, e2eReq("/v2/code/completions", dwsTok, nil))); got.reason != "invalid_token" {
 			t.Errorf("ai_gateway with a duo workflow token: %+v", got)
 		}
 		// duo_workflow accepts only the gitlab issuer.
-		userDWS := "Bearer " + mint(t, userKey, "gitlab-ai-gateway", []string{"gitlab-duo-workflow-service"}, "duo_workflow_execute_workflow")
-		if got := outcomeOf(p.check(t, req("/DuoWorkflow/ExecuteWorkflow", userDWS, ext, "x-gitlab-global-user-id", instanceID))); got.reason != "invalid_token" {
+		userDWS := "Bearer " + e2eMint(t, userKey, "gitlab-ai-gateway", []string{"gitlab-duo-workflow-service"}, "duo_workflow_execute_workflow")
+		if got := e2eOutcomeOf(p.check(t, e2eReq("/DuoWorkflow/ExecuteWorkflow", userDWS, ext, "x-gitlab-global-user-id", e2eInstanceID))); got.reason != "invalid_token" {
 			t.Errorf("duo_workflow with a token of an issuer it does not accept: %+v", got)
 		}
 	})
 
 	t.Run("dry-run backend allows and reports", func(t *testing.T) {
-		resp := p.check(t, req("/v2/code/generations", good, map[string]string{"backend": "ai_gateway_shadow"}))
+		resp := p.check(t, e2eReq("/v2/code/generations", good, map[string]string{"backend": "ai_gateway_shadow"}))
 		md := resp.GetDynamicMetadata().GetFields()
 		if resp.GetOkResponse() == nil || md["dry_run"].GetStringValue() != "true" || md["would_deny_reason"].GetStringValue() != "insufficient_scope" {
 			t.Errorf("dry-run: %v", resp)
@@ -665,16 +665,16 @@ drain_timeout: 10s
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, up, "name: complete_code\nbogus_field: [\n")
+		e2eWriteFile(t, up, "name: complete_code\nbogus_field: [\n")
 		p.waitMetric(t, `ccauthz_reloads_total\{result="failure"\} [1-9]`)
 		p.waitMetric(t, `ccauthz_last_reload_successful 0`)
-		if got := outcomeOf(p.check(t, req("/v2/code/completions", good, nil))); got.status != 200 {
+		if got := e2eOutcomeOf(p.check(t, e2eReq("/v2/code/completions", good, nil))); got.status != 200 {
 			t.Errorf("old snapshot stopped serving: %+v", got)
 		}
 		if !strings.Contains(p.stderr.String(), "keeping the last good snapshot") {
 			t.Error("reload failure not logged")
 		}
-		writeFile(t, up, string(orig))
+		e2eWriteFile(t, up, string(orig))
 		p.waitMetric(t, `ccauthz_last_reload_successful 1`)
 		// SIGHUP reloads too.
 		before := p.stderr.String()
@@ -691,17 +691,17 @@ drain_timeout: 10s
 	t.Run("key rotation and issuer outage", func(t *testing.T) {
 		// GitLab's runbook: publish the new key next to the old one, let
 		// validators refresh, then sign with it, then drop the old key.
-		keyB := newKey(t)
-		tokB := "Bearer " + mint(t, keyB, gitlabIss, aud, "complete_code")
+		keyB := e2eNewKey(t)
+		tokB := "Bearer " + e2eMint(t, keyB, e2eGitlabIss, aud, "complete_code")
 		gitlab.serve(t, keyA, keyB)
-		p.waitOutcome(t, req("/v2/code/completions", tokB, nil), 200)
+		p.waitOutcome(t, e2eReq("/v2/code/completions", tokB, nil), 200)
 		gitlab.serve(t, keyB)
-		freshA := "Bearer " + mint(t, keyA, gitlabIss, aud, "complete_code", "duo_chat")
-		p.waitOutcome(t, req("/v2/code/completions", freshA, nil), 401)
+		freshA := "Bearer " + e2eMint(t, keyA, e2eGitlabIss, aud, "complete_code", "duo_chat")
+		p.waitOutcome(t, e2eReq("/v2/code/completions", freshA, nil), 401)
 		// The issuer goes down: the last good keys keep verifying.
 		gitlab.fail.Store(true)
 		p.waitMetric(t, `ccauthz_key_fetch_failures_total\{issuer="gitlab"\} [1-9]`)
-		if got := outcomeOf(p.check(t, req("/v2/code/completions", tokB, nil))); got.status != 200 {
+		if got := e2eOutcomeOf(p.check(t, e2eReq("/v2/code/completions", tokB, nil))); got.status != 200 {
 			t.Errorf("during the outage: %+v", got)
 		}
 		gitlab.fail.Store(false)
@@ -719,7 +719,7 @@ drain_timeout: 10s
 				defer wg.Done()
 				for i := 0; i < 2000 && time.Now().Before(stopAt); i++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					resp, err := p.client.Check(ctx, req("/v2/code/completions", current, nil))
+					resp, err := p.client.Check(ctx, e2eReq("/v2/code/completions", current, nil))
 					cancel()
 					switch {
 					case err == nil && resp.GetOkResponse() != nil:
@@ -737,7 +737,7 @@ drain_timeout: 10s
 			}()
 		}
 		time.Sleep(300 * time.Millisecond)
-		start := time.Now()
+		e2eStart := time.Now()
 		if err := p.stop(t); err != nil {
 			t.Errorf("exit after SIGTERM: %v", err)
 		}
@@ -748,10 +748,10 @@ drain_timeout: 10s
 		if ok.Load() == 0 {
 			t.Error("no check succeeded")
 		}
-		t.Logf("drain took %v; %d checks ok, %d workers saw the closed listener", time.Since(start), ok.Load(), unavailable.Load())
+		t.Logf("drain took %v; %d checks ok, %d workers saw the closed listener", time.Since(e2eStart), ok.Load(), unavailable.Load())
 		logs := p.stderr.String()
 		if !strings.Contains(logs, `"msg":"draining"`) || !strings.Contains(logs, `"msg":"stopped"`) {
-			t.Errorf("drain not logged:\n%s", tail(logs, 5))
+			t.Errorf("drain not logged:\n%s", e2eTail(logs, 5))
 		}
 	})
 }
