@@ -75,7 +75,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	if *configPath != "" {
 		c, err := config.Load(*configPath)
 		if err != nil {
-			printConfigError(e.stderr, err)
+			printServeConfigError(e.stderr, err)
 			return exitInvalid
 		}
 		cfg = c
@@ -93,7 +93,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 			return exitInvalid
 		}
 		dev = is
-		cfg = defaultConfig(dir, is)
+		cfg = serveDefaultConfig(dir, is)
 	}
 
 	if *grpcAddr != "" {
@@ -111,7 +111,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	// keep working while in-flight checks drain.
 	keysCtx, stopKeys := context.WithCancel(context.Background())
 	defer stopKeys()
-	a, err := assembly.New(keysCtx, cfg, assembly.Deps{Logger: logger, Now: e.now, Build: buildInfo()})
+	a, err := assembly.New(keysCtx, cfg, assembly.Deps{Logger: logger, Now: e.now, Build: serveBuildInfo()})
 	if err != nil {
 		// Build errors list one problem per line (every backend, every
 		// file:line:col); keep them one per line under one heading.
@@ -163,8 +163,8 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	return exitOK
 }
 
-// printConfigError prints a config's problems one per line.
-func printConfigError(w io.Writer, err error) {
+// printServeConfigError prints a config's problems one per line.
+func printServeConfigError(w io.Writer, err error) {
 	var ve *catalog.ValidationError
 	if errors.As(err, &ve) {
 		fmt.Fprintf(w, "ccauthz serve: invalid configuration (%d problems):\n%s\n", len(ve.Problems), ve.Error())
@@ -173,9 +173,9 @@ func printConfigError(w io.Writer, err error) {
 	fmt.Fprintf(w, "ccauthz serve: %v\n", err)
 }
 
-// defaultConfig is the embedded default: the example catalog, the AI gateway
+// serveDefaultConfig is the embedded default: the example catalog, the AI gateway
 // example manifest and the dev issuer, on loopback, logging every decision.
-func defaultConfig(stateDir string, dev *devissuer.Issuer) *config.Config {
+func serveDefaultConfig(stateDir string, dev *devissuer.Issuer) *config.Config {
 	cfg := config.Default()
 	cfg.Catalog = config.EmbeddedPrefix + "example"
 	cfg.Backends = []config.Backend{{
@@ -253,9 +253,9 @@ func devCheckRequest(path, tok string) (string, error) {
 	return string(b), nil
 }
 
-// buildInfo reads the module version and VCS revision the binary was built
+// serveBuildInfo reads the module version and VCS revision the binary was built
 // from, when the toolchain recorded them.
-func buildInfo() server.BuildInfo {
+func serveBuildInfo() server.BuildInfo {
 	bi := server.BuildInfo{Version: "devel", Revision: "unknown"}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		if v := info.Main.Version; v != "" && v != "(devel)" {
