@@ -49,7 +49,25 @@ func analyse(c *ast.Compiler) reads {
 	sort.Strings(names)
 	for _, name := range names {
 		mod := c.Modules[name]
-		ast.WalkRefs(mod, func(ref ast.Ref) bool {
+		// object.get(input.request.headers, "<constant>", default) reads one
+		// header by a constant name, like input.request.headers["<constant>"].
+		// The compiler hoists the ref into a local first
+		// (__localN__ = input.request.headers); such an assignment is accepted
+		// when every use of the local is the object of an object.get with a
+		// constant key.
+		accepted := constantHeaderLocals(mod, headers)
+		refs := func(visit func(ast.Ref) bool) {
+			ast.NewGenericVisitor(func(x any) bool {
+				switch t := x.(type) {
+				case *ast.Expr:
+					return accepted[t]
+				case ast.Ref:
+					visit(t)
+				}
+				return false
+			}).Walk(mod)
+		}
+		refs(func(ref ast.Ref) bool {
 			if !ref[0].Equal(ast.InputRootDocument) {
 				return false
 			}
@@ -119,6 +137,77 @@ func analyse(c *ast.Compiler) reads {
 	}
 	sort.Strings(r.headers)
 	return r
+}
+
+var headersRef = ast.MustParseRef("input.request.headers")
+
+// constantHeaderLocals finds `__localN__ = input.request.headers` assignments
+// whose local is only ever used as object.get(__localN__, "<constant>", _),
+// records those constant header names, and returns the accepted assignments.
+func constantHeaderLocals(mod *ast.Module, headers map[string]bool) map[*ast.Expr]bool {
+	assigns := map[ast.Var]*ast.Expr{}
+	ast.WalkExprs(mod, func(e *ast.Expr) bool {
+		if !e.IsEquality() {
+			return false
+		}
+		terms := e.Terms.([]*ast.Term)
+		for _, pair := range [][2]*ast.Term{{terms[1], terms[2]}, {terms[2], terms[1]}} {
+			v, isVar := pair[0].Value.(ast.Var)
+			r, isRef := pair[1].Value.(ast.Ref)
+			if isVar && v.IsGenerated() && isRef && r.Equal(headersRef) {
+				assigns[v] = e
+			}
+		}
+		return false
+	})
+	if len(assigns) == 0 {
+		return nil
+	}
+	uses := map[ast.Var]int{}    // every occurrence of the local
+	getUses := map[ast.Var]int{} // occurrences as a constant-key object.get object
+	keys := map[ast.Var][]string{}
+	checkCall := func(terms []*ast.Term) {
+		if len(terms) < 3 {
+			return
+		}
+		op, ok := terms[0].Value.(ast.Ref)
+		if !ok || op.String() != ast.ObjectGet.Name {
+			return
+		}
+		v, ok := terms[1].Value.(ast.Var)
+		if _, tracked := assigns[v]; !ok || !tracked {
+			return
+		}
+		if key, ok := terms[2].Value.(ast.String); ok {
+			getUses[v]++
+			keys[v] = append(keys[v], string(key))
+		}
+	}
+	ast.NewGenericVisitor(func(x any) bool {
+		switch t := x.(type) {
+		case *ast.Expr:
+			if terms, ok := t.Terms.([]*ast.Term); ok && t.IsCall() {
+				checkCall(terms)
+			}
+		case ast.Call:
+			checkCall(t)
+		case ast.Var:
+			if _, tracked := assigns[t]; tracked {
+				uses[t]++
+			}
+		}
+		return false
+	}).Walk(mod)
+	accepted := map[*ast.Expr]bool{}
+	for v, e := range assigns {
+		if getUses[v] > 0 && uses[v] == getUses[v]+1 {
+			accepted[e] = true
+			for _, k := range keys[v] {
+				headers[k] = true
+			}
+		}
+	}
+	return accepted
 }
 
 func checkCall(ref ast.Ref, module string, disable func(string, ...any)) {

@@ -54,6 +54,7 @@ type Policy struct {
 	audience string
 	gen      *regogen.Output
 	query    rego.PreparedEvalQuery
+	compiler *ast.Compiler // kept for tests that evaluate other rules
 	reads    reads
 	cache    *decisionCache // nil when disabled
 	stats    counters
@@ -128,6 +129,7 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		audience: m.Audience,
 		gen:      out,
 		query:    pq,
+		compiler: compiler,
 		reads:    analyse(compiler),
 		extra:    extraFiles,
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/rego"
+
 	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/policy/manifest"
 	"github.com/ccauthz/ccauthz/policy/regogen"
@@ -84,6 +86,58 @@ func TestDecideAgreesWithGeneratedTests(t *testing.T) {
 						t.Errorf("%s/%s: unit_primitives %v, want %v", c.Route, c.Name, d.UnitPrimitives, e.UnitPrimitives)
 					}
 				}
+			}
+			// The fast allow path and the full chain agree on every case.
+			full, err := rego.New(rego.Query("data.ccauthz.main.full_decision"), rego.Compiler(p.compiler),
+				rego.GenerateJSON(keepTerm)).PrepareForEval(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fast, err := rego.New(rego.Query("data.ccauthz.main.fast_allow"), rego.Compiler(p.compiler),
+				rego.GenerateJSON(keepTerm)).PrepareForEval(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := manifest.Example(name)
+			fixedExact := map[string]bool{}
+			for _, r := range m.Routes {
+				if !r.Public && r.HeaderUP == nil && r.IsExact() {
+					fixedExact[r.ID] = true
+				}
+			}
+			fastHits := 0
+			for _, c := range cases {
+				in := caseInput(t, c)
+				v, err := in.value()
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs, err := full.Eval(context.Background(), rego.EvalParsedInput(v))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := parseResult(rs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := p.eval(context.Background(), in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s/%s: decision differs from full_decision:\n got %+v\nwant %+v", c.Route, c.Name, got, want)
+				}
+				if got.Reason == ReasonAllowed && fixedExact[got.Route] {
+					rs, err := fast.Eval(context.Background(), rego.EvalParsedInput(v))
+					if err != nil || len(rs) != 1 {
+						t.Errorf("%s/%s: allowed on a fixed exact route but fast_allow is undefined (%v)", c.Route, c.Name, err)
+					} else {
+						fastHits++
+					}
+				}
+			}
+			if fastHits < len(fixedExact) {
+				t.Errorf("fast_allow covered %d allowed cases, want at least one per fixed exact route (%d)", fastHits, len(fixedExact))
 			}
 			s := p.Stats()
 			if !s.CacheEnabled || s.Hits < uint64(len(cases)) {
@@ -394,6 +448,13 @@ deny contains "bad" if {
 deny contains "late" if time.now_ns() < 0
 `,
 	}
+	tests["header object in a variable"] = `package ccauthz.extra
+
+deny contains "bad" if {
+	h := input.request.headers
+	h["x-debug"] == "1"
+}
+`
 	for name, src := range tests {
 		t.Run(name, func(t *testing.T) {
 			p := buildExample(t, "ai_gateway", BuildOptions{ExtraDir: writeExtra(t, map[string]string{"x.rego": src})})
@@ -405,6 +466,29 @@ deny contains "late" if time.now_ns() < 0
 				t.Fatalf("decision %+v, %v", d, err)
 			}
 		})
+	}
+}
+
+func TestCacheAcceptsConstantObjectGet(t *testing.T) {
+	src := `package ccauthz.extra
+
+deny contains "debug requests are refused" if {
+	object.get(input.request.headers, "x-debug", "") == "1"
+}
+`
+	p := buildExample(t, "ai_gateway", BuildOptions{ExtraDir: writeExtra(t, map[string]string{"x.rego": src})})
+	s := p.Stats()
+	if !s.CacheEnabled || !contains(s.HeadersRead, "x-debug") {
+		t.Fatalf("object.get with a constant key should keep the cache and key on x-debug: %+v", s)
+	}
+	ctx := context.Background()
+	in := aiGatewayInput()
+	if d, _ := p.Decide(ctx, in); !d.Allow {
+		t.Fatalf("%+v", d)
+	}
+	in.Headers["x-debug"] = "1"
+	if d, _ := p.Decide(ctx, in); d.Allow || d.Reason != ReasonExtraPolicyDeny {
+		t.Fatalf("x-debug must be part of the cache key: %+v", d)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -155,26 +154,12 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	// Claim ↔ header bindings; each header is read by a constant key so the
 	// decision cache can key on it.
 	bindings := make([]map[string]string, 0, len(m.Bindings))
-	var keys []string
 	for _, bd := range m.Bindings {
 		bindings = append(bindings, map[string]string{
 			"claim": bd.Claim, "header": bd.Header, "key": bd.HeaderKey(), "token_kind": bd.TokenKind,
 		})
-		keys = append(keys, bd.HeaderKey())
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
 	fmt.Fprintf(&b, "bindings := %s\n\n", lit(bindings))
-	b.WriteString("bound_headers := {\n")
-	for i, k := range keys {
-		fmt.Fprintf(&b, "\t%s: hdr_%d,\n", lit(k), i)
-	}
-	b.WriteString("}\n\n")
-	hdrVar := map[string]string{}
-	for i, k := range keys {
-		hdrVar[k] = fmt.Sprintf("hdr_%d", i)
-		fmt.Fprintf(&b, "default hdr_%d := \"\"\n\nhdr_%d := input.request.headers[%s]\n\n", i, i, lit(k))
-	}
 	// The first binding, in manifest order, whose non-empty claim differs
 	// from its header (only read once the token is valid).
 	for i, bd := range m.Bindings {
@@ -189,7 +174,7 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		case "instance":
 			b.WriteString("\tinput.token.kind != \"user\"\n")
 		}
-		fmt.Fprintf(&b, "\tc := input.token.claims[%s]\n\tc != null\n\tc != \"\"\n\t%s != c\n", lit(bd.Claim), hdrVar[bd.HeaderKey()])
+		fmt.Fprintf(&b, "\tc := input.token.claims[%s]\n\tc != null\n\tc != \"\"\n\tobject.get(input.request.headers, %s, \"\") != c\n", lit(bd.Claim), lit(bd.HeaderKey()))
 	}
 	if len(m.Bindings) > 0 {
 		b.WriteString("}\n\n")

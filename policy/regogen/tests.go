@@ -19,7 +19,10 @@ func testModule(cs []Case, hash string) string {
 	fmt.Fprintf(&b, "package %s\n\nimport data.ccauthz.main\n\n", pkg)
 	for _, c := range cs {
 		fmt.Fprintf(&b, "test_%s if {\n", c.Name)
-		fmt.Fprintf(&b, "\td := main.decision with input as %s\n", lit(c.Input))
+		fmt.Fprintf(&b, "\tdoc := %s\n", lit(c.Input))
+		b.WriteString("\td := main.decision with input as doc\n")
+		// The fast allow path and the full chain must agree on every input.
+		b.WriteString("\td == main.full_decision with input as doc\n")
 		e := c.Expect
 		fmt.Fprintf(&b, "\td.allow == %t\n", e.Allow)
 		fmt.Fprintf(&b, "\td.status == %d\n", e.Status)

@@ -23,46 +23,28 @@ rate_limits := {"workflow": {"requests_per_unit": 50, "unit": "minute"}}
 
 bindings := [{"claim": "gitlab_realm", "header": "X-Gitlab-Realm", "key": "x-gitlab-realm", "token_kind": ""}, {"claim": "gitlab_instance_id", "header": "X-Gitlab-Instance-Id", "key": "x-gitlab-instance-id", "token_kind": ""}, {"claim": "sub", "header": "X-Gitlab-Instance-Id", "key": "x-gitlab-instance-id", "token_kind": "instance"}, {"claim": "sub", "header": "X-Gitlab-Global-User-Id", "key": "x-gitlab-global-user-id", "token_kind": "user"}]
 
-bound_headers := {
-	"x-gitlab-global-user-id": hdr_0,
-	"x-gitlab-instance-id": hdr_1,
-	"x-gitlab-realm": hdr_2,
-}
-
-default hdr_0 := ""
-
-hdr_0 := input.request.headers["x-gitlab-global-user-id"]
-
-default hdr_1 := ""
-
-hdr_1 := input.request.headers["x-gitlab-instance-id"]
-
-default hdr_2 := ""
-
-hdr_2 := input.request.headers["x-gitlab-realm"]
-
 header_mismatch := "X-Gitlab-Realm" if {
 	c := input.token.claims.gitlab_realm
 	c != null
 	c != ""
-	hdr_2 != c
+	object.get(input.request.headers, "x-gitlab-realm", "") != c
 } else := "X-Gitlab-Instance-Id" if {
 	c := input.token.claims.gitlab_instance_id
 	c != null
 	c != ""
-	hdr_1 != c
+	object.get(input.request.headers, "x-gitlab-instance-id", "") != c
 } else := "X-Gitlab-Instance-Id" if {
 	input.token.kind != "user"
 	c := input.token.claims.sub
 	c != null
 	c != ""
-	hdr_1 != c
+	object.get(input.request.headers, "x-gitlab-instance-id", "") != c
 } else := "X-Gitlab-Global-User-Id" if {
 	input.token.kind == "user"
 	c := input.token.claims.sub
 	c != null
 	c != ""
-	hdr_0 != c
+	object.get(input.request.headers, "x-gitlab-global-user-id", "") != c
 }
 
 exact_routes := {

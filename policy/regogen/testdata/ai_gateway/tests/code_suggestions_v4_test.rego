@@ -7,7 +7,9 @@ package ccauthz.test.routes.code_suggestions_v4
 import data.ccauthz.main
 
 test_allowed if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -18,7 +20,9 @@ test_allowed if {
 }
 
 test_denied_without_unit_primitive if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 403
 	d.reason == "insufficient_scope"
@@ -28,7 +32,9 @@ test_denied_without_unit_primitive if {
 }
 
 test_denied_foreign_audience if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-foreign-backend"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "bad_audience", "status": "invalid"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-foreign-backend"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "bad_audience", "status": "invalid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 401
 	d.reason == "invalid_token"
@@ -38,7 +44,9 @@ test_denied_foreign_audience if {
 }
 
 test_denied_missing_authorization if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "missing_authorization", "status": "missing"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "missing_authorization", "status": "missing"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 401
 	d.reason == "missing_authorization"
@@ -48,7 +56,9 @@ test_denied_missing_authorization if {
 }
 
 test_denied_malformed_authorization if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "invalid_authorization_header", "status": "malformed"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "invalid_authorization_header", "status": "malformed"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 401
 	d.reason == "invalid_authorization_header"
@@ -58,7 +68,9 @@ test_denied_malformed_authorization if {
 }
 
 test_denied_wrong_authentication_type if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "basic", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "basic", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 401
 	d.reason == "invalid_authentication_type"
@@ -68,7 +80,9 @@ test_denied_wrong_authentication_type if {
 }
 
 test_denied_keys_unavailable if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"issuer": "gitlab_com", "kind": "instance", "reason": "keys_unavailable", "status": "unavailable"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"issuer": "gitlab_com", "kind": "instance", "reason": "keys_unavailable", "status": "unavailable"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 503
 	d.reason == "keys_unavailable"
@@ -78,7 +92,9 @@ test_denied_keys_unavailable if {
 }
 
 test_denied_header_mismatch if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "mismatched-value"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "mismatched-value"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 401
 	d.reason == "header_mismatch"
@@ -88,7 +104,9 @@ test_denied_header_mismatch if {
 }
 
 test_denied_user_token_header_mismatch if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "mismatched-value", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "mismatched-value", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["complete_code"], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 401
 	d.reason == "header_mismatch"
@@ -98,7 +116,9 @@ test_denied_user_token_header_mismatch if {
 }
 
 test_denied_disallowed_issuer if {
-	d := main.decision with input as {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "gitlab-ai-gateway", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v4/code/suggestions", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "gitlab-ai-gateway", "jti": "test-jti", "scopes": ["complete_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 403
 	d.reason == "issuer_not_allowed"

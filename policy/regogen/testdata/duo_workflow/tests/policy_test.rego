@@ -6,7 +6,9 @@ package ccauthz.test.policy
 import data.ccauthz.main
 
 test_no_route if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "GET", "path": "/ccauthz/no-such-route", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "GET", "path": "/ccauthz/no-such-route", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 404
 	d.reason == "no_route"
@@ -16,7 +18,9 @@ test_no_route if {
 }
 
 test_seat_bucket_absent if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -31,7 +35,9 @@ test_seat_bucket_absent if {
 }
 
 test_seat_bucket_not_a_number if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "many", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "many", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -46,7 +52,9 @@ test_seat_bucket_not_a_number if {
 }
 
 test_seat_bucket_zero if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "0", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "0", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -61,7 +69,9 @@ test_seat_bucket_zero if {
 }
 
 test_seat_bucket_small if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "100", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "100", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -76,7 +86,9 @@ test_seat_bucket_small if {
 }
 
 test_seat_bucket_medium if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "1000", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "1000", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -91,7 +103,9 @@ test_seat_bucket_medium if {
 }
 
 test_seat_bucket_large if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "1001", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-duo-seat-count": "1001", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -106,7 +120,9 @@ test_seat_bucket_large if {
 }
 
 test_allowed_sets_identity_headers if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -121,7 +137,9 @@ test_allowed_sets_identity_headers if {
 }
 
 test_allowed_user_token if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == true
 	d.status == 200
 	d.reason == "allowed"
@@ -134,7 +152,9 @@ test_allowed_user_token if {
 }
 
 test_no_route_for_method if {
-	d := main.decision with input as {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "DELETE", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "DELETE", "path": "/DuoWorkflow/ExecuteWorkflow", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["duo_workflow_execute_workflow"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	d := main.decision with input as doc
+	d == main.full_decision with input as doc
 	d.allow == false
 	d.status == 404
 	d.reason == "no_route"
