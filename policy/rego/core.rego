@@ -165,6 +165,10 @@ issuer_disallowed if input.token.issuer in route.disallowed_issuers
 
 issuer_disallowed if claims.iss in route.disallowed_issuers
 
+extra_denied if {
+	some _ in data.ccauthz.extra.deny
+}
+
 extra_denials := {sprintf("%v", [m]) | some m in data.ccauthz.extra.deny}
 
 # The outcome, in the AI gateway's order.
@@ -376,10 +380,12 @@ fast_allow := d if {
 	not gen.header_mismatch
 	c := input.token.claims
 	is_object(c)
-	count(r.unit_primitive_set - {object.get(gen.canonical_scopes, s, s) | some s in c.scopes}) == 0
+	every up in r.unit_primitives {
+		up in c.scopes
+	}
 	not input.token.issuer in r.disallowed_issuers
 	not object.get(c, "iss", null) in r.disallowed_issuers
-	count(extra_denials) == 0
+	not extra_denied
 	sub := object.get(c, "sub", "")
 	is_string(sub)
 	realm := object.get(c, "gitlab_realm", "")
@@ -406,9 +412,9 @@ fast_allow := d if {
 				"backend": gen.backend,
 				"unit_primitive": r.rate_unit_primitive,
 				# An absent or empty header is "unknown".
-				"instance_id": object.get(unknown_if_empty, object.get(input.request.headers, "x-gitlab-instance-id", ""), object.get(input.request.headers, "x-gitlab-instance-id", "")),
-				"global_user_id": object.get(unknown_if_empty, object.get(input.request.headers, "x-gitlab-global-user-id", ""), object.get(input.request.headers, "x-gitlab-global-user-id", "")),
-				"realm": object.get(unknown_if_empty, object.get(input.request.headers, "x-gitlab-realm", ""), object.get(input.request.headers, "x-gitlab-realm", "")),
+				"instance_id": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-instance-id", ""), object.get(input.request.headers, "x-gitlab-instance-id", "")),
+				"global_user_id": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-global-user-id", ""), object.get(input.request.headers, "x-gitlab-global-user-id", "")),
+				"realm": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-realm", ""), object.get(input.request.headers, "x-gitlab-realm", "")),
 				"seat_bucket": seat_bucket,
 				"rate_class": r.rate_class,
 			}},
