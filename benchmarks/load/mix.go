@@ -2,18 +2,17 @@ package main
 
 import (
 	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/ccauthz/ccauthz/authz/jwks"
+	"github.com/ccauthz/ccauthz/authz/token"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -30,6 +29,9 @@ type mixOptions struct {
 	denyPercent int
 	requests    int
 }
+
+// instance is one simulated GitLab instance and its token.
+type instance struct{ id, token string }
 
 // request is one pre-encoded CheckRequest and the decision it was built to get.
 type request struct {
@@ -72,25 +74,9 @@ func buildMix(o mixOptions, now time.Time) ([]request, error) {
 	if err != nil {
 		return nil, err
 	}
-	type instance struct{ id, token string }
-	instances := make([]instance, o.tokens)
-	for i := range instances {
-		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
-		tok, err := mint(key, map[string]any{
-			"iss":          o.issuer,
-			"sub":          id,
-			"aud":          []string{o.audience},
-			"iat":          now.Unix(),
-			"nbf":          now.Unix() - 5,
-			"exp":          now.Add(time.Hour).Unix(),
-			"jti":          fmt.Sprintf("load-%d", i),
-			"gitlab_realm": "self-managed",
-			"scopes":       grantedScopes,
-		})
-		if err != nil {
-			return nil, err
-		}
-		instances[i] = instance{id, tok}
+	instances, err := mintAll(key, o, now)
+	if err != nil {
+		return nil, err
 	}
 
 	rng := mrand.New(mrand.NewPCG(1, 2)) // fixed seed: every run sends the same mix
@@ -161,63 +147,58 @@ func encode(rt route, headers map[string]string, backend string, i int) ([]byte,
 	return proto.Marshal(req)
 }
 
-func readKey(path string) (*rsa.PrivateKey, error) {
+func readKey(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	var k any
-	switch blk.Type {
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-	default:
-		return nil, fmt.Errorf("%s: unsupported PEM block %q", path, blk.Type)
-	}
+	k, err := jwks.ParsePrivateKeyPEM(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: not an RSA key", path)
-	}
-	return rk, nil
+	return k, nil
 }
 
-// mint signs claims with RS256, kid = RFC 7638 thumbprint of the public key.
-func mint(key *rsa.PrivateKey, claims map[string]any) (string, error) {
-	header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": thumbprint(&key.PublicKey)})
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
+// mintAll mints one token per instance, on every core: a memory run needs
+// 100k tokens and an RSA signature costs about a millisecond.
+func mintAll(key crypto.Signer, o mixOptions, now time.Time) ([]instance, error) {
+	instances := make([]instance, o.tokens)
+	var (
+		wg       sync.WaitGroup
+		next     atomic.Int64
+		firstErr atomic.Value
+	)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(instances) || firstErr.Load() != nil {
+					return
+				}
+				id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+				tok, err := token.Mint(key, token.MintClaims{
+					Issuer:   o.issuer,
+					Subject:  id,
+					Audience: []string{o.audience},
+					Scopes:   grantedScopes,
+					Realm:    "self-managed",
+					IssuedAt: now,
+					TTL:      time.Hour,
+					JTI:      fmt.Sprintf("load-%d", i),
+				})
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				instances[i] = instance{id, tok}
+			}
+		}()
 	}
-	enc := base64.RawURLEncoding
-	signing := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		return "", err
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return nil, err
 	}
-	return signing + "." + enc.EncodeToString(sig), nil
-}
-
-func thumbprint(pub *rsa.PublicKey) string {
-	enc := base64.RawURLEncoding
-	e := big(pub.E)
-	doc := fmt.Sprintf(`{"e":"%s","kty":"RSA","n":"%s"}`, enc.EncodeToString(e), enc.EncodeToString(pub.N.Bytes()))
-	sum := sha256.Sum256([]byte(doc))
-	return enc.EncodeToString(sum[:])
-}
-
-func big(e int) []byte {
-	var b []byte
-	for ; e > 0; e >>= 8 {
-		b = append([]byte{byte(e)}, b...)
-	}
-	return b
+	return instances, nil
 }
