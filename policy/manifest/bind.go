@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/ccauthz/ccauthz/catalog"
@@ -100,7 +101,21 @@ func (m *Manifest) clone() *Manifest {
 			l := *c.Limit
 			c.Limit = &l
 		}
+		c.PerInstance, c.PerUser = c.PerInstance.clone(), c.PerUser.clone()
 		out.RateLimit.Classes[i] = c
 	}
+	if m.RateLimit.AuthFailures != nil {
+		l := *m.RateLimit.AuthFailures
+		out.RateLimit.AuthFailures = &l
+	}
+	return &out
+}
+
+func (k *KindLimit) clone() *KindLimit {
+	if k == nil {
+		return nil
+	}
+	out := *k
+	out.SeatBuckets = maps.Clone(k.SeatBuckets)
 	return &out
 }

@@ -179,6 +179,21 @@ func TestProblems(t *testing.T) {
 			}},
 		{"unit primitive in two classes", head + "  - {id: a, methods: [GET], path: /a, public: true}\nrate_limit:\n  classes:\n    - {name: c1, unit_primitives: [duo_chat]}\n    - {name: c2, unit_primitives: [duo_chat]}\n",
 			[]string{`m.yaml:7:7: unit primitive "duo_chat" is in rate classes "c1" and "c2"`}},
+		{"bad per-instance limit", head + "  - {id: a, methods: [GET], path: /a, public: true}\nrate_limit:\n  classes:\n    - name: c\n      unit_primitives: [duo_chat]\n      per_instance: {requests_per_unit: -1, unit: minute, seat_buckets: {tiny: {requests_per_unit: 1, unit: minute}, small: {unit: hour}}}\n",
+			[]string{
+				`m.yaml:8:41: requests_per_unit must be at least 1, got -1`,
+				`m.yaml:8:74: unknown field "tiny" in seat_buckets`,
+				`m.yaml:8:125: missing required field "requests_per_unit" in seat bucket small`,
+			}},
+		{"per-user limit without unit", head + "  - {id: a, methods: [GET], path: /a, public: true}\nrate_limit:\n  classes:\n    - {name: c, unit_primitives: [duo_chat], per_user: {requests_per_unit: 5, per: minute}}\n",
+			[]string{
+				`m.yaml:6:56: missing required field "unit" in per_user`,
+				`m.yaml:6:79: unknown field "per" in per_user`,
+			}},
+		{"bad auth failure limit", head + "  - {id: a, methods: [GET], path: /a, public: true}\nrate_limit:\n  auth_failures: {requests_per_unit: 10, unit: fortnight}\n",
+			[]string{`m.yaml:5:48: unit "fortnight" must be one of second, minute, hour, day`}},
+		{"class without unit primitives", head + "  - {id: a, methods: [GET], path: /a, public: true}\nrate_limit:\n  default_class: std\n  classes:\n    - {name: std, unit_primitives: [], per_user: {requests_per_unit: 5, unit: minute}}\n    - {name: other, unit_primitives: []}\n",
+			[]string{`m.yaml:8:7: rate class "other" lists no unit primitives and is not the default_class "std"`}},
 		{"syntax error", "backend: [\n", []string{"m.yaml:1: YAML syntax error: did not find expected node content"}},
 	}
 	for _, tt := range tests {

@@ -60,11 +60,17 @@ const (
 )
 
 // RateLimit maps unit primitives to rate classes; a class may carry an
-// Envoy limit override.
+// Envoy limit override and per-instance and per-user limits.
 type RateLimit struct {
-	// DefaultClass is the class of a unit primitive no class lists.
+	// DefaultClass is the class of a unit primitive no class lists. It may
+	// itself be listed as a class (with no unit primitives) to give it limits.
 	DefaultClass string      `json:"default_class"`
 	Classes      []RateClass `json:"classes"`
+	// AuthFailures limits the 401 answers one client (instance id header,
+	// else source address) may get; past it the 401s become 429s. Enforced
+	// only by ccauthz's local limiter: Envoy's rate-limit filter never sees
+	// a request ext_authz denied.
+	AuthFailures *Limit `json:"auth_failures,omitempty"`
 }
 
 // DefaultRateClass is the class name used when the manifest names none.
@@ -72,18 +78,54 @@ const DefaultRateClass = "default"
 
 // RateClass is one rate-limit class.
 type RateClass struct {
-	Name           string           `json:"name"`
-	UnitPrimitives []string         `json:"unit_primitives"`
-	Limit          *Limit           `json:"limit,omitempty"`
-	Pos            catalog.Position `json:"-"`
+	Name           string   `json:"name"`
+	UnitPrimitives []string `json:"unit_primitives"`
+	// Limit is emitted as the decision's rate_limit.limit (metadata
+	// ratelimit_override) for hand-written Envoy actions; the generated
+	// configuration does not use it.
+	Limit *Limit `json:"limit,omitempty"`
+	// PerInstance limits each GitLab instance (X-Gitlab-Instance-Id) of a
+	// realm other than saas; PerUser each global user id.
+	PerInstance *KindLimit       `json:"per_instance,omitempty"`
+	PerUser     *KindLimit       `json:"per_user,omitempty"`
+	Pos         catalog.Position `json:"-"`
 
 	upPos []catalog.Position
 }
 
-// Limit is an optional {requests_per_unit, unit} override for a class.
+// Limit is a {requests_per_unit, unit} pair.
 type Limit struct {
 	RequestsPerUnit int    `json:"requests_per_unit"`
 	Unit            string `json:"unit"` // second, minute, hour or day
+}
+
+// Seat buckets a KindLimit may override (the "any" bucket, a missing or
+// unusable seat count, takes the KindLimit's own limit).
+const (
+	SeatSmall  = "small"
+	SeatMedium = "medium"
+	SeatLarge  = "large"
+	SeatAny    = "any"
+)
+
+// SeatBucketNames are the overridable seat buckets, in size order.
+var SeatBucketNames = []string{SeatSmall, SeatMedium, SeatLarge}
+
+// KindLimit is a limit per instance or per user: Limit applies to every
+// seat bucket that SeatBuckets does not override.
+type KindLimit struct {
+	Limit
+	// SeatBuckets overrides the limit for the small, medium and large
+	// buckets of X-Gitlab-Duo-Seat-Count.
+	SeatBuckets map[string]Limit `json:"seat_buckets,omitempty"`
+}
+
+// For returns the limit of a seat bucket.
+func (k *KindLimit) For(bucket string) Limit {
+	if l, ok := k.SeatBuckets[bucket]; ok {
+		return l
+	}
+	return k.Limit
 }
 
 // Route maps a method set and a path pattern to what a request must prove.

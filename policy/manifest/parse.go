@@ -18,9 +18,10 @@ var (
 	manifestFields  = []string{"backend", "bindings", "seat_buckets", "rate_limit", "routes"}
 	bindingFields   = []string{"claim", "header", "token_kind"}
 	seatFields      = []string{"small_max", "medium_max"}
-	rateLimitFields = []string{"default_class", "classes"}
-	classFields     = []string{"name", "unit_primitives", "limit"}
+	rateLimitFields = []string{"default_class", "classes", "auth_failures"}
+	classFields     = []string{"name", "unit_primitives", "limit", "per_instance", "per_user"}
 	limitFields     = []string{"requests_per_unit", "unit"}
+	kindLimitFields = []string{"requests_per_unit", "unit", "seat_buckets"}
 	routeFields     = []string{
 		"id", "methods", "path", "public", "dry_run", "unit_primitives",
 		"unit_primitive_header", "detail", "disallowed_issuers",
@@ -192,6 +193,12 @@ func decodeRateLimit(r catalog.NodeReader, n *yaml.Node) RateLimit {
 		}
 		rl.DefaultClass = s
 	}
+	if an := f["auth_failures"]; an != nil {
+		if lf := r.Fields(an, "auth_failures", limitFields, limitFields); lf != nil {
+			l := decodeLimit(r, lf)
+			rl.AuthFailures = &l
+		}
+	}
 	cn := f["classes"]
 	if cn == nil {
 		return rl
@@ -219,25 +226,19 @@ func decodeRateLimit(r catalog.NodeReader, n *yaml.Node) RateLimit {
 		}
 		c.UnitPrimitives, c.upPos = upList(r, cf["unit_primitives"], "unit_primitives")
 		if ln := cf["limit"]; ln != nil {
-			lf := r.Fields(ln, "limit", limitFields, limitFields)
-			if lf != nil {
-				l := &Limit{}
-				if v, ok := r.Int(lf["requests_per_unit"], "requests_per_unit"); ok {
-					if v < 1 {
-						r.Errorf(lf["requests_per_unit"], "requests_per_unit must be at least 1, got %d", v)
-					}
-					l.RequestsPerUnit = v
-				}
-				if u, ok := r.String(lf["unit"], "unit"); ok {
-					if !slices.Contains(limitUnits, u) {
-						r.Errorf(lf["unit"], "unit %q must be one of %s", u, strings.Join(limitUnits, ", "))
-					}
-					l.Unit = u
-				}
-				c.Limit = l
+			if lf := r.Fields(ln, "limit", limitFields, limitFields); lf != nil {
+				l := decodeLimit(r, lf)
+				c.Limit = &l
 			}
 		}
+		c.PerInstance = decodeKindLimit(r, cf["per_instance"], "per_instance")
+		c.PerUser = decodeKindLimit(r, cf["per_user"], "per_user")
 		rl.Classes = append(rl.Classes, c)
+	}
+	for i, c := range rl.Classes {
+		if len(c.UnitPrimitives) == 0 && c.Name != "" && c.Name != rl.DefaultClass && i < len(cn.Content) {
+			r.Errorf(cn.Content[i], "rate class %q lists no unit primitives and is not the default_class %q", c.Name, rl.DefaultClass)
+		}
 	}
 	// A unit primitive belongs to at most one class.
 	owner := map[string]string{}
@@ -253,6 +254,56 @@ func decodeRateLimit(r catalog.NodeReader, n *yaml.Node) RateLimit {
 		}
 	}
 	return rl
+}
+
+// decodeLimit decodes requests_per_unit and unit from a limit's fields.
+func decodeLimit(r catalog.NodeReader, lf map[string]*yaml.Node) Limit {
+	var l Limit
+	if v, ok := r.Int(lf["requests_per_unit"], "requests_per_unit"); ok {
+		if v < 1 {
+			r.Errorf(lf["requests_per_unit"], "requests_per_unit must be at least 1, got %d", v)
+		}
+		l.RequestsPerUnit = v
+	}
+	if u, ok := r.String(lf["unit"], "unit"); ok {
+		if !slices.Contains(limitUnits, u) {
+			r.Errorf(lf["unit"], "unit %q must be one of %s", u, strings.Join(limitUnits, ", "))
+		}
+		l.Unit = u
+	}
+	return l
+}
+
+// decodeKindLimit decodes a per_instance or per_user limit: a limit for
+// every seat bucket, optionally overridden for small, medium and large.
+func decodeKindLimit(r catalog.NodeReader, n *yaml.Node, field string) *KindLimit {
+	if n == nil {
+		return nil
+	}
+	f := r.Fields(n, field, kindLimitFields, limitFields)
+	if f == nil {
+		return nil
+	}
+	k := &KindLimit{Limit: decodeLimit(r, f)}
+	sb := f["seat_buckets"]
+	if sb == nil {
+		return k
+	}
+	bf := r.Fields(sb, "seat_buckets", SeatBucketNames, nil)
+	if bf == nil {
+		return k
+	}
+	k.SeatBuckets = map[string]Limit{}
+	for _, name := range SeatBucketNames {
+		bn := bf[name]
+		if bn == nil {
+			continue
+		}
+		if lf := r.Fields(bn, "seat bucket "+name, limitFields, limitFields); lf != nil {
+			k.SeatBuckets[name] = decodeLimit(r, lf)
+		}
+	}
+	return k
 }
 
 // upList decodes a list of unit primitive names and records their positions
