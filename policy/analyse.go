@@ -217,3 +217,49 @@ func checkCall(ref ast.Ref, module string, disable func(string, ...any)) {
 		disable("%s calls the non-deterministic builtin %s", module, name)
 	}
 }
+
+// grantKeyable reports whether decisions may be keyed on a token's grant
+// digest (its claims without jti, iat, nbf and exp) instead of its hash: when
+// no module can tell two tokens of the same grant apart. Extra modules must
+// not read input.token at all (what they do with it cannot be pinned down);
+// the core and generated modules must never name a per-token claim. If either
+// fails, decisions stay keyed on the token hash, which is always sound.
+func grantKeyable(c *ast.Compiler, extra []string, perToken []string) (bool, string) {
+	isExtra := map[string]bool{}
+	for _, e := range extra {
+		isExtra[e] = true
+	}
+	names := make([]string, 0, len(c.Modules))
+	for n := range c.Modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		mod := c.Modules[name]
+		why := ""
+		if isExtra[name] {
+			ast.WalkRefs(mod, func(ref ast.Ref) bool {
+				if why == "" && ref[0].Equal(ast.InputRootDocument) &&
+					(len(ref) == 1 || !ref[1].Equal(ast.StringTerm("request")) && !ref[1].Equal(ast.StringTerm("backend"))) {
+					why = fmt.Sprintf("%s reads %v", name, ref)
+				}
+				return false
+			})
+		} else {
+			ast.WalkTerms(mod, func(t *ast.Term) bool {
+				if s, ok := t.Value.(ast.String); ok && why == "" {
+					for _, p := range perToken {
+						if string(s) == p {
+							why = fmt.Sprintf("%s names the per-token claim %q", name, p)
+						}
+					}
+				}
+				return false
+			})
+		}
+		if why != "" {
+			return false, why
+		}
+	}
+	return true, ""
+}

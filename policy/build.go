@@ -14,6 +14,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 
+	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/policy/manifest"
 	corerego "github.com/ccauthz/ccauthz/policy/rego"
@@ -57,8 +58,12 @@ type Policy struct {
 	compiler *ast.Compiler // kept for tests that evaluate other rules
 	reads    reads
 	cache    *decisionCache // nil when disabled
-	stats    counters
-	extra    []string // extra module files, sorted
+	// grantKeyed is true when decisions are keyed on the token's grant digest
+	// rather than its hash (see grantKeyable); grantWhyNot says why not.
+	grantKeyed  bool
+	grantWhyNot string
+	stats       counters
+	extra       []string // extra module files, sorted
 }
 
 // Build generates the Rego for the catalog and manifest, compiles it with the
@@ -140,6 +145,7 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 	if size > 0 && p.reads.cacheable() {
 		p.cache = newDecisionCache(size)
 	}
+	p.grantKeyed, p.grantWhyNot = grantKeyable(compiler, extraFiles, token.PerTokenClaims())
 	return p, nil
 }
 

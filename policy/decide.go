@@ -108,7 +108,14 @@ func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
 // hash stands for the claims), nor can an oversized key.
 func (p *Policy) cacheKey(in *Input) (string, bool) {
 	t := in.Token
-	if t.Hash == "" && (t.Status == TokenValid || len(t.Claims) > 0) {
+	// The token part of the key: the grant digest when the policy cannot
+	// tell tokens of one grant apart, else the token hash. Either stands for
+	// the claims; without one, a token with claims cannot be keyed.
+	tokenKey := t.Hash
+	if p.grantKeyed && t.GrantDigest != "" {
+		tokenKey = "g" + t.GrantDigest
+	}
+	if tokenKey == "" && (t.Status == TokenValid || len(t.Claims) > 0) {
 		return "", false
 	}
 	var b strings.Builder
@@ -119,7 +126,7 @@ func (p *Policy) cacheKey(in *Input) (string, bool) {
 		b.WriteString(s)
 	}
 	write(in.Backend)
-	write(t.Hash)
+	write(tokenKey)
 	write(t.Status)
 	write(t.Reason)
 	write(t.Issuer)
@@ -169,19 +176,26 @@ type Stats struct {
 	HeadersRead []string `json:"headers_read"`
 	ReadsQuery  bool     `json:"reads_query"`
 	ReadsHost   bool     `json:"reads_host"`
+	// GrantKeyed is true when decisions are keyed on the token's grant digest
+	// (claims without jti/iat/nbf/exp) instead of its hash; GrantKeyWhyNot
+	// says what prevented it.
+	GrantKeyed     bool   `json:"grant_keyed"`
+	GrantKeyWhyNot string `json:"grant_key_why_not,omitempty"`
 }
 
 // Stats reports the cache configuration and counters.
 func (p *Policy) Stats() Stats {
 	s := Stats{
-		Revision:    p.revision,
-		HeadersRead: slices.Clone(p.reads.headers),
-		ReadsQuery:  p.reads.query,
-		ReadsHost:   p.reads.host,
-		Hits:        p.stats.hits.Load(),
-		Misses:      p.stats.misses.Load(),
-		Evictions:   p.stats.evictions.Load(),
-		Uncacheable: p.stats.uncacheable.Load(),
+		Revision:       p.revision,
+		HeadersRead:    slices.Clone(p.reads.headers),
+		ReadsQuery:     p.reads.query,
+		ReadsHost:      p.reads.host,
+		Hits:           p.stats.hits.Load(),
+		Misses:         p.stats.misses.Load(),
+		Evictions:      p.stats.evictions.Load(),
+		Uncacheable:    p.stats.uncacheable.Load(),
+		GrantKeyed:     p.grantKeyed,
+		GrantKeyWhyNot: p.grantWhyNot,
 	}
 	switch {
 	case p.cache != nil:

@@ -65,6 +65,11 @@ type TokenInput struct {
 	// Hash is the hex SHA-256 of the raw token: a cache key and the only form of
 	// the token that may be logged. It is not given to Rego.
 	Hash string
+	// GrantDigest digests the claims without the per-token ones (jti, iat,
+	// nbf, exp; see token.Claims.GrantDigest). When the policy never reads
+	// those, it keys decisions on this instead of Hash, so a fresh token for
+	// the same grant (GitLab.com mints one per request) reuses the decision.
+	GrantDigest string
 }
 
 // Decision is the policy's answer: one object with fixed keys (the decision

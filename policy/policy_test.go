@@ -555,3 +555,50 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
+
+// TestCacheKeysOnGrant: the core and generated modules never read a
+// per-token claim, so a fresh token of the same grant (new jti, iat, exp —
+// GitLab.com mints one per request) reuses the decision, while a different
+// grant does not. An extra module that reads input.token turns this off.
+func TestCacheKeysOnGrant(t *testing.T) {
+	p := buildExample(t, "ai_gateway", BuildOptions{})
+	if s := p.Stats(); !s.GrantKeyed {
+		t.Fatalf("the example policy should key on the grant: %s", s.GrantKeyWhyNot)
+	}
+	ctx := context.Background()
+	in := aiGatewayInput()
+	in.Token.GrantDigest = strings.Repeat("1", 64)
+	first, _ := p.Decide(ctx, in)
+
+	// A different token (hash) of the same grant: a hit, the same decision.
+	in.Token.Hash = strings.Repeat("d", 64)
+	in.Token.Claims["jti"] = "another"
+	if d, _ := p.Decide(ctx, in); !reflect.DeepEqual(d, first) || p.Stats().Hits != 1 {
+		t.Fatalf("fresh token of the same grant missed the cache: %+v", p.Stats())
+	}
+	// A different grant (fewer scopes): its own decision.
+	in.Token.GrantDigest = strings.Repeat("2", 64)
+	in.Token.Claims["scopes"] = []any{}
+	if d, _ := p.Decide(ctx, in); d.Allow || d.Reason != ReasonInsufficientScope {
+		t.Fatalf("a different grant was served another grant's decision: %+v", d)
+	}
+
+	dir := writeExtra(t, map[string]string{"jti.rego": `package ccauthz.extra
+
+deny contains "replayed" if input.token.claims.jti == "replayed"
+`})
+	withExtra := buildExample(t, "ai_gateway", BuildOptions{ExtraDir: dir})
+	s := withExtra.Stats()
+	if s.GrantKeyed || !strings.Contains(s.GrantKeyWhyNot, "jti.rego reads input.token") {
+		t.Fatalf("an extra module reading the token must switch grant keys off: %+v", s)
+	}
+	// And then the per-token claim is honoured even for one grant.
+	in = aiGatewayInput()
+	in.Token.GrantDigest = strings.Repeat("1", 64)
+	withExtra.Decide(ctx, in)
+	in.Token.Hash = strings.Repeat("e", 64)
+	in.Token.Claims["jti"] = "replayed"
+	if d, _ := withExtra.Decide(ctx, in); d.Reason != ReasonExtraPolicyDeny {
+		t.Fatalf("per-token claim ignored under grant keys: %+v", d)
+	}
+}

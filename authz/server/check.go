@@ -115,6 +115,7 @@ func tokenInput(r *token.Result) policy.TokenInput {
 	}
 	if r.Claims != nil {
 		in.Claims = r.Claims.Raw
+		in.GrantDigest = r.Claims.GrantDigest
 	}
 	return in
 }

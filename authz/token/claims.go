@@ -1,6 +1,9 @@
 package token
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -99,7 +102,32 @@ func (v *Verifier) claims(p map[string]any, is *issuer, now time.Time) (*Claims,
 	if is.cfg.Realm != "" && c.Realm != is.cfg.Realm {
 		return nil, ReasonBadClaims, fmt.Sprintf("claim gitlab_realm is %q, issuer %s accepts only %q", truncate(c.Realm), is.cfg.Name, is.cfg.Realm)
 	}
+	c.GrantDigest = grantDigest(p)
 	return c, ReasonOK, ""
+}
+
+// PerTokenClaims returns the claims that differ between two tokens an issuer
+// mints for the same grant (GitLab.com mints a fresh token per request).
+// GrantDigest leaves them out.
+func PerTokenClaims() []string { return []string{"jti", "iat", "nbf", "exp"} }
+
+// grantDigest is the hex SHA-256 of the payload's canonical JSON without the
+// per-token claims. The payload came from JSON, so it always marshals;
+// encoding/json sorts object keys, which makes the encoding canonical.
+func grantDigest(p map[string]any) string {
+	rest := make(map[string]any, len(p))
+	for k, v := range p {
+		rest[k] = v
+	}
+	for _, k := range PerTokenClaims() {
+		delete(rest, k)
+	}
+	b, err := json.Marshal(rest)
+	if err != nil {
+		return "" // no digest: callers fall back to the token hash
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // optString reads an optional string claim; ok is false when it is present

@@ -64,6 +64,11 @@ type Claims struct {
 	Scopes     []string
 	// Raw is the whole decoded payload (JSON types), for the policy input.
 	Raw map[string]any
+	// GrantDigest is the hex SHA-256 of the payload without the per-token
+	// claims (PerTokenClaims): two tokens minted for the same grant share it,
+	// so a policy that never reads those claims may key decisions on it
+	// instead of on the token hash.
+	GrantDigest string
 }
 
 // Result is the outcome of verifying one Authorization header value.

@@ -307,3 +307,33 @@ func TestVerifyConcurrent(t *testing.T) {
 		t.Fatalf("Stats = %+v, want at least 17 misses, 2400 lookups and 17 entries", st)
 	}
 }
+
+func TestGrantDigest(t *testing.T) {
+	base := map[string]any{
+		"iss": "https://gitlab.com", "sub": "i1", "aud": []any{"gitlab-ai-gateway"},
+		"scopes": []any{"complete_code"}, "gitlab_realm": "saas",
+		"jti": "a", "iat": 1.0, "nbf": 1.0, "exp": 2.0,
+	}
+	with := func(k string, v any) map[string]any {
+		m := map[string]any{}
+		for kk, vv := range base {
+			m[kk] = vv
+		}
+		m[k] = v
+		return m
+	}
+	d := grantDigest(base)
+	if len(d) != 64 {
+		t.Fatalf("digest %q", d)
+	}
+	for _, k := range PerTokenClaims() {
+		if got := grantDigest(with(k, "other")); got != d {
+			t.Errorf("changing %s changed the digest", k)
+		}
+	}
+	for k, v := range map[string]any{"sub": "i2", "scopes": []any{"complete_code", "duo_chat"}, "gitlab_realm": "self-managed", "skip_usage_cutoff": true} {
+		if got := grantDigest(with(k, v)); got == d {
+			t.Errorf("changing %s did not change the digest", k)
+		}
+	}
+}
