@@ -152,9 +152,10 @@ func BenchmarkCheckCachedToken(b *testing.B) {
 	}
 }
 
-// BenchmarkCheckUncachedToken is a token never seen before on every request:
-// signature verification and a policy evaluation each time. Minting is done
-// outside the timer.
+// BenchmarkCheckUncachedToken is a token never seen before on every request,
+// of a grant seen before (a fresh jti/iat/exp, as GitLab.com mints per
+// request): signature verification each time; the decision is reused (the
+// policy keys it on the grant). Minting is done outside the timer.
 func BenchmarkCheckUncachedToken(b *testing.B) {
 	cb := newCheckBench(b, 0)
 	const pool = 512
@@ -175,6 +176,37 @@ func BenchmarkCheckUncachedToken(b *testing.B) {
 			b.StartTimer()
 		}
 		runCheck(b, cb, checkRequest("/v2/code/completions", toks[i], benchInstance), codes.OK)
+		i++
+	}
+}
+
+// BenchmarkCheckColdGrant is a token never seen before of a grant never seen
+// before (a new instance each time): signature verification and a full
+// policy evaluation on every request — the worst case.
+func BenchmarkCheckColdGrant(b *testing.B) {
+	cb := newCheckBench(b, 0)
+	const pool = 512
+	type tok struct{ id, tok string }
+	toks := make([]tok, pool)
+	n := 0
+	refill := func() {
+		for j := range toks {
+			id := fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
+			n++
+			toks[j] = tok{id, cb.mint(b, "https://gitlab.com", id, "complete_code")}
+		}
+	}
+	refill()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == pool {
+			b.StopTimer()
+			refill()
+			i = 0
+			b.StartTimer()
+		}
+		runCheck(b, cb, checkRequest("/v2/code/completions", toks[i].tok, toks[i].id), codes.OK)
 		i++
 	}
 }
