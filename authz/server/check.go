@@ -18,32 +18,51 @@ import (
 // Check implements envoy.service.auth.v3.Authorization/Check. It never
 // returns an error: every outcome, including internal faults, is an explicit
 // CheckResponse, so Envoy's failure_mode_allow never comes into play and
-// faults fail closed.
+// faults fail closed. The decision itself is the shared pipeline in
+// decideRequest/settle/account; Check only maps the CheckRequest in and the
+// outcome out (the HTTP checks in http.go do the same for their protocols).
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	start := s.deps.Now()
-	c := &checkState{}
+	c := &checkState{mode: modeGRPC}
 	// Last line of defence: a panic outside decide (mapping, response
 	// building, metrics, logging) must not crash the process or reach gRPC
 	// as an error Envoy might be configured to fail open on.
 	defer func() {
 		if p := recover(); p != nil {
-			s.metrics.panics.Inc()
-			s.deps.Logger.Error("check panicked outside the decision; denied", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			d := faultDecision(policy.ReasonInternalError)
-			resp, err = s.responder.Response(&envoy.Outcome{Decision: &d, DecisionID: s.nextDecisionID()}), nil
+			resp, err = s.responder.Response(s.recovered(p)), nil
 		}
 	}()
 	if err := envoy.MapRequest(req, &c.req); err != nil {
 		c.decision = faultDecision(ReasonBadRequest)
-		return s.finish(c, start), nil
+	} else {
+		s.decideRequest(ctx, c)
 	}
+	s.settle(c)
+	resp = s.responder.Response(&c.out)
+	s.account(c, start)
+	return resp, nil
+}
+
+// recovered counts and logs a panic outside the decision and returns the
+// internal_error outcome that answers it.
+func (s *Server) recovered(p any) *envoy.Outcome {
+	s.metrics.panics.Inc()
+	s.deps.Logger.Error("check panicked outside the decision; denied", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	d := faultDecision(policy.ReasonInternalError)
+	return &envoy.Outcome{Decision: &d, DecisionID: s.nextDecisionID()}
+}
+
+// decideRequest runs the decision path shared by every protocol on a mapped
+// request: trace context, backend choice, the check deadline, token
+// verification and the policy. The result is in c.decision.
+func (s *Server) decideRequest(ctx context.Context, c *checkState) {
 	ctx, c.span = withTraceParent(ctx, c.req.TraceParent)
 
 	snap := s.snap.Load()
 	b, ok := snap.choose(c.req.Backend, c.req.Input.Host)
 	if !ok {
 		c.decision = faultDecision(ReasonUnknownBackend)
-		return s.finish(c, start), nil
+		return
 	}
 	c.backend = b
 	c.req.Input.Backend = b.Name
@@ -61,12 +80,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	// ctx (their contracts), and a result that arrives after the deadline is
 	// discarded, so a slow dependency still fails closed.
 	s.decide(ctx, c)
-	return s.finish(c, start), nil
 }
 
 // checkState is one check in progress.
 type checkState struct {
+	mode     string // protocol the check arrived by (decision log field)
 	req      envoy.Request
+	out      envoy.Outcome
 	backend  *Backend
 	span     trace.SpanContext
 	token    token.Result
@@ -120,18 +140,26 @@ func tokenInput(r *token.Result) policy.TokenInput {
 	return in
 }
 
-// finish turns the decision into the wire response, and counts and logs it.
-func (s *Server) finish(c *checkState, start time.Time) *authv3.CheckResponse {
-	out := envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID()}
-	counters := s.unknownCounters
+// settle turns the decision into the outcome every protocol renders:
+// decision id, backend metadata and dry-run.
+func (s *Server) settle(c *checkState) {
+	c.out = envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID()}
 	if b := c.backend; b != nil {
-		out.Backend, counters = b.meta, b.counters
+		c.out.Backend = b.meta
 		// Dry-run never hides a fault: deadline and internal errors are
 		// enforced even in dry-run, only policy denials are relaxed.
 		_, isFault := faults[c.decision.Reason]
-		out.DryRun = (s.opts.DryRun || b.DryRun || c.decision.DryRun) && !isFault
+		c.out.DryRun = (s.opts.DryRun || b.DryRun || c.decision.DryRun) && !isFault
 	}
-	resp := s.responder.Response(&out)
+}
+
+// account counts and logs a settled check.
+func (s *Server) account(c *checkState, start time.Time) {
+	out := &c.out
+	counters := s.unknownCounters
+	if c.backend != nil {
+		counters = c.backend.counters
+	}
 	latency := s.deps.Now().Sub(start)
 
 	decision := decisionDeny
@@ -151,9 +179,8 @@ func (s *Server) finish(c *checkState, start time.Time) *authv3.CheckResponse {
 	}
 	counters.latency.Observe(latency.Seconds())
 	if !c.decision.Allow || s.sampleAllow() {
-		s.logDecision(c, &out, latency)
+		s.logDecision(c, out, latency)
 	}
-	return resp
 }
 
 func counterLabel(b *Backend) string {

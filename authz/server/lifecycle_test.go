@@ -34,7 +34,7 @@ func TestServeAndDrain(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- h.srv.Serve(ctx, grpcLis, adminLis) }()
+	go func() { served <- h.srv.Serve(ctx, Listeners{GRPC: grpcLis, Admin: adminLis}) }()
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -21,6 +21,7 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 	attrs := make([]slog.Attr, 0, 24)
 	attrs = append(attrs,
 		slog.String("decision_id", out.DecisionID),
+		slog.String("mode", c.mode),
 		slog.String("backend", c.req.Input.Backend),
 		slog.Bool("allow", d.Allow),
 		slog.Bool("enforced_allow", out.Enforced()),

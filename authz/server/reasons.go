@@ -1,6 +1,9 @@
 package server
 
-import "github.com/ccauthz/ccauthz/policy"
+import (
+	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/proto/httpcheck"
+)
 
 // Reasons the server produces itself, outside the policy. Together with the
 // policy's reasons they are the closed set used as metric labels.
@@ -8,7 +11,9 @@ const (
 	// ReasonUnknownBackend: the request names (or its host maps to) no
 	// configured backend. HTTP 403.
 	ReasonUnknownBackend policy.Reason = "unknown_backend"
-	// ReasonBadRequest: the CheckRequest carries no HTTP request. HTTP 400.
+	// ReasonBadRequest: the CheckRequest carries no HTTP request, or an HTTP
+	// check request is malformed. HTTP 400 (413 for a JSON body over the
+	// limit).
 	ReasonBadRequest policy.Reason = "bad_request"
 )
 
@@ -40,4 +45,10 @@ var faults = map[policy.Reason]struct {
 func faultDecision(reason policy.Reason) policy.Decision {
 	f := faults[reason]
 	return policy.Decision{Status: f.status, Reason: reason, Body: map[string]any{"error": f.body}}
+}
+
+// badRequestDecision is the bad_request fault of a malformed HTTP check,
+// with the mapping's message (which never quotes a header value).
+func badRequestDecision(err error) policy.Decision {
+	return policy.Decision{Status: httpcheck.StatusOf(err), Reason: ReasonBadRequest, Body: map[string]any{"error": err.Error()}}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -15,12 +16,21 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
-// Serve serves ext_authz, health and reflection on grpcLis and the admin
-// endpoints on adminLis until ctx is done, then shuts down in order: health
-// NOT_SERVING (and /readyz 503), graceful stop bounded by DrainTimeout (then
-// a hard stop), admin listener last so /metrics stays scrapeable during the
-// drain. It returns nil after a clean shutdown, or the first serve error.
-func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) error {
+// Listeners are what Serve serves on. GRPC and Admin are required; HTTP
+// (the HTTP checks) is optional.
+type Listeners struct {
+	GRPC, Admin, HTTP net.Listener
+}
+
+// Serve serves ext_authz, health and reflection on the gRPC listener, the
+// HTTP checks on the HTTP listener (when set) and the admin endpoints on
+// the admin listener until ctx is done, then shuts down in order: health
+// NOT_SERVING (and /readyz 503), graceful stop of gRPC and the HTTP checks
+// bounded by DrainTimeout (then a hard stop), admin listener last so
+// /metrics stays scrapeable during the drain. It returns nil after a clean
+// shutdown, or the first serve error.
+func (s *Server) Serve(ctx context.Context, ls Listeners) error {
+	grpcLis, adminLis := ls.GRPC, ls.Admin
 	gs := grpc.NewServer(
 		// Envoy may keep idle HTTP/2 connections alive with pings; grpc-go's
 		// default (one ping per 5 min) would answer a tighter Envoy
@@ -36,15 +46,34 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
-	errc := make(chan error, 2)
+	var checks *http.Server
+	if ls.HTTP != nil {
+		o := s.opts.HTTP
+		checks = &http.Server{
+			Handler:           s.HTTPHandler(),
+			ReadHeaderTimeout: o.ReadTimeout,
+			ReadTimeout:       o.ReadTimeout,
+			WriteTimeout:      o.WriteTimeout,
+			IdleTimeout:       o.IdleTimeout,
+			MaxHeaderBytes:    o.MaxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.deps.Logger.Handler(), slog.LevelWarn),
+		}
+	}
+	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
-	go func() {
-		if err := admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+	serveHTTP := func(hs *http.Server, l net.Listener) {
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 			return
 		}
 		errc <- nil
-	}()
+	}
+	go serveHTTP(admin, adminLis)
+	httpAddr := ""
+	if checks != nil {
+		go serveHTTP(checks, ls.HTTP)
+		httpAddr = ls.HTTP.Addr().String()
+	}
 	readinessDone := make(chan struct{})
 	readinessCtx, stopReadiness := context.WithCancel(context.Background())
 	go func() {
@@ -61,7 +90,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 		}
 	}()
 	s.deps.Logger.Info("serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(),
-		"backends", s.snap.Load().Names(), "dry_run", s.opts.DryRun)
+		"http", httpAddr, "backends", s.snap.Load().Names(), "dry_run", s.opts.DryRun)
 
 	var serveErr error
 	select {
@@ -74,17 +103,29 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	s.draining.Store(true)
 	s.health.Shutdown()
 	s.deps.Logger.Info("draining", "timeout", s.opts.DrainTimeout.String())
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+	httpStopped := make(chan struct{})
+	go func() {
+		defer close(httpStopped)
+		if checks == nil {
+			return
+		}
+		if err := checks.Shutdown(drainCtx); err != nil {
+			s.deps.Logger.Warn("drain timeout: closing HTTP checks in flight")
+			_ = checks.Close()
+		}
+	}()
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
-	timer := time.NewTimer(s.opts.DrainTimeout)
 	select {
 	case <-stopped:
-		timer.Stop()
-	case <-timer.C:
+	case <-drainCtx.Done():
 		s.deps.Logger.Warn("drain timeout: stopping with checks in flight")
 		gs.Stop()
 		<-stopped
 	}
+	<-httpStopped
+	cancelDrain()
 	stopReadiness()
 	<-readinessDone
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

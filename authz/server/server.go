@@ -34,6 +34,8 @@ type Options struct {
 	// ReadinessInterval is how often backend readiness (keys fresh) is
 	// re-evaluated for the health service and /readyz.
 	ReadinessInterval time.Duration
+	// HTTP tunes the HTTP check listener.
+	HTTP HTTPOptions
 }
 
 func (o *Options) defaults() {
@@ -46,6 +48,7 @@ func (o *Options) defaults() {
 	if o.ReadinessInterval <= 0 {
 		o.ReadinessInterval = time.Second
 	}
+	o.HTTP.defaults(o.CheckTimeout)
 }
 
 // Deps are what a server is built from.
@@ -87,6 +90,9 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		deps.Now = time.Now
 	}
 	opts.defaults()
+	if err := opts.HTTP.validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if opts.AllowLogSampling < 0 || opts.AllowLogSampling > 1 {
 		return nil, fmt.Errorf("server: allow log sampling %v is not within 0..1", opts.AllowLogSampling)
 	}

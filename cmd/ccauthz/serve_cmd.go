@@ -156,7 +156,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
 		}
 	}
-	if err := a.Server.Serve(ctx, grpcLis, adminLis); err != nil {
+	if err := a.Server.Serve(ctx, server.Listeners{GRPC: grpcLis, Admin: adminLis}); err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
 		return exitInvalid
 	}
