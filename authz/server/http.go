@@ -105,7 +105,7 @@ type httpMode struct {
 func (s *Server) HTTPHandler() http.Handler {
 	prefix := s.opts.HTTP.EnvoyPathPrefix
 	envoyMode := &httpMode{name: modeEnvoy,
-		read: func(r *http.Request, dst *envoy.Request) error { return httpcheck.MapEnvoy(r, prefix, dst) },
+		read:  func(r *http.Request, dst *envoy.Request) error { return httpcheck.MapEnvoy(r, prefix, dst) },
 		write: func(w http.ResponseWriter, o *envoy.Outcome) { httpcheck.WriteDirect(w, o, true) },
 	}
 	nginxMode := &httpMode{name: modeNginx, read: httpcheck.MapNginx, write: httpcheck.WriteNginx}
