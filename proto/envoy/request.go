@@ -32,6 +32,10 @@ type Request struct {
 	// RequestID is Envoy's request id (attributes.request.http.id), falling
 	// back to the x-request-id header.
 	RequestID string
+	// SourceAddress is the downstream client's IP address as the proxy saw
+	// it (attributes.source), "" when unknown. The rate limiter keys
+	// authentication failures on it when there is no instance id header.
+	SourceAddress string
 }
 
 // MapRequest fills r from req. It takes ownership of the request's header
@@ -48,6 +52,7 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 	}
 	*r = Request{}
 	r.Backend = attrs.GetContextExtensions()[ContextExtensionBackend]
+	r.SourceAddress = attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
 
 	headers := h.GetHeaders()
 	if headers == nil {

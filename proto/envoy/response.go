@@ -35,6 +35,9 @@ const (
 	// MetaRateLimitOverride holds {requests_per_unit (number), unit (string)}
 	// when the policy sets a limit override.
 	MetaRateLimitOverride = "ratelimit_override"
+	// MetaRateLimited is set when ccauthz's local rate limiter answered 429:
+	// the descriptor that tripped ("limit=<kind>,key=value,...").
+	MetaRateLimited = "ratelimited_descriptor"
 )
 
 // Responder builds CheckResponses. It holds immutable, shared sub-messages
@@ -97,6 +100,9 @@ type Outcome struct {
 	// DryRun means the decision was computed in dry-run mode (global,
 	// per-backend or per-route): a denial is reported, not enforced.
 	DryRun bool
+	// RateLimited is the descriptor that tripped the local rate limiter, ""
+	// when none did.
+	RateLimited string
 }
 
 // Enforced reports whether the outcome lets the request through: the policy
@@ -205,6 +211,9 @@ func (r *Responder) metadata(o *Outcome) *structpb.Struct {
 	}
 	for k, v := range d.RateLimit.Entries {
 		f[MetaRateLimitPrefix+k] = str(v)
+	}
+	if o.RateLimited != "" {
+		f[MetaRateLimited] = structpb.NewStringValue(o.RateLimited)
 	}
 	if l := d.RateLimit.Limit; l != nil {
 		f[MetaRateLimitOverride] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
