@@ -88,7 +88,7 @@ func (l *Limiter) Check(p *Plan, d *policy.Decision, client string) Verdict {
 		}
 	case d.Status == 401:
 		lim, ok := p.AuthFailures()
-		if !ok {
+		if !ok || client == "" {
 			return Verdict{}
 		}
 		key := KindKey + "=" + string(KindAuthFailures) + "," + EntryBackend + "=" + p.Backend + ",client=" + client
@@ -109,12 +109,16 @@ func (l *Limiter) take(p *Plan, k Kind, key string, lim manifest.Limit, now time
 
 // Client is the auth-failure key of a request: its X-Gitlab-Instance-Id
 // header when present (many instances may share an egress address), else its
-// source address.
+// source address, else "" (not counted: one shared bucket would let a single
+// client turn everyone's 401s into 429s).
 func Client(headers map[string]string, sourceAddress string) string {
 	if id := headers["x-gitlab-instance-id"]; id != "" {
 		return "instance:" + id
 	}
-	return "address:" + sourceAddress
+	if sourceAddress != "" {
+		return "address:" + sourceAddress
+	}
+	return ""
 }
 
 // RateLimitedBody is the 429 body, the AI gateway's own wording.

@@ -130,6 +130,11 @@ func TestLimiterAuthFailures(t *testing.T) {
 	if got := Client(nil, "10.0.0.1"); got != "address:10.0.0.1" {
 		t.Errorf("client without instance id: %q", got)
 	}
+	for i := 0; i < 5; i++ {
+		if v := l.Check(p, unauth, Client(nil, "")); v.Limited {
+			t.Fatal("a client with neither instance id nor address was counted")
+		}
+	}
 	// Allowed requests of the exhausted client still pass, and 403s do not count.
 	if v := l.Check(p, allowed("chat", "bad", "u", "any"), bad); v.Limited {
 		t.Fatal("an allowed request of a client with exhausted auth failures was limited")

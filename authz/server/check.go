@@ -80,6 +80,7 @@ func (s *Server) decideRequest(ctx context.Context, c *checkState) {
 	// ctx (their contracts), and a result that arrives after the deadline is
 	// discarded, so a slow dependency still fails closed.
 	s.decide(ctx, c)
+	s.limitRate(c)
 }
 
 // checkState is one check in progress.
@@ -92,6 +93,8 @@ type checkState struct {
 	token    token.Result
 	decision policy.Decision
 	fault    string // internal detail for the log, never sent to the client
+	// rateLimited is the descriptor that tripped the local rate limiter.
+	rateLimited string
 }
 
 // decide verifies and evaluates; a panic in either becomes internal_error.
@@ -143,7 +146,7 @@ func tokenInput(r *token.Result) policy.TokenInput {
 // settle turns the decision into the outcome every protocol renders:
 // decision id, backend metadata and dry-run.
 func (s *Server) settle(c *checkState) {
-	c.out = envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID()}
+	c.out = envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID(), RateLimited: c.rateLimited}
 	if b := c.backend; b != nil {
 		c.out.Backend = b.meta
 		// Dry-run never hides a fault: deadline and internal errors are

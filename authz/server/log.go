@@ -66,6 +66,9 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 	if id := instanceID(c); id != "" {
 		attrs = append(attrs, slog.String("instance_id", id))
 	}
+	if c.rateLimited != "" {
+		attrs = append(attrs, slog.String("ratelimited_descriptor", c.rateLimited))
+	}
 	if c.fault != "" {
 		attrs = append(attrs, slog.String("fault", c.fault))
 	}

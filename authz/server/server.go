@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/grpc/health"
 
+	"github.com/ccauthz/ccauthz/authz/ratelimit"
+
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
@@ -58,6 +60,9 @@ type Deps struct {
 	Logger   *slog.Logger // decision and lifecycle logs (JSON)
 	Metrics  *Metrics
 	Now      Clock
+	// RateLimiter is the embedded rate limiter; nil turns local rate
+	// limiting off (Envoy and envoyproxy/ratelimit may still enforce).
+	RateLimiter *ratelimit.Limiter
 }
 
 // Server answers ext_authz checks from an immutable snapshot that reloads

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ccauthz/ccauthz/authz/ratelimit"
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
@@ -32,6 +33,9 @@ type Backend struct {
 	// Ready reports whether the backend can decide with fresh keys; nil
 	// means always ready. It is called by the readiness loop, not per check.
 	Ready func() error
+	// RateLimits are the backend's limits for the local rate limiter; nil
+	// means none.
+	RateLimits *ratelimit.Plan
 
 	meta     *envoy.BackendMeta
 	counters *backendCounters
