@@ -7,9 +7,14 @@ import (
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ccauthz/ccauthz/authz/ratelimit"
 )
 
 func loadBootstrap(t *testing.T) *hcmv3.HttpConnectionManager {
@@ -123,5 +128,78 @@ func TestDecodeEnvoyBootstrapRejects(t *testing.T) {
 				t.Fatalf("want an error mentioning %q, got %v", c.want, err)
 			}
 		})
+	}
+}
+
+// TestEnvoyBootstrapRateLimits proves the shipped bootstrap limits with
+// exactly the generated actions: every route's rate_limits equal what
+// `ccauthz ratelimit envoy-actions` writes, and the rate-limit filter asks
+// the ratelimit cluster (HTTP/2) in the generated configuration's domain,
+// after ext_authz and before the router.
+func TestEnvoyBootstrapRateLimits(t *testing.T) {
+	hcm := loadBootstrap(t)
+	want := ratelimit.EnvoyRateLimits()
+	routes := 0
+	for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			routes++
+			got := r.GetRoute().GetRateLimits()
+			if len(got) != len(want) {
+				t.Errorf("route %v: %d rate_limits, want the %d generated ones", r.GetMatch(), len(got), len(want))
+				continue
+			}
+			for i := range want {
+				if !proto.Equal(got[i], want[i]) {
+					t.Errorf("route %v rate_limits[%d] differs from the generated actions:\n got  %v\n want %v", r.GetMatch(), i, got[i], want[i])
+				}
+			}
+		}
+	}
+	if routes == 0 {
+		t.Fatal("no routes")
+	}
+	var names []string
+	var rl *ratelimitv3.RateLimit
+	for _, f := range hcm.GetHttpFilters() {
+		names = append(names, f.GetName())
+		if f.GetName() == "envoy.filters.http.ratelimit" {
+			rl = new(ratelimitv3.RateLimit)
+			if err := f.GetTypedConfig().UnmarshalTo(rl); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := strings.Join(names, " "); got != "envoy.filters.http.ext_authz envoy.filters.http.ratelimit envoy.filters.http.router" {
+		t.Fatalf("filter order %q", got)
+	}
+	if rl.GetDomain() != ratelimit.DefaultDomain {
+		t.Errorf("rate-limit domain %q, want %q (the generated configuration's)", rl.GetDomain(), ratelimit.DefaultDomain)
+	}
+	if rl.GetStage() != 0 || rl.GetRequestType() != "external" {
+		t.Errorf("stage %d request_type %q", rl.GetStage(), rl.GetRequestType())
+	}
+	svc := rl.GetRateLimitService()
+	if svc.GetGrpcService().GetEnvoyGrpc().GetClusterName() != "ratelimit" || svc.GetTransportApiVersion() != corev3.ApiVersion_V3 {
+		t.Errorf("rate limit service %v", svc)
+	}
+	data, err := os.ReadFile("envoy/envoy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := DecodeEnvoyBootstrap(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range b.GetStaticResources().GetClusters() {
+		if c.GetName() == "ratelimit" {
+			found = true
+			if _, ok := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; !ok {
+				t.Error("ratelimit cluster: no HTTP/2 protocol options (gRPC)")
+			}
+		}
+	}
+	if !found {
+		t.Error("no ratelimit cluster")
 	}
 }
