@@ -113,6 +113,9 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		notReady:  map[string]string{},
 	}
 	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel)
+	if err := s.metrics.Registry.Register(&cacheCollector{srv: s}); err != nil {
+		return nil, fmt.Errorf("server: cache metrics: %w", err)
+	}
 	snap, err := deps.Build(ctx)
 	if err == nil {
 		err = s.prepare(snap)
