@@ -48,6 +48,7 @@ type options struct {
 	targetPID   int
 	jsonOut     bool
 	label       string
+	metricsURL  string
 	mix         mixOptions
 }
 
@@ -63,6 +64,7 @@ func main() {
 	flag.IntVar(&o.targetPID, "target-pid", 0, "PID of the target, to report its CPU seconds and peak RSS from /proc")
 	flag.BoolVar(&o.jsonOut, "json", false, "print one JSON object instead of a table")
 	flag.StringVar(&o.label, "label", "", "name of the target in the output")
+	flag.StringVar(&o.metricsURL, "metrics-url", "", "ccauthz /metrics URL, to report its cache sizes after the run")
 	flag.StringVar(&o.mix.keyFile, "key", "", "PEM private key of an issuer the target trusts (required)")
 	flag.StringVar(&o.mix.issuer, "issuer", "", "`iss` of the tokens (the issuer the key belongs to)")
 	flag.StringVar(&o.mix.audience, "audience", "gitlab-ai-gateway", "token audience")
@@ -71,6 +73,7 @@ func main() {
 	flag.IntVar(&o.mix.users, "users", 5, "distinct global user ids per instance")
 	flag.IntVar(&o.mix.denyPercent, "deny-percent", 10, "share of requests built to be denied")
 	flag.IntVar(&o.mix.requests, "requests", 20000, "distinct pre-encoded requests cycled through")
+	flag.BoolVar(&o.mix.sequential, "sequential", false, "request i uses token i mod --tokens (one pass presents every token)")
 	printPort := flag.Bool("free-port", false, "print a free loopback port and exit (for scripts)")
 	summary := flag.String("summarize", "", "summarize a file of -json results (one per line) and exit")
 	baseline := flag.String("baseline", "noop", "with -summarize: the label the others are compared to")
@@ -140,7 +143,11 @@ type result struct {
 	TargetCPU        float64 `json:"target_cpu_seconds,omitempty"`
 	TargetCPUPerK    float64 `json:"target_cpu_ms_per_1k_requests,omitempty"`
 	TargetPeakRSSMiB float64 `json:"target_peak_rss_mib,omitempty"`
-	FirstError       string  `json:"first_error,omitempty"`
+	TargetRSSMiB     float64 `json:"target_rss_mib,omitempty"`
+	// Cache sizes scraped from the target's /metrics (ccauthz only).
+	TokenCacheEntries    float64 `json:"token_cache_entries,omitempty"`
+	DecisionCacheEntries float64 `json:"decision_cache_entries,omitempty"`
+	FirstError           string  `json:"first_error,omitempty"`
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
@@ -183,6 +190,17 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if rss, err := procPeakRSS(o.targetPID); err == nil {
 			res.TargetPeakRSSMiB = float64(rss) / (1 << 20)
 		}
+		if rss, err := procRSS(o.targetPID); err == nil {
+			res.TargetRSSMiB = float64(rss) / (1 << 20)
+		}
+	}
+	if o.metricsURL != "" {
+		m, err := scrape(o.metricsURL)
+		if err != nil {
+			return err
+		}
+		res.TokenCacheEntries = m["ccauthz_token_cache_entries"]
+		res.DecisionCacheEntries = m["ccauthz_decision_cache_entries"]
 	}
 	res.Label, res.Target, res.Concurrency = o.label, o.target, o.concurrency
 	return report(out, res, o.jsonOut)
@@ -302,7 +320,10 @@ func report(w io.Writer, r result, asJSON bool) error {
 		fmt.Fprintf(w, "target cpu    %.2fs (%.1f ms per 1k requests)\n", r.TargetCPU, r.TargetCPUPerK)
 	}
 	if r.TargetPeakRSSMiB > 0 {
-		fmt.Fprintf(w, "target rss    %.1f MiB peak\n", r.TargetPeakRSSMiB)
+		fmt.Fprintf(w, "target rss    %.1f MiB peak, %.1f MiB now\n", r.TargetPeakRSSMiB, r.TargetRSSMiB)
+	}
+	if r.TokenCacheEntries > 0 || r.DecisionCacheEntries > 0 {
+		fmt.Fprintf(w, "caches        %.0f verified tokens, %.0f decisions\n", r.TokenCacheEntries, r.DecisionCacheEntries)
 	}
 	if r.Errors > 0 || r.WrongAnswer > 0 {
 		return fmt.Errorf("%d errors and %d wrong decisions", r.Errors, r.WrongAnswer)

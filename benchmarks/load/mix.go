@@ -28,6 +28,10 @@ type mixOptions struct {
 	users       int
 	denyPercent int
 	requests    int
+	// sequential makes request i use token i mod tokens (instead of a random
+	// one), so one pass over tokens requests presents every token once: the
+	// memory test's "N distinct live tokens".
+	sequential bool
 }
 
 // instance is one simulated GitLab instance and its token.
@@ -83,6 +87,9 @@ func buildMix(o mixOptions, now time.Time) ([]request, error) {
 	reqs := make([]request, o.requests)
 	for i := range reqs {
 		in := instances[rng.IntN(len(instances))]
+		if o.sequential {
+			in = instances[i%len(instances)]
+		}
 		user := fmt.Sprintf("user-%d", rng.IntN(o.users))
 		rt := allowedRoutes[rng.IntN(len(allowedRoutes))]
 		h := map[string]string{

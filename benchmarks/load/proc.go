@@ -40,13 +40,18 @@ func procCPUSeconds(pid int) (float64, error) {
 }
 
 // procPeakRSS returns the process's peak resident set size (VmHWM) in bytes.
-func procPeakRSS(pid int) (int64, error) {
+func procPeakRSS(pid int) (int64, error) { return procStatus(pid, "VmHWM:") }
+
+// procRSS returns the process's current resident set size (VmRSS) in bytes.
+func procRSS(pid int) (int64, error) { return procStatus(pid, "VmRSS:") }
+
+func procStatus(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			f := strings.Fields(rest)
 			if len(f) == 2 && f[1] == "kB" {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
@@ -54,5 +59,5 @@ func procPeakRSS(pid int) (int64, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
