@@ -15,6 +15,13 @@ const EmbeddedPrefix = "embedded:"
 const (
 	DefaultGRPCAddress      = "127.0.0.1:9191"
 	DefaultAdminAddress     = "127.0.0.1:8181"
+	DefaultHTTPAddress      = "127.0.0.1:9192"
+	DefaultEnvoyPathPrefix  = "/ext_authz"
+	DefaultHTTPMaxHeader    = 64 << 10
+	DefaultHTTPMaxBody      = 64 << 10
+	DefaultHTTPReadTimeout  = 5 * time.Second
+	DefaultHTTPWriteTimeout = 5 * time.Second
+	DefaultHTTPIdleTimeout  = 60 * time.Second
 	DefaultCheckTimeout     = 2 * time.Second
 	DefaultDrainTimeout     = 15 * time.Second
 	DefaultWatchInterval    = 2 * time.Second
@@ -43,6 +50,8 @@ type Config struct {
 	// Issuers are the trusted token issuers (see the README's issuer
 	// reference for their fields).
 	Issuers []token.IssuerConfig `yaml:"issuers"`
+	// HTTPCheck tunes the HTTP check listener (listeners.http).
+	HTTPCheck HTTPCheck `yaml:"http_check"`
 	// Caches bounds the in-memory caches.
 	Caches Caches `yaml:"caches"`
 	// Logging configures the JSON logs.
@@ -75,6 +84,30 @@ type Listeners struct {
 	// Admin serves /healthz, /readyz and /metrics over HTTP. Default
 	// 127.0.0.1:8181.
 	Admin string `yaml:"admin"`
+	// HTTP serves the HTTP checks: Envoy http_service, nginx auth_request,
+	// forward-auth and POST /v1/check. Default 127.0.0.1:9192; "" turns it
+	// off.
+	HTTP string `yaml:"http"`
+}
+
+// HTTPCheck tunes the HTTP check listener.
+type HTTPCheck struct {
+	// EnvoyPathPrefix is the path_prefix Envoy's http_service puts before
+	// the original path. Default /ext_authz; must not be under /v1.
+	EnvoyPathPrefix string `yaml:"envoy_path_prefix"`
+	// MaxHeaderBytes bounds a check request's header block; larger ones are
+	// refused with 431. Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes bounds a POST /v1/check body; larger ones get 413.
+	// Default 65536.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// ReadTimeout bounds reading one request (headers and body). Default 5s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds a request from its headers read to its answer
+	// written; raised to check_timeout + 1s if lower. Default 5s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // Backend is one protected backend.

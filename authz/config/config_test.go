@@ -16,6 +16,14 @@ const good = `
 listeners:
   grpc: 127.0.0.1:0
   admin: "[::1]:8181"
+  http: 0.0.0.0:9192
+http_check:
+  envoy_path_prefix: /authz
+  max_header_bytes: 8192
+  max_body_bytes: 4096
+  read_timeout: 1s
+  write_timeout: 3s
+  idle_timeout: 30s
 catalog: catalog/
 backends:
   - name: ai_gateway
@@ -45,8 +53,10 @@ func TestDecodeGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{
-		Listeners: Listeners{GRPC: "127.0.0.1:0", Admin: "[::1]:8181"},
-		Catalog:   "/etc/ccauthz/catalog",
+		Listeners: Listeners{GRPC: "127.0.0.1:0", Admin: "[::1]:8181", HTTP: "0.0.0.0:9192"},
+		HTTPCheck: HTTPCheck{EnvoyPathPrefix: "/authz", MaxHeaderBytes: 8192, MaxBodyBytes: 4096,
+			ReadTimeout: time.Second, WriteTimeout: 3 * time.Second, IdleTimeout: 30 * time.Second},
+		Catalog: "/etc/ccauthz/catalog",
 		Backends: []Backend{
 			{Name: "ai_gateway", Manifest: "/etc/ccauthz/ai_gateway.yaml", ExtraRego: "/etc/ccauthz/extra",
 				Issuers: []string{"gitlab_com"}, Hosts: []string{"cloud.gitlab.com"}},
@@ -86,7 +96,9 @@ issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
 	d := Default()
 	if cfg.Listeners != d.Listeners || cfg.CheckTimeout != 2*time.Second || cfg.DrainTimeout != 15*time.Second ||
 		cfg.Logging != d.Logging || cfg.Watch != d.Watch || cfg.StateDir != ".state" || cfg.Listeners.GRPC != "127.0.0.1:9191" ||
-		cfg.Listeners.Admin != "127.0.0.1:8181" || cfg.Logging.AllowSampleRate != 0.01 {
+		cfg.Listeners.Admin != "127.0.0.1:8181" || cfg.Logging.AllowSampleRate != 0.01 ||
+		cfg.Listeners.HTTP != "127.0.0.1:9192" || cfg.HTTPCheck != d.HTTPCheck || cfg.HTTPCheck.EnvoyPathPrefix != "/ext_authz" ||
+		cfg.HTTPCheck.MaxBodyBytes != 65536 || cfg.HTTPCheck.WriteTimeout != 5*time.Second {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 }
@@ -132,6 +144,16 @@ backends:
 			`c.yaml:5:41: host "A.test" is already claimed by backend "AI"`,
 			`c.yaml:6:12: backend "b" is configured twice`,
 			`c.yaml:7:5: missing required field "manifest" in backend`,
+		}},
+		{"http check", base + "listeners: {http: nope}\nhttp_check: {envoy_path_prefix: /v1/authz, max_body_bytes: 10, read_timeout: 0s, idle: 1s}\n", []string{
+			`c.yaml:5:19: field "http" must be host:port, got "nope"`,
+			`c.yaml:6:33: field "envoy_path_prefix": envoy path prefix "/v1/authz" overlaps the /v1 check endpoints`,
+			`c.yaml:6:60: field "max_body_bytes" must be between 1024 and 16777216 bytes, got 10`,
+			`c.yaml:6:78: field "read_timeout" must be positive, got 0s`,
+			`c.yaml:6:82: unknown field "idle" in http_check`,
+		}},
+		{"envoy path prefix", base + "http_check: {envoy_path_prefix: /authz/}\n", []string{
+			`c.yaml:5:33: field "envoy_path_prefix": envoy path prefix "/authz/" must not end with /`,
 		}},
 		{"caches", base + "caches: {tokens: -2, token_bytes: 0}\n", []string{
 			`c.yaml:5:18: field "tokens" must be -1 (off), 0 (default) or a positive size, got -2`,
@@ -206,5 +228,15 @@ func TestEveryFieldInREADME(t *testing.T) {
 	walk(reflect.TypeFor[Config](), "")
 	if len(missing) > 0 {
 		t.Errorf("README server section lacks these config keys (as `key`): %s", strings.Join(missing, ", "))
+	}
+}
+
+func TestDecodeHTTPListenerOff(t *testing.T) {
+	cfg, err := Decode("c.yaml", []byte(base+"listeners: {http: \"\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listeners.HTTP != "" || cfg.Listeners.GRPC != DefaultGRPCAddress {
+		t.Errorf("listeners = %+v, want the HTTP listener off and the others default", cfg.Listeners)
 	}
 }

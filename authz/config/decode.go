@@ -15,11 +15,13 @@ import (
 
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/proto/httpcheck"
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir"}
-	listenerFields = []string{"grpc", "admin"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir"}
+	listenerFields = []string{"grpc", "admin", "http"}
+	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
 	cacheFields    = []string{"tokens", "token_bytes", "decisions"}
 	loggingFields  = []string{"level", "allow_sample_rate"}
@@ -32,7 +34,11 @@ var (
 // is decoded over it. It has no catalog, backends or issuers.
 func Default() Config {
 	return Config{
-		Listeners:    Listeners{GRPC: DefaultGRPCAddress, Admin: DefaultAdminAddress},
+		Listeners: Listeners{GRPC: DefaultGRPCAddress, Admin: DefaultAdminAddress, HTTP: DefaultHTTPAddress},
+		HTTPCheck: HTTPCheck{
+			EnvoyPathPrefix: DefaultEnvoyPathPrefix, MaxHeaderBytes: DefaultHTTPMaxHeader, MaxBodyBytes: DefaultHTTPMaxBody,
+			ReadTimeout: DefaultHTTPReadTimeout, WriteTimeout: DefaultHTTPWriteTimeout, IdleTimeout: DefaultHTTPIdleTimeout,
+		},
 		Logging:      Logging{Level: DefaultLogLevel, AllowSampleRate: DefaultAllowSampleRate},
 		CheckTimeout: DefaultCheckTimeout,
 		DrainTimeout: DefaultDrainTimeout,
@@ -74,6 +80,14 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 	if lf := r.Fields(f["listeners"], "listeners", listenerFields, nil); lf != nil {
 		address(r, lf["grpc"], "grpc", &cfg.Listeners.GRPC)
 		address(r, lf["admin"], "admin", &cfg.Listeners.Admin)
+		if n := lf["http"]; n != nil && n.Kind == yaml.ScalarNode && n.Value == "" {
+			cfg.Listeners.HTTP = "" // off
+		} else {
+			address(r, n, "http", &cfg.Listeners.HTTP)
+		}
+	}
+	if hf := r.Fields(f["http_check"], "http_check", httpFields, nil); hf != nil {
+		decodeHTTPCheck(r, hf, &cfg.HTTPCheck)
 	}
 	if n := f["catalog"]; n != nil {
 		if v, ok := r.String(n, "catalog"); ok {
@@ -145,6 +159,29 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 		}
 		cfg.StateDir = v
 	}
+}
+
+func decodeHTTPCheck(r catalog.NodeReader, f map[string]*yaml.Node, h *HTTPCheck) {
+	if v, ok := r.String(f["envoy_path_prefix"], "envoy_path_prefix"); ok {
+		if err := httpcheck.ValidateEnvoyPathPrefix(v); err != nil {
+			r.Errorf(f["envoy_path_prefix"], "field \"envoy_path_prefix\": %v", err)
+		}
+		h.EnvoyPathPrefix = v
+	}
+	for _, lim := range []struct {
+		field string
+		dst   *int
+	}{{"max_header_bytes", &h.MaxHeaderBytes}, {"max_body_bytes", &h.MaxBodyBytes}} {
+		if v, ok := r.Int(f[lim.field], lim.field); ok {
+			if v < 1024 || v > 16<<20 {
+				r.Errorf(f[lim.field], "field %q must be between 1024 and 16777216 bytes, got %d", lim.field, v)
+			}
+			*lim.dst = v
+		}
+	}
+	positiveDuration(r, f["read_timeout"], "read_timeout", &h.ReadTimeout)
+	positiveDuration(r, f["write_timeout"], "write_timeout", &h.WriteTimeout)
+	positiveDuration(r, f["idle_timeout"], "idle_timeout", &h.IdleTimeout)
 }
 
 func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]bool) []Backend {

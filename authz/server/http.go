@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -67,25 +66,8 @@ func (o *HTTPOptions) defaults(checkTimeout time.Duration) {
 	}
 }
 
-// ValidateEnvoyPathPrefix checks an http_service path prefix: "/" and more,
-// no trailing slash, no query, space or control character, and not the
-// other endpoints' /v1 (checks under it would be ambiguous).
-func ValidateEnvoyPathPrefix(p string) error {
-	switch {
-	case len(p) < 2 || p[0] != '/':
-		return fmt.Errorf("envoy path prefix %q must start with / and name a path", p)
-	case strings.HasSuffix(p, "/"):
-		return fmt.Errorf("envoy path prefix %q must not end with /", p)
-	case strings.ContainsAny(p, "?#%") || strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
-		return fmt.Errorf("envoy path prefix %q must not contain ?, #, %%, spaces or control characters", p)
-	case p == "/v1" || strings.HasPrefix(p, "/v1/"):
-		return fmt.Errorf("envoy path prefix %q overlaps the /v1 check endpoints", p)
-	}
-	return nil
-}
-
 func (o *HTTPOptions) validate() error {
-	return ValidateEnvoyPathPrefix(o.EnvoyPathPrefix)
+	return httpcheck.ValidateEnvoyPathPrefix(o.EnvoyPathPrefix)
 }
 
 // httpMode is one HTTP check protocol: how a request is read and how an
@@ -161,18 +143,20 @@ func (s *Server) serveHTTPCheck(w http.ResponseWriter, r *http.Request, m *httpM
 	if err := m.read(r, &c.req); err != nil {
 		c.decision = badRequestDecision(err)
 		s.settle(c)
+		// Counted and logged before the answer is written: a panic there
+		// can still be answered (internal_error) instead of the outcome.
+		s.account(c, start)
 		written = true
 		if m.writeMalformed != nil {
 			m.writeMalformed(w, &c.out)
 		} else {
 			m.write(w, &c.out)
 		}
-		s.account(c, start)
 		return
 	}
 	s.decideRequest(r.Context(), c)
 	s.settle(c)
+	s.account(c, start)
 	written = true
 	m.write(w, &c.out)
-	s.account(c, start)
 }

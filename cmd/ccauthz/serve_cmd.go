@@ -24,20 +24,24 @@ import (
 	"github.com/ccauthz/ccauthz/catalog"
 )
 
-const serveUsage = `usage: ccauthz serve [--config FILE] [--state-dir DIR] [--grpc ADDR] [--admin ADDR]
+const serveUsage = `usage: ccauthz serve [--config FILE] [--state-dir DIR] [--grpc ADDR] [--admin ADDR] [--http ADDR]
 
-Serve Envoy ext_authz checks (gRPC) and the admin endpoints (HTTP).
+Serve Envoy ext_authz checks (gRPC), the HTTP checks (Envoy http_service,
+nginx auth_request, forward-auth, POST /v1/check) and the admin endpoints.
 
   --config FILE    the server configuration (README "Serving checks" lists
                    every field). Without it ccauthz serves the embedded
                    default: the example catalog and AI gateway manifest on
-                   127.0.0.1:9191 / 127.0.0.1:8181 with a dev issuer whose key
-                   lives in the state directory, and prints grpcurl commands
-                   that show an allow and a deny.
+                   127.0.0.1:9191 / 127.0.0.1:8181 / 127.0.0.1:9192 with a
+                   dev issuer whose key lives in the state directory, and
+                   prints grpcurl and curl commands that show an allow and a
+                   deny.
   --state-dir DIR  where generated state (the dev issuer's key) is kept;
                    overrides state_dir (default .state).
   --grpc ADDR      gRPC listen address; overrides listeners.grpc.
   --admin ADDR     admin HTTP listen address; overrides listeners.admin.
+  --http ADDR      HTTP check listen address; overrides listeners.http
+                   ("" turns it off).
 
 Signals: SIGHUP reloads the catalog, manifests and extra Rego (as a file
 change does); SIGTERM or SIGINT drains and stops.
@@ -59,6 +63,8 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	stateDir := fs.String("state-dir", "", "state directory")
 	grpcAddr := fs.String("grpc", "", "gRPC listen address")
 	adminAddr := fs.String("admin", "", "admin HTTP listen address")
+	var httpAddr *string
+	fs.Func("http", "HTTP check listen address", func(v string) error { httpAddr = &v; return nil })
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -102,6 +108,9 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	if *adminAddr != "" {
 		cfg.Listeners.Admin = *adminAddr
 	}
+	if httpAddr != nil {
+		cfg.Listeners.HTTP = *httpAddr
+	}
 
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Logging.Level))
@@ -132,6 +141,17 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		return exitInvalid
 	}
 
+	var httpLis net.Listener
+	if cfg.Listeners.HTTP != "" {
+		httpLis, err = net.Listen("tcp", cfg.Listeners.HTTP)
+		if err != nil {
+			grpcLis.Close()
+			adminLis.Close()
+			fmt.Fprintf(e.stderr, "ccauthz serve: HTTP check listener: %v\n", err)
+			return exitInvalid
+		}
+	}
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -152,11 +172,15 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = a.Verifier.WaitReady(waitCtx)
 		cancel()
-		if err := printDevCommands(e.stdout, dev, grpcLis.Addr().String(), adminLis.Addr().String(), e.now()); err != nil {
+		checkAddr := ""
+		if httpLis != nil {
+			checkAddr = httpLis.Addr().String()
+		}
+		if err := printDevCommands(e.stdout, dev, grpcLis.Addr().String(), adminLis.Addr().String(), checkAddr, e.now()); err != nil {
 			fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
 		}
 	}
-	if err := a.Server.Serve(ctx, server.Listeners{GRPC: grpcLis, Admin: adminLis}); err != nil {
+	if err := a.Server.Serve(ctx, server.Listeners{GRPC: grpcLis, Admin: adminLis, HTTP: httpLis}); err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
 		return exitInvalid
 	}
@@ -188,8 +212,10 @@ func serveDefaultConfig(stateDir string, dev *devissuer.Issuer) *config.Config {
 }
 
 // printDevCommands prints ready-to-paste grpcurl commands: one allowed
-// check and one denied check, each with a freshly minted dev token.
-func printDevCommands(w io.Writer, dev *devissuer.Issuer, grpcAddr, adminAddr string, now time.Time) error {
+// check and one denied check, each with a freshly minted dev token; and,
+// when the HTTP check listener is on (httpAddr not ""), the same two checks
+// with curl.
+func printDevCommands(w io.Writer, dev *devissuer.Issuer, grpcAddr, adminAddr, httpAddr string, now time.Time) error {
 	tok, err := dev.Mint(devInstanceID, devRealm, []string{"complete_code"}, []string{"gitlab-ai-gateway"}, now, devTokenTTL)
 	if err != nil {
 		return err
@@ -220,11 +246,45 @@ grpcurl -plaintext -d '%s' %s envoy.service.auth.v3.Authorization/Check
 grpcurl -plaintext %s grpc.health.v1.Health/Check
 curl -s http://%s/readyz
 curl -s http://%s/metrics | grep '^ccauthz_checks_total'
-
-Decision logs go to stderr as JSON. Ctrl-C drains and stops.
 `, grpcAddr, adminAddr, devissuer.IssuerURL, filepath.Dir(dev.JWKSFile), devInstanceID, devTokenTTL,
 		allow, grpcAddr, deny, grpcAddr, grpcAddr, adminAddr, adminAddr)
+	if httpAddr != "" {
+		jsonAllow, err := devJSONCheck("/v2/code/completions", tok)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, `
+# The same checks over HTTP (README "HTTP checks"). The JSON API answers the
+# full decision:
+curl -s http://%s/v1/check -d '%s'
+
+# forward-auth (Caddy, Traefik) answers a denial with its real status and body:
+curl -si http://%s/v1/auth/forward -H 'X-Forwarded-Method: POST' -H 'X-Forwarded-Uri: /v2/code/generations' -H 'X-Forwarded-Host: %s' -H 'Authorization: Bearer %s' -H 'X-Gitlab-Authentication-Type: oidc' -H 'X-Gitlab-Instance-Id: %s' -H 'X-Gitlab-Realm: %s'
+`, httpAddr, jsonAllow, httpAddr, devHost, tok, devInstanceID, devRealm)
+	}
+	fmt.Fprint(w, "\nDecision logs go to stderr as JSON. Ctrl-C drains and stops.\n")
 	return nil
+}
+
+// devJSONCheck is the POST /v1/check body for a request from the dev
+// instance to path.
+func devJSONCheck(path, tok string) (string, error) {
+	b, err := json.Marshal(map[string]any{
+		"backend": "ai_gateway", "method": "POST", "path": path, "host": devHost,
+		"headers": map[string]string{
+			"Authorization":                "Bearer " + tok,
+			"X-Gitlab-Authentication-Type": "oidc",
+			"X-Gitlab-Instance-Id":         devInstanceID,
+			"X-Gitlab-Realm":               devRealm,
+		},
+	})
+	if err != nil {
+		return "", err
+	}
+	if strings.ContainsRune(string(b), '\'') {
+		return "", errors.New("check request is not shell-quotable")
+	}
+	return string(b), nil
 }
 
 // devCheckRequest is the JSON CheckRequest Envoy would send for a request

@@ -60,6 +60,7 @@ type e2eProc struct {
 	cmd    *exec.Cmd
 	grpc   string
 	admin  string
+	http   string // "" when the HTTP check listener is off
 	stdout *e2eBuffer
 	stderr *e2eBuffer
 	done   chan error
@@ -89,7 +90,7 @@ func e2eStart(t *testing.T, bin string, args ...string) *e2eProc {
 	p := &e2eProc{stdout: &e2eBuffer{}, stderr: &e2eBuffer{}, done: make(chan error, 1)}
 	// Port 0: the kernel picks free ports and the server logs them, so no
 	// other process can take a port between choosing and binding it.
-	p.cmd = exec.Command(bin, append([]string{"serve", "--grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"serve", "--grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--http", "127.0.0.1:0"}, args...)...)
 	p.cmd.Dir = t.TempDir()
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -105,11 +106,11 @@ func e2eStart(t *testing.T, bin string, args ...string) *e2eProc {
 			t.Logf("stderr of ccauthz (last lines):\n%s", e2eTail(p.stderr.String(), 12))
 		}
 	})
-	serving := regexp.MustCompile(`"msg":"serving","grpc":"([^"]+)","admin":"([^"]+)"`)
+	serving := regexp.MustCompile(`"msg":"serving","grpc":"([^"]+)","admin":"([^"]+)","http":"([^"]*)"`)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if m := serving.FindStringSubmatch(p.stderr.String()); m != nil {
-			p.grpc, p.admin = m[1], m[2]
+			p.grpc, p.admin, p.http = m[1], m[2], m[3]
 			break
 		}
 		select {
@@ -301,6 +302,7 @@ func testServeDefault(t *testing.T, bin string) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+	e2eReplayCurl(t, p, out)
 	for path, mode := range map[string]os.FileMode{
 		filepath.Join(state, "dev-issuer"):                    0o700 | os.ModeDir,
 		filepath.Join(state, "dev-issuer", "signing-key.pem"): 0o600,
@@ -319,8 +321,8 @@ func testServeDefault(t *testing.T, bin string) {
 	}
 	// Every decision was logged (the default samples all allows), without the token.
 	logs := p.stderr.String()
-	if n := strings.Count(logs, `"msg":"decision"`); n != 2 {
-		t.Errorf("%d decision logs, want 2", n)
+	if n := strings.Count(logs, `"msg":"decision"`); n != 4 {
+		t.Errorf("%d decision logs, want 4 (2 gRPC, 2 HTTP)", n)
 	}
 	tok := regexp.MustCompile(`Bearer ([A-Za-z0-9_.-]+)`).FindStringSubmatch(out)[1]
 	if strings.Contains(logs, tok) || strings.Contains(logs, strings.Split(tok, ".")[2]) {
@@ -328,6 +330,43 @@ func testServeDefault(t *testing.T, bin string) {
 	}
 	if err := p.stop(t); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
+	}
+}
+
+// e2eReplayCurl sends the two printed curl commands (JSON API allow,
+// forward-auth deny) as curl would and checks their answers.
+func e2eReplayCurl(t *testing.T, p *e2eProc, out string) {
+	t.Helper()
+	m := regexp.MustCompile(`curl -s http://(\S+)/v1/check -d '([^']+)'`).FindStringSubmatch(out)
+	if m == nil || m[1] != p.http {
+		t.Fatalf("no JSON API curl command for %s:\n%s", p.http, out)
+	}
+	resp, err := http.Post("http://"+m[1]+"/v1/check", "application/x-www-form-urlencoded", strings.NewReader(m[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"enforced_allow":true`) || !strings.Contains(string(body), `"reason":"allowed"`) {
+		t.Errorf("printed JSON API check: %d %s", resp.StatusCode, body)
+	}
+
+	m = regexp.MustCompile(`curl -si http://(\S+)/v1/auth/forward((?: -H '[^']+')+)`).FindStringSubmatch(out)
+	if m == nil || m[1] != p.http {
+		t.Fatalf("no forward-auth curl command for %s:\n%s", p.http, out)
+	}
+	req, _ := http.NewRequest("GET", "http://"+m[1]+"/v1/auth/forward", nil)
+	for _, h := range regexp.MustCompile(`-H '([^:]+): ([^']*)'`).FindAllStringSubmatch(m[2], -1) {
+		req.Header.Set(h[1], h[2])
+	}
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || string(body) != `{"detail":"Unauthorized to access code generations"}` {
+		t.Errorf("printed forward-auth check: %d %s", resp.StatusCode, body)
 	}
 }
 

@@ -50,6 +50,23 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
+// ValidateEnvoyPathPrefix checks an http_service path prefix: "/" and more,
+// no trailing slash, no query, space or control character, and not the
+// other endpoints' /v1 (checks under it would be ambiguous).
+func ValidateEnvoyPathPrefix(p string) error {
+	switch {
+	case len(p) < 2 || p[0] != '/':
+		return fmt.Errorf("envoy path prefix %q must start with / and name a path", p)
+	case strings.HasSuffix(p, "/"):
+		return fmt.Errorf("envoy path prefix %q must not end with /", p)
+	case strings.ContainsAny(p, "?#%") || strings.IndexFunc(p, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return fmt.Errorf("envoy path prefix %q must not contain ?, #, %%, spaces or control characters", p)
+	case p == "/v1" || strings.HasPrefix(p, "/v1/"):
+		return fmt.Errorf("envoy path prefix %q overlaps the /v1 check endpoints", p)
+	}
+	return nil
+}
+
 func badRequest(format string, args ...any) error {
 	return &Error{Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...)}
 }

@@ -63,6 +63,14 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		DrainTimeout:     cfg.DrainTimeout,
 		DryRun:           cfg.DryRun,
 		AllowLogSampling: cfg.Logging.AllowSampleRate,
+		HTTP: server.HTTPOptions{
+			EnvoyPathPrefix: cfg.HTTPCheck.EnvoyPathPrefix,
+			MaxHeaderBytes:  cfg.HTTPCheck.MaxHeaderBytes,
+			MaxBodyBytes:    int64(cfg.HTTPCheck.MaxBodyBytes),
+			ReadTimeout:     cfg.HTTPCheck.ReadTimeout,
+			WriteTimeout:    cfg.HTTPCheck.WriteTimeout,
+			IdleTimeout:     cfg.HTTPCheck.IdleTimeout,
+		},
 	})
 	if err != nil {
 		ver.Close()
