@@ -1,0 +1,386 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ccauthz/ccauthz/authz/devissuer"
+)
+
+// The real-gateway end-to-end tests: the shipped gateway config, run by the
+// real gateway on loopback, in front of an upstream that echoes what it got,
+// with the real ccauthz binary deciding.
+
+const (
+	e2eInstanceID = "00000000-0000-4000-8000-0000000e2e01"
+	e2eRealm      = "self-managed"
+)
+
+// lockedBuffer is an io.Writer safe for a process's output and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// ccauthzProc is a running `ccauthz serve` with the dev issuer.
+type ccauthzProc struct {
+	cmd      *exec.Cmd
+	done     chan error
+	stderr   *lockedBuffer
+	http     string // HTTP check listener address
+	admin    string
+	issuer   *devissuer.Issuer
+	stopOnce sync.Once
+}
+
+// startCcauthz builds ccauthz once per test binary run and serves the
+// embedded default (example catalog, AI gateway manifest, dev issuer) on
+// free loopback ports.
+func startCcauthz(t *testing.T) *ccauthzProc {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ccauthz")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ccauthz").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	is, err := devissuer.Ensure(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &ccauthzProc{done: make(chan error, 1), stderr: &lockedBuffer{}, issuer: is}
+	p.cmd = exec.Command(bin, "serve", "--state-dir", state, "--grpc", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	p.cmd.Dir = t.TempDir()
+	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("ccauthz stderr:\n%s", tail(p.stderr.String(), 15))
+		}
+	})
+	serving := regexp.MustCompile(`"msg":"serving","grpc":"[^"]+","admin":"([^"]+)","http":"([^"]+)"`)
+	waitFor(t, 60*time.Second, "ccauthz to serve", func() bool {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("ccauthz exited (%v):\n%s", err, tail(p.stderr.String(), 30))
+		default:
+		}
+		m := serving.FindStringSubmatch(p.stderr.String())
+		if m != nil {
+			p.admin, p.http = m[1], m[2]
+		}
+		return m != nil
+	})
+	waitFor(t, 30*time.Second, "ccauthz /readyz", func() bool {
+		resp, err := http.Get("http://" + p.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return p
+}
+
+// stop sends SIGTERM once and waits for the exit; a process that does not
+// stop is killed and the test fails.
+func (p *ccauthzProc) stop(t *testing.T) {
+	p.stopOnce.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			t.Error("ccauthz did not stop within 20s of SIGTERM")
+		}
+	})
+}
+
+// token mints a dev instance token with the given scopes.
+func (p *ccauthzProc) token(t *testing.T, scopes ...string) string {
+	t.Helper()
+	tok, err := p.issuer.Mint(e2eInstanceID, e2eRealm, scopes, []string{"gitlab-ai-gateway"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// decision asks ccauthz's JSON API what it decides for a request, the
+// reference the gateway's answer is compared with.
+func (p *ccauthzProc) decision(t *testing.T, method, path string, headers map[string]string) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"backend": "ai_gateway", "method": method, "path": path, "host": "cloud.gitlab.com", "headers": headers})
+	resp, err := http.Post("http://"+p.http+"/v1/check", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /v1/check: %d %v", resp.StatusCode, err)
+	}
+	return d
+}
+
+// echoUpstream is the protected backend: it answers 200 with the request
+// headers it received as JSON and counts its requests.
+type echoUpstream struct {
+	srv  *httptest.Server
+	hits atomic.Int64
+	last atomic.Pointer[http.Request]
+}
+
+func startEcho(t *testing.T) *echoUpstream {
+	t.Helper()
+	e := &echoUpstream{}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.hits.Add(1)
+		e.last.Store(r)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.RequestURI(), "headers": r.Header})
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// freeAddr returns a loopback address that was free a moment ago; nginx
+// cannot be handed a listening socket, so the port is closed and reused.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// startNginx runs deploy/nginx/example.conf with its three addresses moved
+// to the test's and returns the address clients connect to.
+func startNginx(t *testing.T, bin, ccauthzHTTP, upstream string) string {
+	t.Helper()
+	listen := freeAddr(t)
+	conf := nginxPrefix(t, map[string]string{
+		"listen 127.0.0.1:8080": "listen " + listen,
+		"server 127.0.0.1:9192": "server " + ccauthzHTTP,
+		"server 127.0.0.1:5052": "server " + upstream,
+		"worker_processes 1;":   "worker_processes 1;\ndaemon off;",
+	})
+	logs := &lockedBuffer{}
+	cmd := exec.Command(bin, "-e", "stderr", "-p", filepath.Dir(conf)+"/", "-c", conf)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		// SIGQUIT: graceful shutdown of master and workers.
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("nginx log:\n%s", tail(logs.String(), 20))
+		}
+	})
+	waitFor(t, 10*time.Second, "nginx to listen on "+listen, func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("nginx exited (%v):\n%s", err, logs.String())
+		default:
+		}
+		c, err := net.Dial("tcp", listen)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return listen
+}
+
+type gatewayAnswer struct {
+	status  int
+	body    string
+	headers http.Header
+}
+
+func send(t *testing.T, method, url string, headers map[string]string) gatewayAnswer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(`{"prompt":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "cloud.gitlab.com"
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return gatewayAnswer{resp.StatusCode, string(b), resp.Header}
+}
+
+// TestNginxEndToEnd runs deploy/nginx/example.conf in the real nginx.
+func TestNginxEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ccauthz and runs nginx")
+	}
+	bin := nginxBinary(t)
+	cc := startCcauthz(t)
+	up := startEcho(t)
+	gw := "http://" + startNginx(t, bin, cc.http, strings.TrimPrefix(up.srv.URL, "http://")) + "/ai"
+
+	tok := cc.token(t, "complete_code")
+	identity := map[string]string{
+		"Authorization":                "Bearer " + tok,
+		"X-Gitlab-Authentication-Type": "oidc",
+		"X-Gitlab-Instance-Id":         e2eInstanceID,
+		"X-Gitlab-Realm":               e2eRealm,
+	}
+	with := func(extra map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range identity {
+			out[k] = v
+		}
+		for k, v := range extra {
+			if v == "" {
+				delete(out, k)
+				continue
+			}
+			out[k] = v
+		}
+		return out
+	}
+
+	t.Run("allowed reaches the upstream with ccauthz's headers", func(t *testing.T) {
+		before := up.hits.Load()
+		a := send(t, "POST", gw+"/v2/code/completions?x=1", with(map[string]string{
+			"X-Ccauthz-Unit-Primitive": "forged", "X-Ccauthz-Subject": "forged"}))
+		if a.status != 200 || up.hits.Load() != before+1 {
+			t.Fatalf("status %d, upstream hits %d: %s", a.status, up.hits.Load()-before, a.body)
+		}
+		r := up.last.Load()
+		if r.URL.RequestURI() != "/v2/code/completions?x=1" {
+			t.Errorf("upstream got %s, want the prefix stripped", r.URL.RequestURI())
+		}
+		if got := r.Header.Values("X-Ccauthz-Unit-Primitive"); len(got) != 1 || got[0] != "complete_code" {
+			t.Errorf("X-Ccauthz-Unit-Primitive = %q, want ccauthz's complete_code only", got)
+		}
+		if got := r.Header.Values("X-Ccauthz-Subject"); len(got) != 1 || got[0] != e2eInstanceID {
+			t.Errorf("X-Ccauthz-Subject = %q, want the verified subject", got)
+		}
+		if r.Header.Get("X-Ccauthz-Decision-Id") == "" || r.Header.Get("X-Ccauthz-Issuer") == "" {
+			t.Errorf("upstream headers lack the decision id or issuer: %v", r.Header)
+		}
+		if r.Header.Get("Authorization") != "Bearer "+tok {
+			t.Error("the Authorization header did not reach the upstream")
+		}
+	})
+
+	denials := []struct {
+		name         string
+		method, path string
+		headers      map[string]string
+		status       int
+	}{
+		{"401 no token", "POST", "/v2/code/completions", with(map[string]string{"Authorization": ""}), 401},
+		{"401 bad token", "POST", "/v2/code/completions", with(map[string]string{"Authorization": "Bearer " + tok + "x"}), 401},
+		{"403 missing scope", "POST", "/v2/code/generations", identity, 403},
+		{"400 missing unit primitive header", "POST", "/v1/proxy/anthropic/v1/messages", with(map[string]string{}), 400},
+	}
+	for _, tc := range denials {
+		t.Run("denied "+tc.name, func(t *testing.T) {
+			want := cc.decision(t, tc.method, tc.path, tc.headers)
+			if want["enforced_allow"] != false || int(want["status"].(float64)) != tc.status {
+				t.Fatalf("fixture: ccauthz decides %v, want a %d denial", want, tc.status)
+			}
+			before := up.hits.Load()
+			a := send(t, tc.method, gw+tc.path, tc.headers)
+			if up.hits.Load() != before {
+				t.Error("a denied request reached the upstream")
+			}
+			wantBody, _ := json.Marshal(want["body"])
+			if a.status != tc.status || a.body != string(wantBody) {
+				t.Errorf("nginx answered %d %s, want the decision's %d %s", a.status, a.body, tc.status, wantBody)
+			}
+			if ct := a.headers.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			if a.headers.Get("X-Ccauthz-Decision-Id") == "" || a.headers.Get("X-Ccauthz-Status") != "" || a.headers.Get("X-Ccauthz-Body") != "" {
+				t.Errorf("denial headers %v", a.headers)
+			}
+			wantWWW, _ := want["response_headers"].(map[string]any)["www-authenticate"].(string)
+			if got := a.headers.Values("Www-Authenticate"); (wantWWW == "" && len(got) != 0) || (wantWWW != "" && (len(got) != 1 || got[0] != wantWWW)) {
+				t.Errorf("WWW-Authenticate %q, want %q once", got, wantWWW)
+			}
+		})
+	}
+
+	t.Run("ccauthz unreachable fails closed with 503", func(t *testing.T) {
+		cc.stop(t)
+		before := up.hits.Load()
+		a := send(t, "POST", gw+"/v2/code/completions", identity)
+		if a.status != 503 || a.body != `{"error":"Authorization service unavailable"}` || up.hits.Load() != before {
+			t.Errorf("got %d %s (upstream hits +%d), want 503 and no upstream call", a.status, a.body, up.hits.Load()-before)
+		}
+	})
+}
