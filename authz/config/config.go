@@ -70,6 +70,9 @@ type Config struct {
 	// StateDir holds generated state (the dev issuer's key). Default
 	// `.state` under the current directory; created 0700.
 	StateDir string `yaml:"state_dir"`
+	// RateLimit configures the embedded rate limiter (README "Rate
+	// limiting"). Default off; on in the embedded default of `ccauthz serve`.
+	RateLimit RateLimit `yaml:"rate_limit"`
 
 	// File is the path the config was read from ("" for the built-in
 	// default); not a YAML key.
@@ -163,4 +166,15 @@ type Watch struct {
 	// Debounce is how long files must stay unchanged after a change before
 	// the reload runs. Default 1s.
 	Debounce time.Duration `yaml:"debounce"`
+}
+
+// RateLimit configures the embedded, single-node rate limiter: the
+// manifests' per_instance, per_user and auth_failures limits enforced inside
+// ccauthz with token buckets (429 rate_limited with Retry-After).
+type RateLimit struct {
+	// Local turns the embedded limiter on. Default false.
+	Local bool `yaml:"local"`
+	// MaxBuckets bounds the limiter's token buckets, and so its memory.
+	// 0 is the default, 100000.
+	MaxBuckets int `yaml:"max_buckets"`
 }

@@ -240,3 +240,29 @@ func TestDecodeHTTPListenerOff(t *testing.T) {
 		t.Errorf("listeners = %+v, want the HTTP listener off and the others default", cfg.Listeners)
 	}
 }
+
+func TestDecodeRateLimit(t *testing.T) {
+	cfg, err := Decode("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RateLimit != (RateLimit{}) {
+		t.Errorf("rate limiter must default to off, got %+v", cfg.RateLimit)
+	}
+	cfg, err = Decode("c.yaml", []byte(base+"rate_limit: {local: true, max_buckets: 5000}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RateLimit != (RateLimit{Local: true, MaxBuckets: 5000}) {
+		t.Errorf("rate_limit = %+v", cfg.RateLimit)
+	}
+	_, err = Decode("c.yaml", []byte(base+"rate_limit: {local: yes, max_buckets: -1, buckets: 3}\n"))
+	want := []string{
+		`c.yaml:5:21: field "local" must be true or false, got "yes"`,
+		`c.yaml:5:39: field "max_buckets" must be 0 (default) or a positive bound, got -1`,
+		`c.yaml:5:43: unknown field "buckets" in rate_limit`,
+	}
+	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
+		t.Errorf("got:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}

@@ -19,13 +19,14 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
 	cacheFields    = []string{"tokens", "token_bytes", "decisions"}
 	loggingFields  = []string{"level", "allow_sample_rate"}
 	watchFields    = []string{"interval", "debounce"}
+	rateFields     = []string{"local", "max_buckets"}
 
 	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 )
@@ -148,6 +149,17 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 				r.Errorf(wf["debounce"], "field \"debounce\" must not be negative")
 			}
 			cfg.Watch.Debounce = v
+		}
+	}
+	if rf := r.Fields(f["rate_limit"], "rate_limit", rateFields, nil); rf != nil {
+		if v, ok := r.Bool(rf["local"], "local"); ok {
+			cfg.RateLimit.Local = v
+		}
+		if v, ok := r.Int(rf["max_buckets"], "max_buckets"); ok {
+			if v < 0 {
+				r.Errorf(rf["max_buckets"], "field \"max_buckets\" must be 0 (default) or a positive bound, got %d", v)
+			}
+			cfg.RateLimit.MaxBuckets = v
 		}
 	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {

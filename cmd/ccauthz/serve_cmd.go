@@ -207,6 +207,9 @@ func serveDefaultConfig(stateDir string, dev *devissuer.Issuer) *config.Config {
 	}}
 	cfg.Issuers = append(cfg.Issuers, dev.IssuerConfig())
 	cfg.Logging.AllowSampleRate = 1
+	// One node, nothing else to run: the manifest's limits are enforced
+	// by the embedded rate limiter.
+	cfg.RateLimit.Local = true
 	cfg.StateDir = stateDir
 	return &cfg
 }

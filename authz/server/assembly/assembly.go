@@ -12,6 +12,7 @@ import (
 
 	"github.com/ccauthz/ccauthz/authz/config"
 	"github.com/ccauthz/ccauthz/authz/jwks"
+	"github.com/ccauthz/ccauthz/authz/ratelimit"
 	"github.com/ccauthz/ccauthz/authz/server"
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
@@ -56,8 +57,14 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	ver.Start(ctx)
 	metrics := server.NewMetrics(deps.Build, &stats{ver: ver, fetches: fetches}, deps.Now)
 	build := Builder(cfg, ver, deps.Now)
+	var limiter *ratelimit.Limiter
+	if cfg.RateLimit.Local {
+		limiter = ratelimit.NewLimiter(cfg.RateLimit.MaxBuckets, deps.Now)
+		metrics.Registry.MustRegister(limiter.Collectors()...)
+	}
 	srv, err := server.New(ctx, server.Deps{
 		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
+		RateLimiter: limiter,
 	}, server.Options{
 		CheckTimeout:     cfg.CheckTimeout,
 		DrainTimeout:     cfg.DrainTimeout,
@@ -117,6 +124,16 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 	if p.Audience() == "" {
 		return nil, fmt.Errorf("catalog backend %q has no jwt_aud", p.Backend())
 	}
+	var limits *ratelimit.Plan
+	if cfg.RateLimit.Local {
+		bound, err := m.Bind(cat)
+		if err == nil {
+			limits, err = ratelimit.NewPlan(bc.Name, bound)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	issuers := bc.Issuers
 	if len(issuers) == 0 {
 		for _, ic := range cfg.Issuers {
@@ -131,6 +148,8 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 		DryRun:   bc.DryRun,
 		Decider:  p,
 		Ready:    keysReady(ver, issuers),
+		// Limits for the embedded limiter (nil when it is off).
+		RateLimits: limits,
 	}, nil
 }
 
