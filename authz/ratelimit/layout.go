@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/ccauthz/ccauthz/policy/manifest"
@@ -64,9 +65,25 @@ const (
 func Layout(k Kind) []string {
 	switch k {
 	case KindPerInstance:
-		return []string{EntryBackend, EntryRateClass, EntryRealm, EntrySeatBucket, EntryInstanceID}
+		return slices.Clone(perInstanceLayout)
 	case KindPerUser:
-		return []string{EntryBackend, EntryRateClass, EntrySeatBucket, EntryGlobalUserID}
+		return slices.Clone(perUserLayout)
+	}
+	return nil
+}
+
+var (
+	perInstanceLayout = []string{EntryBackend, EntryRateClass, EntryRealm, EntrySeatBucket, EntryInstanceID}
+	perUserLayout     = []string{EntryBackend, EntryRateClass, EntrySeatBucket, EntryGlobalUserID}
+)
+
+// layout is Layout without the defensive copy, for the check path.
+func layout(k Kind) []string {
+	switch k {
+	case KindPerInstance:
+		return perInstanceLayout
+	case KindPerUser:
+		return perUserLayout
 	}
 	return nil
 }
@@ -79,10 +96,21 @@ var EnvoyKinds = []Kind{KindPerInstance, KindPerUser}
 // "limit=<kind>,key=value,...": the local limiter's bucket key, and the form
 // in which a tripped descriptor is reported in metadata and logs.
 func Descriptor(k Kind, entries map[string]string) string {
+	keys := layout(k)
+	n := len(KindKey) + 1 + len(k)
+	for _, key := range keys {
+		n += 2 + len(key) + len(entries[key])
+	}
 	var b strings.Builder
-	b.WriteString(KindKey + "=" + string(k))
-	for _, key := range Layout(k) {
-		b.WriteString("," + key + "=" + entries[key])
+	b.Grow(n)
+	b.WriteString(KindKey)
+	b.WriteByte('=')
+	b.WriteString(string(k))
+	for _, key := range keys {
+		b.WriteByte(',')
+		b.WriteString(key)
+		b.WriteByte('=')
+		b.WriteString(entries[key])
 	}
 	return b.String()
 }
