@@ -3,10 +3,12 @@ package deploy
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -58,15 +60,46 @@ type ccauthzProc struct {
 	stopOnce sync.Once
 }
 
-// startCcauthz builds ccauthz once per test binary run and serves the
-// embedded default (example catalog, AI gateway manifest, dev issuer) on
-// free loopback ports.
+// ccauthzBuild builds the binary once for every gateway test of this run.
+var ccauthzBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// TestMain removes the shared build after the run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if ccauthzBuild.dir != "" {
+		os.RemoveAll(ccauthzBuild.dir)
+	}
+	os.Exit(code)
+}
+
+func ccauthzBinary(t *testing.T) string {
+	t.Helper()
+	b := &ccauthzBuild
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "ccauthz-e2e-"); b.err != nil {
+			return
+		}
+		b.bin = filepath.Join(b.dir, "ccauthz")
+		if out, err := exec.Command("go", "build", "-o", b.bin, "../cmd/ccauthz").CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.bin
+}
+
+// startCcauthz serves the embedded default (example catalog, AI gateway
+// manifest, dev issuer) on free loopback ports.
 func startCcauthz(t *testing.T) *ccauthzProc {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ccauthz")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ccauthz").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := ccauthzBinary(t)
 	state := filepath.Join(t.TempDir(), "state")
 	is, err := devissuer.Ensure(state)
 	if err != nil {
@@ -288,7 +321,97 @@ func TestNginxEndToEnd(t *testing.T) {
 	cc := startCcauthz(t)
 	up := startEcho(t)
 	gw := "http://" + startNginx(t, bin, cc.http, strings.TrimPrefix(up.srv.URL, "http://")) + "/ai"
+	// nginx cannot pass a status other than 401/403 from auth_request: the
+	// error page answers 503 when ccauthz is unreachable.
+	testGateway(t, cc, up, gw, 503, `{"error":"Authorization service unavailable"}`)
+}
 
+// TestCaddyEndToEnd runs deploy/caddy/Caddyfile in the real Caddy.
+func TestCaddyEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ccauthz and runs caddy")
+	}
+	bin, err := exec.LookPath("caddy")
+	if err != nil {
+		t.Skip("caddy is not installed (apt-get install caddy; .ci/run does it in CI)")
+	}
+	cc := startCcauthz(t)
+	up := startEcho(t)
+	gw := "http://" + startCaddy(t, bin, cc.http, strings.TrimPrefix(up.srv.URL, "http://")) + "/ai"
+	// forward_auth answers an unreachable auth service with its own 502.
+	testGateway(t, cc, up, gw, 502, "")
+}
+
+// startCaddy runs deploy/caddy/Caddyfile with its three addresses moved to
+// the test's and returns the address clients connect to.
+func startCaddy(t *testing.T, bin, ccauthzHTTP, upstream string) string {
+	t.Helper()
+	b, err := os.ReadFile("caddy/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := freeAddr(t)
+	_, port, _ := net.SplitHostPort(listen)
+	conf := string(b)
+	for from, to := range map[string]string{
+		"http://:8080":                 "http://:" + port,
+		"forward_auth 127.0.0.1:9192":  "forward_auth " + ccauthzHTTP,
+		"reverse_proxy 127.0.0.1:5052": "reverse_proxy " + upstream,
+	} {
+		if !strings.Contains(conf, from) {
+			t.Fatalf("caddy/Caddyfile: %q not found; the test's address replacement is stale", from)
+		}
+		conf = strings.ReplaceAll(conf, from, to)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("caddy log:\n%s", tail(logs.String(), 20))
+		}
+	})
+	waitFor(t, 10*time.Second, "caddy to listen on "+listen, func() bool {
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("caddy exited (%v):\n%s", err, logs.String())
+		default:
+		}
+		c, err := net.Dial("tcp", listen)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return listen
+}
+
+// testGateway proves, through a gateway at gw: allowed requests reach the
+// upstream with ccauthz's headers (over client-forged ones); denied requests
+// get the decision's status, body and WWW-Authenticate and never reach it;
+// with ccauthz stopped, requests fail with downStatus (and downBody when
+// set) and never reach it.
+func testGateway(t *testing.T, cc *ccauthzProc, up *echoUpstream, gw string, downStatus int, downBody string) {
 	tok := cc.token(t, "complete_code")
 	identity := map[string]string{
 		"Authorization":                "Bearer " + tok,
@@ -314,7 +437,7 @@ func TestNginxEndToEnd(t *testing.T) {
 	t.Run("allowed reaches the upstream with ccauthz's headers", func(t *testing.T) {
 		before := up.hits.Load()
 		a := send(t, "POST", gw+"/v2/code/completions?x=1", with(map[string]string{
-			"X-Ccauthz-Unit-Primitive": "forged", "X-Ccauthz-Subject": "forged"}))
+			"X-Ccauthz-Unit-Primitive": "forged", "X-Ccauthz-Subject": "forged", "X-Ccauthz-Backend": "forged"}))
 		if a.status != 200 || up.hits.Load() != before+1 {
 			t.Fatalf("status %d, upstream hits %d: %s", a.status, up.hits.Load()-before, a.body)
 		}
@@ -360,7 +483,7 @@ func TestNginxEndToEnd(t *testing.T) {
 			}
 			wantBody, _ := json.Marshal(want["body"])
 			if a.status != tc.status || a.body != string(wantBody) {
-				t.Errorf("nginx answered %d %s, want the decision's %d %s", a.status, a.body, tc.status, wantBody)
+				t.Errorf("gateway answered %d %s, want the decision's %d %s", a.status, a.body, tc.status, wantBody)
 			}
 			if ct := a.headers.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q", ct)
@@ -375,12 +498,12 @@ func TestNginxEndToEnd(t *testing.T) {
 		})
 	}
 
-	t.Run("ccauthz unreachable fails closed with 503", func(t *testing.T) {
+	t.Run("ccauthz unreachable fails closed", func(t *testing.T) {
 		cc.stop(t)
 		before := up.hits.Load()
 		a := send(t, "POST", gw+"/v2/code/completions", identity)
-		if a.status != 503 || a.body != `{"error":"Authorization service unavailable"}` || up.hits.Load() != before {
-			t.Errorf("got %d %s (upstream hits +%d), want 503 and no upstream call", a.status, a.body, up.hits.Load()-before)
+		if a.status != downStatus || (downBody != "" && a.body != downBody) || up.hits.Load() != before {
+			t.Errorf("got %d %s (upstream hits +%d), want %d %s and no upstream call", a.status, a.body, up.hits.Load()-before, downStatus, downBody)
 		}
 	})
 }
