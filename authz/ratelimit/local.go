@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -144,7 +145,7 @@ func (v Verdict) Deny(d policy.Decision) policy.Decision {
 	d.Reason = policy.ReasonRateLimited
 	d.Body = map[string]any{"detail": RateLimitedBody}
 	d.Headers = nil
-	d.HeadersToRemove = ccauthzHeaders
+	d.HeadersToRemove = slices.Clone(ccauthzHeaders)
 	d.ResponseHeaders = map[string]string{"retry-after": strconv.FormatInt(secs, 10)}
 	return d
 }
