@@ -3,12 +3,15 @@ package ratelimit_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	rlcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -69,7 +72,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func newStack(t *testing.T, limiter *ratelimit.Limiter) *stack {
+func newStack(t *testing.T, limiter *ratelimit.Limiter, opts server.Options) *stack {
 	t.Helper()
 	cat := catalog.Example()
 	m, err := manifest.Parse("e2e.yaml", []byte(e2eManifest), cat)
@@ -112,7 +115,7 @@ func newStack(t *testing.T, limiter *ratelimit.Limiter) *stack {
 		Logger:      slog.New(slog.NewJSONHandler(logs, nil)),
 		Metrics:     server.NewMetrics(server.BuildInfo{Version: "test"}, nil, time.Now),
 		RateLimiter: limiter,
-	}, server.Options{})
+	}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +167,7 @@ func (s *stack) check(t *testing.T, c call) *authv3.CheckResponse {
 // them), and envoyproxy/ratelimit + Redis, loaded with the generated
 // configuration, answers.
 func TestEndToEndEnvoyRatelimit(t *testing.T) {
-	s := newStack(t, nil) // no local limiter: the engine decides
+	s := newStack(t, nil, server.Options{}) // no local limiter: the engine decides
 	cfg, err := ratelimit.GenerateConfig(ratelimit.DefaultDomain, []*ratelimit.Plan{s.plan})
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +238,7 @@ func TestEndToEndEnvoyRatelimit(t *testing.T) {
 // Retry-After, the tripped descriptor in metadata and the decision log, and
 // repeated 401s of one client become 429.
 func TestEndToEndLocalLimiter(t *testing.T) {
-	s := newStack(t, ratelimit.NewLimiter(1000, nil))
+	s := newStack(t, ratelimit.NewLimiter(1000, nil), server.Options{})
 	c := call{path: "/v2/code/completions", instance: "inst-a", realm: "self-managed"}
 	for i := 1; i <= 3; i++ {
 		if resp := s.check(t, c); resp.GetOkResponse() == nil {
@@ -280,5 +283,64 @@ func TestEndToEndLocalLimiter(t *testing.T) {
 	}
 	if resp := s.check(t, call{path: "/v2/code/completions", instance: "inst-x", realm: "self-managed"}); resp.GetOkResponse() == nil {
 		t.Fatal("a valid request of a client past its auth-failure limit was refused")
+	}
+}
+
+// TestEndToEndLocalLimiterDryRun: in dry-run a 429 is reported, not
+// enforced, like any other denial.
+func TestEndToEndLocalLimiterDryRun(t *testing.T) {
+	s := newStack(t, ratelimit.NewLimiter(1000, nil), server.Options{DryRun: true})
+	c := call{path: "/v2/code/completions", instance: "inst-a", realm: "self-managed"}
+	for i := 1; i <= 3; i++ {
+		s.check(t, c)
+	}
+	resp := s.check(t, c)
+	md := resp.GetDynamicMetadata().GetFields()
+	if resp.GetOkResponse() == nil || md["would_deny_reason"].GetStringValue() != "rate_limited" || md["ratelimited_descriptor"].GetStringValue() == "" {
+		t.Fatalf("dry-run: %v", resp)
+	}
+}
+
+// TestEngineLoadsExampleConfig loads the generated configuration of the
+// bundled example manifests (the golden file) into the real engine: the
+// per-user limit of code suggestions (60 a minute) trips at the 61st
+// request, and the saas realm is exempt from the per-instance limit.
+func TestEngineLoadsExampleConfig(t *testing.T) {
+	cfg, err := os.ReadFile("testdata/ratelimit_config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ratelimit.StartEngine(t, cfg)
+	desc := func(kv ...string) *rlcommonv3.RateLimitDescriptor {
+		d := &rlcommonv3.RateLimitDescriptor{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			d.Entries = append(d.Entries, &rlcommonv3.RateLimitDescriptor_Entry{Key: kv[i], Value: kv[i+1]})
+		}
+		return d
+	}
+	// envoyproxy/ratelimit counts fixed windows: a run that crosses a minute
+	// boundary starts a new window, so it is repeated once with a new user.
+	for attempt := 1; ; attempt++ {
+		window := time.Now().Truncate(time.Minute)
+		user := desc("limit", "per_user", "backend", "ai_gateway", "rate_class", "code_suggestions", "seat_bucket", "any",
+			"global_user_id", fmt.Sprint("u-", attempt))
+		for i := 1; i <= 60; i++ {
+			if got := e.Should(t, ratelimit.DefaultDomain, []*rlcommonv3.RateLimitDescriptor{user}); got != rlsv3.RateLimitResponse_OK {
+				t.Fatalf("request %d of 60 a minute: %v", i, got)
+			}
+		}
+		got := e.Should(t, ratelimit.DefaultDomain, []*rlcommonv3.RateLimitDescriptor{user})
+		if got == rlsv3.RateLimitResponse_OVER_LIMIT {
+			break
+		}
+		if attempt == 2 || time.Now().Truncate(time.Minute).Equal(window) {
+			t.Fatalf("61st request in a minute: %v, want OVER_LIMIT", got)
+		}
+	}
+	saas := desc("limit", "per_instance", "backend", "ai_gateway", "rate_class", "chat", "realm", "saas", "seat_bucket", "any", "instance_id", "gitlab-com")
+	for i := 1; i <= 400; i++ { // above chat's 300 a minute per instance
+		if got := e.Should(t, ratelimit.DefaultDomain, []*rlcommonv3.RateLimitDescriptor{saas}); got != rlsv3.RateLimitResponse_OK {
+			t.Fatalf("saas request %d: %v", i, got)
+		}
 	}
 }
