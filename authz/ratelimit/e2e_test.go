@@ -25,22 +25,23 @@ import (
 	"github.com/ccauthz/ccauthz/policy/manifest"
 )
 
-// e2eManifest has limits small enough to trip within a few requests.
+// e2eManifest has limits small enough to trip within a few requests, per
+// day so that the engine's fixed windows are not crossed during a run.
 const e2eManifest = `backend: ai_gateway
 rate_limit:
   default_class: standard
-  auth_failures: {requests_per_unit: 2, unit: hour}
+  auth_failures: {requests_per_unit: 2, unit: day}
   classes:
     - name: code_suggestions
       unit_primitives: [complete_code]
       per_instance:
         requests_per_unit: 3
-        unit: hour
-        seat_buckets: {large: {requests_per_unit: 5, unit: hour}}
+        unit: day
+        seat_buckets: {large: {requests_per_unit: 5, unit: day}}
     - name: chat
       unit_primitives: [duo_chat]
-      per_user: {requests_per_unit: 2, unit: hour}
-      per_instance: {requests_per_unit: 100, unit: hour}
+      per_user: {requests_per_unit: 2, unit: day}
+      per_instance: {requests_per_unit: 100, unit: day}
 routes:
   - {id: completions, methods: [POST], path: /v2/code/completions, unit_primitives: [complete_code]}
   - {id: chat, methods: [POST], path: /v1/chat/agent, unit_primitives: [duo_chat]}
@@ -207,7 +208,7 @@ func TestEndToEndEnvoyRatelimit(t *testing.T) {
 		return call{path: "/v1/chat/agent", instance: instance, realm: "self-managed", user: user}
 	}
 
-	// Per instance: 3 an hour for code suggestions.
+	// Per instance: 3 a day for code suggestions.
 	for i := 1; i <= 3; i++ {
 		expect("instance A, completion within the limit", completions("inst-a"), ok)
 	}
@@ -215,11 +216,11 @@ func TestEndToEndEnvoyRatelimit(t *testing.T) {
 	expect("instance B keeps its own counter", completions("inst-b"), ok)
 	// Another class of the same instance is independent.
 	expect("instance A, chat", chat("inst-a", "user-1"), ok)
-	// Per user: 2 an hour for chat, across instances.
+	// Per user: 2 a day for chat, across instances.
 	expect("user 1, 2nd chat", chat("inst-a", "user-1"), ok)
 	expect("user 1, 3rd chat (via instance B)", chat("inst-b", "user-1"), over)
 	expect("user 2 keeps its own counter", chat("inst-b", "user-2"), ok)
-	// Seat buckets: a large instance gets 5 an hour.
+	// Seat buckets: a large instance gets 5 a day.
 	large := completions("inst-c")
 	large.seats = "5000"
 	for i := 1; i <= 5; i++ {
@@ -271,7 +272,7 @@ func TestEndToEndLocalLimiter(t *testing.T) {
 	if resp := s.check(t, call{path: "/v2/code/completions", instance: "inst-b", realm: "self-managed"}); resp.GetOkResponse() == nil {
 		t.Fatal("instance B was limited by instance A's requests")
 	}
-	// Auth failures: 2 an hour per client, then 429 instead of 401.
+	// Auth failures: 2 a day per client, then 429 instead of 401.
 	bad := call{path: "/v2/code/completions", instance: "inst-x", realm: "self-managed", badToken: true}
 	for i := 1; i <= 2; i++ {
 		if got := s.check(t, bad).GetDeniedResponse().GetStatus().GetCode(); got != 401 {
