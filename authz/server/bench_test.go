@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net/http/httptest"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -31,5 +32,28 @@ func BenchmarkRequestOnly(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		requestSink = request("/allowed", "Bearer good-inst1", nil, "cloud.gitlab.com")
+	}
+}
+
+// BenchmarkHTTPCheck is BenchmarkCheck over the nginx auth_request endpoint,
+// in process (handler, no socket): mapping the HTTP request, the shared
+// pipeline and writing the answer. The request is built once and reused.
+func BenchmarkHTTPCheck(b *testing.B) {
+	h := newHarness(&testing.T{}, Options{}, aiGateway())
+	h.deciders["ai_gateway"].quiet, h.ver.quiet = true, true
+	hd := h.srv.HTTPHandler()
+	r := httptest.NewRequest("GET", "/v1/auth/nginx", nil)
+	r.Header.Set("X-Original-Method", "POST")
+	r.Header.Set("X-Original-Uri", "/allowed")
+	r.Header.Set("X-Forwarded-Host", "cloud.gitlab.com")
+	r.Header.Set("Authorization", "Bearer good-inst1")
+	r.Header.Set("X-Gitlab-Realm", "saas")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		hd.ServeHTTP(w, r)
+		if w.Code != 200 {
+			b.Fatal("not allowed")
+		}
 	}
 }
