@@ -39,7 +39,8 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 		attrs = append(attrs, slog.String("policy_revision", out.Backend.Revision))
 	}
 	if c.req.Backend != "" && c.backend == nil {
-		// Names come from Envoy's config, not the client, and are bounded by it.
+		// Names come from the gateway's config (an HTTP check's name is
+		// validated snake_case of at most 64 characters), so they are bounded.
 		attrs = append(attrs, slog.String("requested_backend", c.req.Backend))
 	}
 	if c.req.RequestID != "" {
