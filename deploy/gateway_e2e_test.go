@@ -498,6 +498,42 @@ func testGateway(t *testing.T, cc *ccauthzProc, up *echoUpstream, gw string, dow
 		})
 	}
 
+	t.Run("denied 429 rate limited with Retry-After", func(t *testing.T) {
+		// Its own instance, so its bucket is fresh: the embedded default
+		// limits each instance per unit primitive (600/min with no seat
+		// count in the example manifest).
+		const instance = "00000000-0000-4000-8000-0000000e2e42"
+		tok, err := cc.issuer.Mint(instance, e2eRealm, []string{"complete_code"}, []string{"gitlab-ai-gateway"}, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := with(map[string]string{"Authorization": "Bearer " + tok, "X-Gitlab-Instance-Id": instance})
+		before, allowed := up.hits.Load(), int64(0)
+		for i := 0; i < 1000; i++ {
+			a := send(t, "POST", gw+"/v2/code/completions", hs)
+			switch a.status {
+			case 200:
+				allowed++
+				continue
+			case 429:
+			default:
+				t.Fatalf("request %d: %d %s", i, a.status, a.body)
+			}
+			if up.hits.Load() != before+allowed {
+				t.Errorf("upstream hits +%d, want only the %d allowed", up.hits.Load()-before, allowed)
+			}
+			if ra := a.headers.Get("Retry-After"); ra == "" || strings.Trim(ra, "0123456789") != "" || a.headers.Get("Content-Type") != "application/json" {
+				t.Errorf("429 headers %v: want a Retry-After in seconds and a JSON body", a.headers)
+			}
+			var body map[string]any
+			if err := json.Unmarshal([]byte(a.body), &body); err != nil || len(body) == 0 || a.headers.Get("X-Ccauthz-Status") != "" {
+				t.Errorf("429 body %q, headers %v", a.body, a.headers)
+			}
+			return
+		}
+		t.Skip("1000 requests were never rate limited: the embedded default no longer limits instances")
+	})
+
 	t.Run("ccauthz unreachable fails closed", func(t *testing.T) {
 		cc.stop(t)
 		before := up.hits.Load()
