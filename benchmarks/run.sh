@@ -23,6 +23,9 @@ DENY_PERCENT=${DENY_PERCENT:-10}
 CHECK=${CHECK:-true}
 TARGET=${TARGET:-}
 TARGET_PID=${TARGET_PID:-}
+# Decision-cache entries for ccauthz (0: its default, 10000). The mix has about
+# TOKENS x 5 users x 6 request shapes distinct decisions.
+DECISION_CACHE=${DECISION_CACHE:-0}
 
 WORK=$(mktemp -d)
 pids=()
@@ -65,6 +68,8 @@ issuers:
     issuer: $ISSUER
     jwks_file: $WORK/issuer.jwks.json
     kind: instance
+caches:
+  decisions: $DECISION_CACHE
 logging:
   level: warn
   allow_sample_rate: 0
