@@ -15,7 +15,7 @@ import (
 // positioned problems.
 func FuzzLoad(f *testing.F) {
 	seeds := []string{
-		"testdata/good/access_data.yml",
+		"testdata/good/legacy.yml",
 		"testdata/good/catalog.json",
 		"testdata/good/layout/unit_primitives/duo_chat.yml",
 		"testdata/good/layout/services/duo_chat.yml",

@@ -203,7 +203,7 @@ func TestLoadShapes(t *testing.T) {
 	}{
 		{"testdata/good/layout", ShapeLayout, 1, "testdata/good/layout"},
 		{"testdata/good/nested", ShapeLayout, 1, "testdata/good/nested"},
-		{"testdata/good/access_data.yml", ShapeLegacy, 5, "testdata/good/access_data.yml"},
+		{"testdata/good/legacy.yml", ShapeLegacy, 5, "testdata/good/legacy.yml"},
 		{"testdata/good/catalog.json", ShapeJSON, 2, "testdata/good/catalog.json"},
 	}
 	for _, tc := range cases {
@@ -244,7 +244,7 @@ func TestLoadMissingPath(t *testing.T) {
 // placeholder add-ons vanish, and a unit primitive listed by several services
 // merges.
 func TestLegacyNormalisation(t *testing.T) {
-	c, err := Load("testdata/good/access_data.yml")
+	c, err := Load("testdata/good/legacy.yml")
 	if err != nil {
 		t.Fatal(err)
 	}

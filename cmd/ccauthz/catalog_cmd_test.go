@@ -84,7 +84,7 @@ func TestCatalogValidateValid(t *testing.T) {
 	if code != exitOK || stdout != want || stderr != "" {
 		t.Errorf("exit %d\nstdout %q\nwant   %q\nstderr %q", code, stdout, want, stderr)
 	}
-	for _, p := range []string{"../../catalog/testdata/good/catalog.json", "../../catalog/testdata/good/access_data.yml", "../../catalog/testdata/good/nested"} {
+	for _, p := range []string{"../../catalog/testdata/good/catalog.json", "../../catalog/testdata/good/legacy.yml", "../../catalog/testdata/good/nested"} {
 		if code, _, stderr := runCLI(t, "catalog", "validate", p); code != exitOK {
 			t.Errorf("%s: exit %d: %s", p, code, stderr)
 		}
