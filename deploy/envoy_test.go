@@ -99,8 +99,15 @@ func TestEnvoyBootstrapExtAuthz(t *testing.T) {
 			if err := cfg.UnmarshalTo(&per); err != nil {
 				t.Fatal(err)
 			}
-			if per.GetCheckSettings().GetContextExtensions()["backend"] == "" {
+			ext := per.GetCheckSettings().GetContextExtensions()
+			if ext["backend"] == "" {
 				t.Errorf("route %v does not name its backend", r.GetMatch())
+			}
+			// A route that rewrites its prefix must tell ccauthz, or the
+			// policy judges a path the backend never sees (and finds no route).
+			if r.GetRoute().GetPrefixRewrite() != "" && ext["strip_prefix"] != r.GetMatch().GetPrefix() &&
+				ext["strip_prefix"]+"/" != r.GetMatch().GetPrefix() {
+				t.Errorf("route %v rewrites its prefix but context_extensions.strip_prefix is %q", r.GetMatch(), ext["strip_prefix"])
 			}
 		}
 	}

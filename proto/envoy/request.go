@@ -13,6 +13,13 @@ import (
 // protected backend of a route (set per route in Envoy's ext_authz filter).
 const ContextExtensionBackend = "backend"
 
+// ContextExtensionStripPrefix is the context_extensions key a route sets when
+// it strips a path prefix on the way upstream (Envoy's prefix_rewrite runs in
+// the router, after ext_authz has seen the original path): the policy then
+// matches the path the backend will see, e.g. /ai/v2/code/completions →
+// /v2/code/completions.
+const ContextExtensionStripPrefix = "strip_prefix"
+
 // ErrNoHTTPRequest is returned for a CheckRequest without
 // attributes.request.http: ccauthz only authorizes HTTP requests.
 var ErrNoHTTPRequest = errors.New("check request has no attributes.request.http")
@@ -99,6 +106,7 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 	in.Method = strings.ToUpper(firstNonEmpty(h.GetMethod(), method))
 	in.Host = strings.ToLower(firstNonEmpty(h.GetHost(), authority, headers["host"]))
 	in.Path, in.Query = SplitPath(firstNonEmpty(h.GetPath(), path))
+	in.Path = StripPrefix(in.Path, attrs.GetContextExtensions()[ContextExtensionStripPrefix])
 	if in.Query == "" && h.GetQuery() != "" {
 		in.Query = strings.TrimPrefix(h.GetQuery(), "?")
 	}
@@ -118,6 +126,26 @@ func joinHeader(old, v string) string {
 		return v
 	}
 	return old + "," + v
+}
+
+// StripPrefix removes prefix from path when path starts with it at a segment
+// boundary ("/ai" strips "/ai" and "/ai/x", not "/aix"); the result always
+// starts with "/". Any other path is returned unchanged, so a route whose
+// prefix does not match is judged on its full path (and finds no route).
+func StripPrefix(path, prefix string) string {
+	prefix = strings.TrimSuffix(prefix, "/")
+	if prefix == "" || !strings.HasPrefix(path, prefix) {
+		return path
+	}
+	rest := path[len(prefix):]
+	switch {
+	case rest == "":
+		return "/"
+	case rest[0] == '/':
+		return rest
+	default:
+		return path
+	}
 }
 
 // SplitPath splits a request target into its path and raw query (without

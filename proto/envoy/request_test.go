@@ -160,3 +160,35 @@ func FuzzMapRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestStripPrefix(t *testing.T) {
+	cases := []struct{ path, prefix, want string }{
+		{"/ai/v2/code/completions", "/ai", "/v2/code/completions"},
+		{"/ai/v2/code/completions", "/ai/", "/v2/code/completions"},
+		{"/ai", "/ai", "/"},
+		{"/aix/v1", "/ai", "/aix/v1"},
+		{"/v2/code/completions", "/ai", "/v2/code/completions"},
+		{"/v2/code/completions", "", "/v2/code/completions"},
+	}
+	for _, c := range cases {
+		if got := StripPrefix(c.path, c.prefix); got != c.want {
+			t.Errorf("StripPrefix(%q, %q) = %q, want %q", c.path, c.prefix, got, c.want)
+		}
+	}
+}
+
+func TestMapRequestStripsRoutePrefix(t *testing.T) {
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: map[string]string{"backend": "ai_gateway", "strip_prefix": "/ai"},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "POST", Path: "/ai/v2/code/completions?x=1", Headers: map[string]string{},
+		}},
+	}}
+	var r Request
+	if err := MapRequest(req, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Input.Path != "/v2/code/completions" || r.Input.Query != "x=1" {
+		t.Fatalf("path %q query %q", r.Input.Path, r.Input.Query)
+	}
+}
