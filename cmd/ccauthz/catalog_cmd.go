@@ -35,25 +35,12 @@ Exit codes: 0 ok, 1 invalid catalog, 2 usage (bad flags, unknown names).
 
 // runCatalog implements `ccauthz catalog`.
 func runCatalog(_ context.Context, e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, catalogUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(e.stderr, catalogUsage)
-		return exitOK
-	case "validate":
-		return catalogValidate(e, args[1:])
-	case "list":
-		return catalogList(e, args[1:])
-	case "show":
-		return catalogShow(e, args[1:])
-	case "scopes":
-		return catalogScopes(e, args[1:])
-	}
-	fmt.Fprintf(e.stderr, "ccauthz catalog: unknown subcommand %q\n\n%s", args[0], catalogUsage)
-	return exitUsage
+	return subcommands(e, "catalog", catalogUsage, args, map[string]func([]string) int{
+		"validate": func(a []string) int { return catalogValidate(e, a) },
+		"list":     func(a []string) int { return catalogList(e, a) },
+		"show":     func(a []string) int { return catalogShow(e, a) },
+		"scopes":   func(a []string) int { return catalogScopes(e, a) },
+	})
 }
 
 // catalogFlags is a flag set that reports to stderr and lets flags follow

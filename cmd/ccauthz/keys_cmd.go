@@ -28,21 +28,10 @@ const keysUsage = `usage:
 
 // runKeys dispatches `ccauthz keys`.
 func runKeys(_ context.Context, e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, keysUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "generate":
-		return keysGenerate(e, args[1:])
-	case "jwks":
-		return keysJWKS(e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprint(e.stdout, keysUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "ccauthz keys: unknown subcommand %q\n\n%s", args[0], keysUsage)
-	return exitUsage
+	return subcommands(e, "keys", keysUsage, args, map[string]func([]string) int{
+		"generate": func(a []string) int { return keysGenerate(e, a) },
+		"jwks":     func(a []string) int { return keysJWKS(e, a) },
+	})
 }
 
 // tokStrings is a repeatable string flag.

@@ -84,3 +84,24 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	fmt.Fprintln(w, "\nRun 'ccauthz <command> -h' for a command's help.")
 }
+
+// subcommands dispatches `ccauthz <name> <sub> ...` to subs[sub]: no
+// argument prints usage to stderr (exit 2), a help flag prints it to stdout
+// (exit 0), an unknown subcommand names itself and prints usage (exit 2).
+// Every command with subcommands goes through it, so they all agree.
+func subcommands(e *env, name, usage string, args []string, subs map[string]func(args []string) int) int {
+	if len(args) == 0 {
+		fmt.Fprint(e.stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(e.stdout, usage)
+		return exitOK
+	}
+	if sub, ok := subs[args[0]]; ok {
+		return sub(args[1:])
+	}
+	fmt.Fprintf(e.stderr, "ccauthz %s: unknown subcommand %q\n\n%s", name, args[0], usage)
+	return exitUsage
+}

@@ -43,21 +43,10 @@ Exit codes: 0 ok, 1 invalid catalog, manifest, extra module or input, 2 usage.
 // runPolicy implements `ccauthz policy`.
 func runPolicy(ctx context.Context, e *env, args []string) int {
 	usage := fmt.Sprintf(policyUsage, strings.Join(manifest.ExampleNames(), ", "))
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(e.stderr, usage)
-		return exitOK
-	case "build":
-		return policyBuild(e, args[1:])
-	case "eval":
-		return policyEval(ctx, e, args[1:])
-	}
-	fmt.Fprintf(e.stderr, "ccauthz policy: unknown subcommand %q\n\n%s", args[0], usage)
-	return exitUsage
+	return subcommands(e, "policy", usage, args, map[string]func([]string) int{
+		"build": func(a []string) int { return policyBuild(e, a) },
+		"eval":  func(a []string) int { return policyEval(ctx, e, a) },
+	})
 }
 
 // policyInputs are the flags build and eval share.

@@ -35,21 +35,10 @@ Exit codes: 0 ok, 1 invalid catalog or manifest, 2 usage.
 // runRatelimit implements `ccauthz ratelimit`.
 func runRatelimit(_ context.Context, e *env, args []string) int {
 	usage := fmt.Sprintf(ratelimitUsage, strings.Join(manifest.ExampleNames(), ", "))
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, usage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(e.stderr, usage)
-		return exitOK
-	case "config":
-		return ratelimitConfig(e, args[1:], usage)
-	case "envoy-actions":
-		return ratelimitActions(e, args[1:], usage)
-	}
-	fmt.Fprintf(e.stderr, "ccauthz ratelimit: unknown subcommand %q\n\n%s", args[0], usage)
-	return exitUsage
+	return subcommands(e, "ratelimit", usage, args, map[string]func([]string) int{
+		"config":        func(a []string) int { return ratelimitConfig(e, a, usage) },
+		"envoy-actions": func(a []string) int { return ratelimitActions(e, a, usage) },
+	})
 }
 
 // ratelimitList is a repeatable string flag.

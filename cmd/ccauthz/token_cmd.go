@@ -36,21 +36,10 @@ const tokenUsage = `usage:
 
 // runToken dispatches `ccauthz token`.
 func runToken(ctx context.Context, e *env, args []string) int {
-	if len(args) == 0 {
-		fmt.Fprint(e.stderr, tokenUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "mint":
-		return tokenMint(e, args[1:])
-	case "inspect":
-		return tokenInspect(ctx, e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprint(e.stdout, tokenUsage)
-		return exitOK
-	}
-	fmt.Fprintf(e.stderr, "ccauthz token: unknown subcommand %q\n\n%s", args[0], tokenUsage)
-	return exitUsage
+	return subcommands(e, "token", tokenUsage, args, map[string]func([]string) int{
+		"mint":    func(a []string) int { return tokenMint(e, a) },
+		"inspect": func(a []string) int { return tokenInspect(ctx, e, a) },
+	})
 }
 
 func tokFlagSet(e *env, name string) *flag.FlagSet {
