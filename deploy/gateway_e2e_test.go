@@ -250,8 +250,18 @@ func startNginx(t *testing.T, bin, ccauthzHTTP, upstream string) string {
 		"server 127.0.0.1:5052": "server " + upstream,
 		"worker_processes 1;":   "worker_processes 1;\ndaemon off;",
 	})
-	logs := &lockedBuffer{}
 	cmd := exec.Command(bin, "-e", "stderr", "-p", filepath.Dir(conf)+"/", "-c", conf)
+	// SIGQUIT: graceful shutdown of master and workers.
+	startGateway(t, "nginx", cmd, syscall.SIGQUIT, listen)
+	return listen
+}
+
+// startGateway starts a gateway process, stops it with stop when the test
+// ends (killing it after 10 s), shows its log if the test failed, and waits
+// until it listens on listen (failing at once if it exits).
+func startGateway(t *testing.T, name string, cmd *exec.Cmd, stop os.Signal, listen string) {
+	t.Helper()
+	logs := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -259,8 +269,7 @@ func startNginx(t *testing.T, bin, ccauthzHTTP, upstream string) string {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() {
-		// SIGQUIT: graceful shutdown of master and workers.
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		_ = cmd.Process.Signal(stop)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -268,14 +277,14 @@ func startNginx(t *testing.T, bin, ccauthzHTTP, upstream string) string {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("nginx log:\n%s", tail(logs.String(), 20))
+			t.Logf("%s log:\n%s", name, tail(logs.String(), 20))
 		}
 	})
-	waitFor(t, 10*time.Second, "nginx to listen on "+listen, func() bool {
+	waitFor(t, 10*time.Second, name+" to listen on "+listen, func() bool {
 		select {
 		case err := <-done:
 			done <- err
-			t.Fatalf("nginx exited (%v):\n%s", err, logs.String())
+			t.Fatalf("%s exited (%v):\n%s", name, err, logs.String())
 		default:
 		}
 		c, err := net.Dial("tcp", listen)
@@ -284,7 +293,6 @@ func startNginx(t *testing.T, bin, ccauthzHTTP, upstream string) string {
 		}
 		return err == nil
 	})
-	return listen
 }
 
 type gatewayAnswer struct {
@@ -368,41 +376,10 @@ func startCaddy(t *testing.T, bin, ccauthzHTTP, upstream string) string {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
 	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("caddy log:\n%s", tail(logs.String(), 20))
-		}
-	})
-	waitFor(t, 10*time.Second, "caddy to listen on "+listen, func() bool {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("caddy exited (%v):\n%s", err, logs.String())
-		default:
-		}
-		c, err := net.Dial("tcp", listen)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	startGateway(t, "caddy", cmd, syscall.SIGTERM, listen)
 	return listen
 }
 
