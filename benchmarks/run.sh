@@ -27,24 +27,11 @@ TARGET_PID=${TARGET_PID:-}
 # TOKENS x 5 users x 6 request shapes distinct decisions.
 DECISION_CACHE=${DECISION_CACHE:-0}
 
-WORK=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+# shellcheck source=benchmarks/lib.sh
+. benchmarks/lib.sh
 echo "== building (ccauthz, noop, load)"
-go build -o "$WORK/ccauthz" ./cmd/ccauthz
+bench_setup
 go build -o "$WORK/noop" ./benchmarks/noop
-go build -o "$WORK/load" ./benchmarks/load
-
-# An issuer the load generator mints tokens with, trusted by ccauthz as a file issuer.
-"$WORK/ccauthz" keys generate --out "$WORK/issuer.pem" >/dev/null
-"$WORK/ccauthz" keys jwks --key "$WORK/issuer.pem" >"$WORK/issuer.jwks.json"
-ISSUER=https://bench-issuer.invalid
 
 NOOP_PORT=$("$WORK/load" -free-port)
 "$WORK/noop" -addr "127.0.0.1:$NOOP_PORT" >"$WORK/noop.log" 2>&1 &
@@ -52,37 +39,9 @@ NOOP_PID=$!
 pids+=("$NOOP_PID")
 
 if [ -z "$TARGET" ]; then
-  GRPC_PORT=$("$WORK/load" -free-port)
-  ADMIN_PORT=$("$WORK/load" -free-port)
-  cat >"$WORK/config.yaml" <<EOF
-listeners:
-  grpc: 127.0.0.1:$GRPC_PORT
-  admin: 127.0.0.1:$ADMIN_PORT
-catalog: embedded:example
-backends:
-  - name: ai_gateway
-    manifest: embedded:ai_gateway
-    issuers: [bench]
-issuers:
-  - name: bench
-    issuer: $ISSUER
-    jwks_file: $WORK/issuer.jwks.json
-    kind: instance
-caches:
-  decisions: $DECISION_CACHE
-logging:
-  level: warn
-  allow_sample_rate: 0
-EOF
-  "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
-  TARGET_PID=$!
-  pids+=("$TARGET_PID")
+  start_ccauthz "$DECISION_CACHE"
   TARGET=127.0.0.1:$GRPC_PORT
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null || { cat "$WORK/ccauthz.log"; exit 1; }
+  TARGET_PID=$CCAUTHZ_PID
 fi
 
 common=(-key "$WORK/issuer.pem" -issuer "$ISSUER" -tokens "$TOKENS" -deny-percent "$DENY_PERCENT"
