@@ -32,7 +32,7 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 # Generates the Rego for the example manifests and the real legacy catalog and
-# runs `opa test` on each (see policy/README section in README.md).
+# runs `opa test` on each (see docs/policy.md).
 policy-test:
 	@./policy/testdata/opa-test.sh
 

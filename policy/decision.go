@@ -40,7 +40,7 @@ const (
 )
 
 // Input is what a check knows about one request. It is converted straight to
-// a Rego value (no JSON round trip); see the README "Decision contract".
+// a Rego value (no JSON round trip); see docs/policy.md "Decision contract".
 type Input struct {
 	Backend string
 	Method  string
@@ -73,7 +73,7 @@ type TokenInput struct {
 }
 
 // Decision is the policy's answer: one object with fixed keys (the decision
-// contract documented in the README).
+// contract documented in docs/policy.md).
 type Decision struct {
 	Allow  bool           `json:"allow"`
 	Status int            `json:"status"`

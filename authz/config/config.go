@@ -11,7 +11,7 @@ import (
 // `embedded:ai_gateway` / `embedded:duo_workflow` the example manifests.
 const EmbeddedPrefix = "embedded:"
 
-// Defaults. They are the values the README's config reference lists.
+// Defaults. They are the values docs/configuration.md lists.
 const (
 	DefaultGRPCAddress      = "127.0.0.1:9191"
 	DefaultAdminAddress     = "127.0.0.1:8181"
@@ -36,7 +36,7 @@ const (
 
 // Config is the whole `ccauthz serve` configuration. Every field is
 // documented where it is declared (the yaml tag is its key) and in the
-// README's server config reference; a test keeps the two in step.
+// server reference in docs/configuration.md; a test keeps the two in step.
 type Config struct {
 	// Listeners are the addresses served.
 	Listeners Listeners `yaml:"listeners"`
@@ -47,7 +47,7 @@ type Config struct {
 	Catalog string `yaml:"catalog"`
 	// Backends are the protected backends (at least one).
 	Backends []Backend `yaml:"backends"`
-	// Issuers are the trusted token issuers (see the README's issuer
+	// Issuers are the trusted token issuers (see docs/tokens.md, issuer
 	// reference for their fields).
 	Issuers []token.IssuerConfig `yaml:"issuers"`
 	// HTTPCheck tunes the HTTP check listener (listeners.http).
@@ -70,7 +70,7 @@ type Config struct {
 	// StateDir holds generated state (the dev issuer's key). Default
 	// `.state` under the current directory; created 0700.
 	StateDir string `yaml:"state_dir"`
-	// RateLimit configures the embedded rate limiter (README "Rate
+	// RateLimit configures the embedded rate limiter (docs/rate-limits.md "Rate
 	// limiting"). Default off; on in the embedded default of `ccauthz serve`.
 	RateLimit RateLimit `yaml:"rate_limit"`
 

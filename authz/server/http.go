@@ -122,7 +122,7 @@ func (s *Server) HTTPHandler() http.Handler {
 			}
 			s.serveHTTPCheck(w, r, jsonMode)
 		default:
-			httpcheck.WriteError(w, http.StatusNotFound, "no check endpoint at this path; see README \"HTTP checks\"")
+			httpcheck.WriteError(w, http.StatusNotFound, "no check endpoint at this path; see docs/http-checks.md")
 		}
 	})
 }

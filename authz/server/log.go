@@ -10,7 +10,7 @@ import (
 )
 
 // logDecision writes one structured decision log line. Field names are part
-// of the documented log format (README "Decision logs"). The token itself is
+// of the documented log format (docs/configuration.md "Decision logs"). The token itself is
 // never logged: only its jti, or its SHA-256 hash when it has no jti.
 func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Duration) {
 	d := out.Decision

@@ -29,7 +29,7 @@ const serveUsage = `usage: ccauthz serve [--config FILE] [--state-dir DIR] [--gr
 Serve Envoy ext_authz checks (gRPC), the HTTP checks (Envoy http_service,
 nginx auth_request, forward-auth, POST /v1/check) and the admin endpoints.
 
-  --config FILE    the server configuration (README "Serving checks" lists
+  --config FILE    the server configuration (docs/configuration.md lists
                    every field). Without it ccauthz serves the embedded
                    default: the example catalog and AI gateway manifest on
                    127.0.0.1:9191 / 127.0.0.1:8181 / 127.0.0.1:9192 with a
@@ -257,7 +257,7 @@ curl -s http://%s/metrics | grep '^ccauthz_checks_total'
 			return err
 		}
 		fmt.Fprintf(w, `
-# The same checks over HTTP (README "HTTP checks"). The JSON API answers the
+# The same checks over HTTP (docs/http-checks.md). The JSON API answers the
 # full decision:
 curl -s http://%s/v1/check -d '%s'
 

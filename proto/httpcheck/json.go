@@ -12,7 +12,7 @@ import (
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
-// CheckRequest is the body of POST /v1/check (README "HTTP checks"). Method
+// CheckRequest is the body of POST /v1/check (docs/http-checks.md). Method
 // and Path are required; Path may carry the query ("/v2/x?a=1"). Host, when
 // empty, falls back to headers["host"]. Header names are matched case
 // insensitively and must be unique that way; authorization is given to the
