@@ -50,7 +50,31 @@ type Input struct {
 	// Headers holds lower-case header names. The Authorization header is never
 	// included: the token reaches the policy only as verified claims.
 	Headers map[string]string
-	Token   TokenInput
+	// Body is the request body as the check received it (Envoy
+	// with_request_body, the JSON API's "body", `policy eval --body`). Only
+	// routes with body rules read it; it is never logged.
+	Body  BodyInput
+	Token TokenInput
+}
+
+// Body statuses, as the policy sees them in input.request.body_status.
+const (
+	BodyAbsent    = "absent"    // the check carried no body (nginx auth_request never sends one)
+	BodyOK        = "ok"        // a complete body that decoded as JSON: JSON holds it
+	BodyTooLarge  = "too_large" // larger than the configured limit
+	BodyTruncated = "truncated" // the gateway sent only part of it (Envoy allow_partial_message)
+	BodyInvalid   = "invalid"   // complete, but not JSON
+)
+
+// BodyInput is the request body of a check. The protocol mappings fill it;
+// the policy decides what a route needs of it.
+type BodyInput struct {
+	Status string // one of the Body* statuses; "" means BodyAbsent
+	// JSON is the decoded body (map[string]any, []any, string, float64, bool
+	// or nil) when Status is BodyOK.
+	JSON any
+	// Size is the body's size in bytes as received (0 when absent).
+	Size int
 }
 
 // TokenInput is the outcome of token verification as the policy sees it.
