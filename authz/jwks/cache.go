@@ -126,6 +126,12 @@ func New(cfg Config, opts Options) (*Cache, error) {
 	if opts.Client == nil {
 		opts.Client = &http.Client{}
 	}
+	// A copy, so the caller's client keeps its own redirect policy: key
+	// fetches follow few redirects and never from https to http (a
+	// downgrade would let anyone on the path serve keys).
+	client := *opts.Client
+	client.CheckRedirect = checkRedirect
+	opts.Client = &client
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -3,6 +3,8 @@ package jwks
 import (
 	"context"
 	"crypto"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +127,47 @@ func TestLifetimeClamp(t *testing.T) {
 		if got := c.lifetime(cc); got != want {
 			t.Errorf("lifetime(%q) = %s, want %s", cc, got, want)
 		}
+	}
+}
+
+// TestRedirectPolicy: key fetches follow at most three redirects and never
+// downgrade from https to http.
+func TestRedirectPolicy(t *testing.T) {
+	mk := func(raw string) *http.Request {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &http.Request{URL: u}
+	}
+	https, http1 := mk("https://issuer.example/keys"), mk("http://issuer.example/keys")
+	tests := []struct {
+		name string
+		req  *http.Request
+		via  []*http.Request
+		want string // "" for allowed
+	}{
+		{"https to https", https, []*http.Request{https}, ""},
+		{"http to https", https, []*http.Request{http1}, ""},
+		{"http to http", http1, []*http.Request{http1}, ""},
+		{"https to http", http1, []*http.Request{https}, "refusing a redirect from https to http"},
+		{"third redirect", https, []*http.Request{https, https, https}, ""},
+		{"fourth redirect", https, []*http.Request{https, https, https, https}, "more than 3 redirects"},
+	}
+	for _, tt := range tests {
+		err := checkRedirect(tt.req, tt.via)
+		if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: checkRedirect = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	// The policy is installed on a copy: the caller's client is untouched.
+	caller := &http.Client{}
+	c, err := New(Config{Issuer: "x", JWKSURL: "https://x/keys", RefreshFloor: time.Minute, RefreshCeiling: time.Hour,
+		FetchTimeout: time.Second, UnknownKIDInterval: time.Second}, Options{Client: caller})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caller.CheckRedirect != nil || c.opts.Client.CheckRedirect == nil {
+		t.Fatal("redirect policy not installed on a copy of the caller's client")
 	}
 }

@@ -19,6 +19,21 @@ import (
 // network or a file.
 const maxDocumentBytes = 1 << 20
 
+// maxRedirects bounds the redirects one discovery or JWKS request follows.
+const maxRedirects = 3
+
+// checkRedirect is the redirect policy of key fetches: at most maxRedirects,
+// and never from https to plain http.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return fmt.Errorf("more than %d redirects", maxRedirects)
+	}
+	if prev := via[len(via)-1]; prev.URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refusing a redirect from https to %s (%s)", req.URL.Scheme, req.URL.Redacted())
+	}
+	return nil
+}
+
 // read loads the keys from the configured source. ttl is the lifetime of
 // network keys (0 for a file); changed is false when a file is unchanged.
 func (c *Cache) read() (keys []*Key, ttl time.Duration, changed bool, err error) {
