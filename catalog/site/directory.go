@@ -2,8 +2,7 @@ package site
 
 import (
 	"errors"
-	"fmt"
-	"path"
+		"path"
 	"slices"
 	"sort"
 	"strings"
@@ -52,7 +51,7 @@ func NewDirectory(src Source, now time.Time) (*Directory, error) {
 	}
 	d := &Directory{cat: src.Catalog, now: now.UTC()}
 	var errs []error
-	seen := map[string]string{}
+	seen := map[string]bool{} // backend + digest: one backend may be configured twice
 	for _, m := range src.Manifests {
 		if m == nil {
 			continue
@@ -65,17 +64,15 @@ func NewDirectory(src Source, now time.Time) (*Directory, error) {
 			}
 			m = b
 		}
-		if other, dup := seen[m.Backend]; dup {
-			errs = append(errs, fmt.Errorf("%s: backend %q already has a manifest (%s)", m.File, m.Backend, other))
-			continue
+		if key := m.Backend + " " + m.Digest(); !seen[key] {
+			seen[key] = true
+			d.manifests = append(d.manifests, m)
 		}
-		seen[m.Backend] = m.File
-		d.manifests = append(d.manifests, m)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	sort.Slice(d.manifests, func(i, j int) bool { return d.manifests[i].Backend < d.manifests[j].Backend })
+	sort.SliceStable(d.manifests, func(i, j int) bool { return d.manifests[i].Backend < d.manifests[j].Backend })
 	d.uses = RouteUses(d.manifests, src.Catalog.UnitPrimitiveNames(), func(backend, up string) bool {
 		u, ok := src.Catalog.UnitPrimitives[up]
 		return ok && slices.Contains(u.BackendServices, backend)

@@ -342,7 +342,7 @@ type routeRow struct {
 type backendView struct {
 	*catalog.BackendService
 	UnitPrimitives []upRow
-	Manifest       string // manifest file name; "" when none is loaded
+	Manifest       string // manifest file names; "" when none is loaded
 	Routes         []routeRow
 }
 
@@ -355,7 +355,10 @@ func (d *Directory) backendView(b *catalog.BackendService) backendView {
 		if m.Backend != b.Name {
 			continue
 		}
-		v.Manifest = sourceBase(m.File)
+		if v.Manifest != "" {
+			v.Manifest += ", "
+		}
+		v.Manifest += sourceBase(m.File)
 		for _, r := range m.Routes {
 			row := routeRow{ID: r.ID, Path: r.Path, Methods: r.Methods, Public: r.Public, DryRun: r.DryRun}
 			switch {
