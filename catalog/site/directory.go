@@ -2,7 +2,7 @@ package site
 
 import (
 	"errors"
-		"path"
+	"path"
 	"slices"
 	"sort"
 	"strings"
