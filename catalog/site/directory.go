@@ -141,5 +141,13 @@ func sourceName(c *catalog.Catalog) string {
 	if c == nil || c.Source == "" {
 		return ""
 	}
-	return path.Base(strings.ReplaceAll(c.Source, "\\", "/"))
+	return baseName(c.Source)
+}
+
+// baseName is the last element of a slash or backslash separated path.
+func baseName(p string) string {
+	if p == "" {
+		return ""
+	}
+	return path.Base(strings.ReplaceAll(p, "\\", "/"))
 }

@@ -151,7 +151,10 @@ func (s *Site) Render(w io.Writer, d *Directory, mode Mode, rel string, query ur
 			if d.diff == nil {
 				return ErrNotFound
 			}
-			tmpl, p.Title, p.Section, p.Body = "diff.html", "Catalog diff", "diff", d.diff
+			// File names only: a page never shows a machine path.
+			diff := *d.diff
+			diff.Old, diff.New = baseName(diff.Old), baseName(diff.New)
+			tmpl, p.Title, p.Section, p.Body = "diff.html", "Catalog diff", "diff", &diff
 		default:
 			return ErrNotFound
 		}
@@ -358,7 +361,7 @@ func (d *Directory) backendView(b *catalog.BackendService) backendView {
 		if v.Manifest != "" {
 			v.Manifest += ", "
 		}
-		v.Manifest += sourceBase(m.File)
+		v.Manifest += baseName(m.File)
 		for _, r := range m.Routes {
 			row := routeRow{ID: r.ID, Path: r.Path, Methods: r.Methods, Public: r.Public, DryRun: r.DryRun}
 			switch {
@@ -507,13 +510,6 @@ func dateOf(t *time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.DateOnly)
-}
-
-func sourceBase(file string) string {
-	if i := strings.LastIndexAny(file, "/\\"); i >= 0 {
-		return file[i+1:]
-	}
-	return file
 }
 
 func keys[V any](m map[string]V) []string {

@@ -1,7 +1,6 @@
 package site
 
 import (
-	"path"
 	"slices"
 	"strings"
 
@@ -49,7 +48,7 @@ func RouteUses(manifests []*manifest.Manifest, all []string, served func(backend
 				continue
 			}
 			use := RouteUse{
-				Backend: m.Backend, Manifest: path.Base(m.File), RouteID: r.ID,
+				Backend: m.Backend, Manifest: baseName(m.File), RouteID: r.ID,
 				Methods: slices.Clone(r.Methods), Path: r.Path, DryRun: r.DryRun,
 			}
 			switch {

@@ -510,3 +510,29 @@ func TestRouteUses(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesShowNoMachinePaths: catalog and manifest sources appear by file
+// name only.
+func TestPagesShowNoMachinePaths(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(filepath.Join(dir, "secret-home", "cat"), catalog.ExampleFS()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.Load(filepath.Join(dir, "secret-home", "cat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := exampleManifests(t)[0]
+	m.File = filepath.Join(dir, "secret-home", "ai_gateway.yaml")
+	d := newDirectory(t, Source{Catalog: c, Old: catalog.Example(), Manifests: []*manifest.Manifest{m}})
+	s := newSite(t)
+	for _, rel := range Pages(d) {
+		var buf bytes.Buffer
+		if err := s.Render(&buf, d, Live, rel, nil); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(buf.String(), "secret-home") {
+			t.Errorf("%s shows a machine path", rel)
+		}
+	}
+}
