@@ -41,7 +41,7 @@ func catalogLoadArg(e *env, what, path string) (*catalog.Catalog, bool) {
 
 func catalogSite(e *env, args []string) int {
 	fs := newCatalogFlags(e, "site", " --out DIR [flags]")
-	path := fs.String("catalog", "", "catalog to show (default: the bundled example)")
+	path := fs.String("catalog", "", "catalog to show (default: the bundled example, with the bundled manifests unless --manifest is given)")
 	var manifests catRepeated
 	fs.Var(&manifests, "manifest", "a backend's service manifest, for the routes each unit primitive guards (repeatable; "+catManifestNames()+" are bundled)")
 	old := fs.String("old", "", "an older catalog: adds a diff page from it to --catalog")
@@ -64,6 +64,12 @@ func catalogSite(e *env, args []string) int {
 	src := site.Source{}
 	if *path == "" {
 		src.Catalog = catalog.Example()
+		if len(manifests) == 0 {
+			// The bundled example catalog goes with the bundled manifests.
+			for _, n := range manifest.ExampleNames() {
+				manifests = append(manifests, "embedded:"+n)
+			}
+		}
 	} else if src.Catalog, ok = catalogLoadArg(e, "the", *path); !ok {
 		return exitInvalid
 	}

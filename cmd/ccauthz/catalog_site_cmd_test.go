@@ -139,6 +139,22 @@ func TestCatalogSite(t *testing.T) {
 	}
 }
 
+// TestCatalogSiteDefault: without --catalog, the bundled catalog comes with
+// the bundled manifests, so its pages list routes.
+func TestCatalogSiteDefault(t *testing.T) {
+	out := t.TempDir()
+	if code, _, errOut := runCLI(t, "catalog", "site", "--out", out); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "up", "duo_workflow_execute_workflow.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `data-route="duo_workflow_service/`) {
+		t.Errorf("duo_workflow_execute_workflow page lists no duo_workflow route")
+	}
+}
+
 func TestCatalogSiteErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yaml")
