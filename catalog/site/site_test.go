@@ -119,8 +119,10 @@ func TestExportLinksResolve(t *testing.T) {
 		t.Errorf("Export wrote %d files, want %d pages + 3 assets", n, len(pages))
 	}
 	type doc struct {
-		ids   map[string]bool
-		links []string // resolved relative to dir, with fragment
+		ids      map[string]bool
+		labelFor map[string]bool
+		controls []string // ids of inputs and selects not inside a label
+		links    []string // resolved relative to dir, with fragment
 	}
 	docs := map[string]*doc{}
 	for _, rel := range pages {
@@ -132,10 +134,18 @@ func TestExportLinksResolve(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", rel, err)
 		}
-		dc := &doc{ids: map[string]bool{}}
+		dc := &doc{ids: map[string]bool{}, labelFor: map[string]bool{}}
 		var walk func(*html.Node)
 		walk = func(n *html.Node) {
 			if n.Type == html.ElementNode {
+				switch n.Data {
+				case "label":
+					dc.labelFor[attr(n, "for")] = true
+				case "input", "select":
+					if n.Parent == nil || n.Parent.Data != "label" {
+						dc.controls = append(dc.controls, attr(n, "id"))
+					}
+				}
 				for _, a := range n.Attr {
 					switch {
 					case a.Key == "id":
@@ -171,6 +181,11 @@ func TestExportLinksResolve(t *testing.T) {
 		}
 	}
 	for rel, dc := range docs {
+		for _, id := range dc.controls {
+			if id == "" || !dc.labelFor[id] {
+				t.Errorf("%s: form control %q has no label", rel, id)
+			}
+		}
 		for _, l := range dc.links {
 			file, frag, _ := strings.Cut(l, "#")
 			if strings.HasPrefix(file, "assets/") {
@@ -535,4 +550,13 @@ func TestPagesShowNoMachinePaths(t *testing.T) {
 			t.Errorf("%s shows a machine path", rel)
 		}
 	}
+}
+
+func attr(n *html.Node, key string) string {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
 }
