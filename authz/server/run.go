@@ -139,7 +139,8 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 
 // AdminHandler serves /healthz (the process is alive), /readyz (every
 // backend ready and not draining: 200, else 503 with the reasons) and
-// /metrics (Prometheus text format from the server's own registry).
+// /metrics (Prometheus text format from the server's own registry), and
+// Deps.AdminRoutes.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -158,5 +159,8 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	for pattern, h := range s.deps.AdminRoutes {
+		mux.Handle(pattern, h)
+	}
 	return mux
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,9 @@ type Deps struct {
 	// RateLimiter is the embedded rate limiter; nil turns local rate
 	// limiting off (Envoy and envoyproxy/ratelimit may still enforce).
 	RateLimiter *ratelimit.Limiter
+	// AdminRoutes are extra handlers on the admin listener, by ServeMux
+	// pattern (the unit-primitive directory under /catalog/).
+	AdminRoutes map[string]http.Handler
 }
 
 // Server answers ext_authz checks from an immutable snapshot that reloads

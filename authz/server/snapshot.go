@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
+	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy/manifest"
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
@@ -36,6 +38,10 @@ type Backend struct {
 	// RateLimits are the backend's limits for the local rate limiter; nil
 	// means none.
 	RateLimits *ratelimit.Plan
+	// Manifest is the service manifest the policy was built from, kept for
+	// the unit-primitive directory (never read on the check path); nil
+	// when unknown.
+	Manifest *manifest.Manifest
 
 	meta     *envoy.BackendMeta
 	counters *backendCounters
@@ -49,6 +55,10 @@ type Snapshot struct {
 	names    []string
 	// Built is when the snapshot was built.
 	Built time.Time
+	// Catalog is the catalog every backend's policy was built from, kept
+	// for the unit-primitive directory (never read on the check path); nil
+	// when unknown.
+	Catalog *catalog.Catalog
 }
 
 // NewSnapshot validates and indexes backends: names must be non-empty and

@@ -27,10 +27,18 @@ subcommands:
                         [--catalog PATH] [--at TIME] [--format text|json]
   scopes              the scopes and audiences an issuer grants for a set of add-ons at a time
                         [--add-ons a,b] [--at TIME] [--catalog PATH] [--format table|json]
+  diff OLD NEW        what changed between two catalogs: unit primitives added, removed and
+                      changed, cut-off moves, add-ons, backends and audiences
+                        [--format text|json] [--exit-code]
+  site                export the unit-primitive directory as a static web site
+                        --out DIR [--catalog PATH] [--manifest PATH]... [--old PATH] [--at TIME]
 
 Without --catalog the bundled example catalog is used. TIME is RFC 3339
 (2025-01-01T00:00:00Z) or a catalog date (2025-01-01); it defaults to now.
-Exit codes: 0 ok, 1 invalid catalog, 2 usage (bad flags, unknown names).
+A catalog argument may be embedded:example, and a --manifest embedded:ai_gateway
+or embedded:duo_workflow (the bundled examples).
+Exit codes: 0 ok, 1 invalid catalog, 2 usage (bad flags, unknown names);
+diff --exit-code: 4 when the catalogs differ.
 `
 
 // runCatalog implements `ccauthz catalog`.
@@ -40,6 +48,8 @@ func runCatalog(_ context.Context, e *env, args []string) int {
 		"list":     func(a []string) int { return catalogList(e, a) },
 		"show":     func(a []string) int { return catalogShow(e, a) },
 		"scopes":   func(a []string) int { return catalogScopes(e, a) },
+		"diff":     func(a []string) int { return catalogDiff(e, a) },
+		"site":     func(a []string) int { return catalogSite(e, a) },
 	})
 }
 

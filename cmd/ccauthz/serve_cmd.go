@@ -249,8 +249,12 @@ grpcurl -plaintext -d '%s' %s envoy.service.auth.v3.Authorization/Check
 grpcurl -plaintext %s grpc.health.v1.Health/Check
 curl -s http://%s/readyz
 curl -s http://%s/metrics | grep '^ccauthz_checks_total'
+
+# The unit-primitive directory (every unit primitive, add-on and backend, the
+# routes that require each, a grant calculator), live in a browser:
+#   http://%s%s
 `, grpcAddr, adminAddr, devissuer.IssuerURL, filepath.Dir(dev.JWKSFile), devInstanceID, devTokenTTL,
-		allow, grpcAddr, deny, grpcAddr, grpcAddr, adminAddr, adminAddr)
+		allow, grpcAddr, deny, grpcAddr, grpcAddr, adminAddr, adminAddr, adminAddr, assembly.DirectoryPath)
 	if httpAddr != "" {
 		jsonAllow, err := devJSONCheck("/v2/code/completions", tok)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/ccauthz/ccauthz/authz/server"
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/catalog/site"
 	"github.com/ccauthz/ccauthz/policy"
 	"github.com/ccauthz/ccauthz/policy/manifest"
 )
@@ -62,9 +64,19 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		limiter = ratelimit.NewLimiter(cfg.RateLimit.MaxBuckets, deps.Now)
 		metrics.Registry.MustRegister(limiter.Collectors()...)
 	}
-	srv, err := server.New(ctx, server.Deps{
+	dir, err := site.New()
+	if err != nil {
+		ver.Close()
+		return nil, err
+	}
+	// The directory reads the serving snapshot on every request, so it
+	// follows reloads; srv is set before the admin listener serves.
+	var srv *server.Server
+	directory := dir.Handler(func() (site.Source, error) { return DirectorySource(srv.Snapshot()) }, deps.Now, deps.Logger)
+	srv, err = server.New(ctx, server.Deps{
 		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
 		RateLimiter: limiter,
+		AdminRoutes: map[string]http.Handler{DirectoryPath: http.StripPrefix(strings.TrimSuffix(DirectoryPath, "/"), directory)},
 	}, server.Options{
 		CheckTimeout:     cfg.CheckTimeout,
 		DrainTimeout:     cfg.DrainTimeout,
@@ -108,8 +120,32 @@ func Builder(cfg *config.Config, ver *token.Verifier, now func() time.Time) serv
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
-		return server.NewSnapshot(backends, now())
+		snap, err := server.NewSnapshot(backends, now())
+		if err != nil {
+			return nil, err
+		}
+		snap.Catalog = cat
+		return snap, nil
 	}
+}
+
+// DirectoryPath is where the admin listener serves the unit-primitive
+// directory.
+const DirectoryPath = "/catalog/"
+
+// DirectorySource is what the unit-primitive directory shows of a snapshot:
+// its catalog and every backend's manifest.
+func DirectorySource(snap *server.Snapshot) (site.Source, error) {
+	if snap == nil || snap.Catalog == nil {
+		return site.Source{}, errors.New("no catalog in the serving snapshot")
+	}
+	src := site.Source{Catalog: snap.Catalog}
+	for _, name := range snap.Names() {
+		if b, ok := snap.Backend(name); ok && b.Manifest != nil {
+			src.Manifests = append(src.Manifests, b.Manifest)
+		}
+	}
+	return src, nil
 }
 
 func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, ver *token.Verifier) (*server.Backend, error) {
@@ -150,6 +186,7 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 		Ready:    keysReady(ver, issuers),
 		// Limits for the embedded limiter (nil when it is off).
 		RateLimits: limits,
+		Manifest:   m,
 	}, nil
 }
 
