@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -14,7 +15,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ccauthz/ccauthz/proto/httpcheck"
 )
@@ -208,6 +211,23 @@ func TestCheckOverGRPCInvalidUTF8(t *testing.T) {
 		t.Fatalf("got %v %s, want 400 bad_request naming the header", den.GetStatus(), den.GetBody())
 	}
 
+	// The same in the headers map: a proto3 string that is not UTF-8
+	// (Envoy's encoder does not check) used to fail decoding with INTERNAL
+	// before Check ran.
+	wire, err := proto.Marshal(request("/allowed", "Bearer good-inst1", map[string]string{"backend": "ai_gateway"}, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire = bytes.Replace(wire, []byte("saas"), []byte("s\xffas"), 1)
+	var raw authv3.CheckResponse
+	if err := conn.Invoke(context.Background(), "/envoy.service.auth.v3.Authorization/Check", &wire, &raw, grpc.ForceCodecV2(rawCodec{})); err != nil {
+		t.Fatalf("Check with a non-UTF-8 headers map: %v (want a CheckResponse)", err)
+	}
+	if raw.GetDeniedResponse().GetStatus().GetCode() != 400 || meta(&raw)["reason"] != "bad_request" ||
+		!strings.Contains(raw.GetDeniedResponse().GetBody(), "not valid UTF-8") {
+		t.Fatalf("got %v %s, want 400 bad_request", raw.GetDeniedResponse().GetStatus(), raw.GetDeniedResponse().GetBody())
+	}
+
 	// Two backends named differently: 400, not "first wins".
 	req = request("/allowed", "Bearer good-inst1", map[string]string{"backend": "ai_gateway"}, "")
 	req.Attributes.Request.Http.Headers["x-ccauthz-backend"] = "duo_workflow_service"
@@ -223,4 +243,19 @@ func TestCheckOverGRPCInvalidUTF8(t *testing.T) {
 	if _, err := client.Check(context.Background(), req); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("oversized CheckRequest: %v, want RESOURCE_EXHAUSTED", err)
 	}
+}
+
+// rawCodec sends pre-encoded request bytes (*[]byte) and decodes answers
+// with protobuf: the client side of a peer whose encoder does not check
+// UTF-8.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
 }

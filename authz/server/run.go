@@ -41,6 +41,8 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	grpcLis, adminLis := ls.GRPC, ls.Admin
 	gs := grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxCheckRequestBytes),
+		// A CheckRequest with non-UTF-8 strings is a 400, not INTERNAL.
+		grpc.ForceServerCodecV2(newCheckCodec()),
 		// Envoy may keep idle HTTP/2 connections alive with pings; grpc-go's
 		// default (one ping per 5 min) would answer a tighter Envoy
 		// connection_keepalive with GOAWAY and fail the checks in flight.

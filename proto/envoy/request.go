@@ -122,6 +122,9 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 		return ErrNoHTTPRequest
 	}
 	*r = Request{}
+	if field, ok := attrs.GetContextExtensions()[ContextExtensionInvalidUTF8]; ok {
+		return badRequest("the check request has a string that is not valid UTF-8 (in %s)", field)
+	}
 	r.Backend = attrs.GetContextExtensions()[ContextExtensionBackend]
 	r.SourceAddress = attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
 
