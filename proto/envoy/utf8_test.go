@@ -7,6 +7,9 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 // invalidUTF8Request is the wire form of a CheckRequest whose headers map
@@ -58,4 +61,38 @@ func TestUnmarshalCheckRequestInvalidUTF8(t *testing.T) {
 	if err := UnmarshalCheckRequest(data[:len(data)-3], &req); err == nil {
 		t.Error("truncated wire data decoded")
 	}
+}
+
+// FuzzUnmarshalCheckRequest: any bytes the gRPC server receives either fail
+// to decode as protobuf at all, or become a request whose mapping is a
+// decision (mapped, or refused with a 400 error) and whose CheckResponse
+// marshals: invalid UTF-8 never becomes a gRPC error.
+func FuzzUnmarshalCheckRequest(f *testing.F) {
+	f.Add(invalidUTF8Request(f))
+	good, _ := proto.Marshal(checkRequest(&authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/a/../b?x=1",
+		Headers: map[string]string{"x-gitlab-realm": "saas", "authorization": "Bearer t"}}, map[string]string{"backend": "ai_gateway"}))
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req authv3.CheckRequest
+		if err := UnmarshalCheckRequest(data, &req); err != nil {
+			if proto.Unmarshal(data, &authv3.CheckRequest{}) == nil {
+				t.Fatalf("UnmarshalCheckRequest failed on bytes proto.Unmarshal accepts: %v", err)
+			}
+			return
+		}
+		var r Request
+		if err := MapRequest(&req, &r); err == nil {
+			_ = r.CanonicalPath(requestpath.Default())
+		} else if !errors.Is(err, ErrNoHTTPRequest) {
+			var bad *BadRequestError
+			if !errors.As(err, &bad) {
+				t.Fatalf("MapRequest: %v", err)
+			}
+		}
+		d := policy.Decision{Status: 403, Route: r.Input.Path, Headers: r.Input.Headers,
+			RateLimit: policy.RateLimit{Entries: r.Input.Headers}, Body: map[string]any{"q": r.Input.Query}}
+		if _, err := proto.Marshal(NewResponder().Response(&Outcome{Decision: &d, DecisionID: r.RequestID})); err != nil {
+			t.Fatalf("CheckResponse does not marshal: %v", err)
+		}
+	})
 }
