@@ -17,7 +17,9 @@ func TestCaddyfile(t *testing.T) {
 	}
 	s := string(b)
 	for _, must := range []string{"forward_auth 127.0.0.1:9192", "uri /v1/auth/forward?backend=ai_gateway",
-		"header_up -X-Ccauthz-Backend", "copy_headers X-Ccauthz-Decision X-Ccauthz-Decision-Id", "X-Ccauthz-Unit-Primitive", "bind 127.0.0.1"} {
+		"header_up -X-Ccauthz-Backend", "copy_headers X-Ccauthz-Path X-Ccauthz-Decision X-Ccauthz-Decision-Id", "X-Ccauthz-Unit-Primitive", "bind 127.0.0.1",
+		// Forwards the judged path, after forward_auth (inside route).
+		"route {", "rewrite * {http.request.header.X-Ccauthz-Path}?{query}"} {
 		if !strings.Contains(s, must) {
 			t.Errorf("caddy/Caddyfile lacks %q", must)
 		}

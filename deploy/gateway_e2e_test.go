@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/devissuer"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 // The real-gateway end-to-end tests: the shipped gateway config, run by the
@@ -511,6 +513,8 @@ func testGateway(t *testing.T, cc *ccauthzProc, up *echoUpstream, gw string, dow
 		t.Skip("1000 requests were never rate limited: the embedded default no longer limits instances")
 	})
 
+	t.Run("traversal and encoding corpus", func(t *testing.T) { testPathCorpus(t, cc, up, gw, with(nil)) })
+
 	t.Run("ccauthz unreachable fails closed", func(t *testing.T) {
 		cc.stop(t)
 		before := up.hits.Load()
@@ -519,4 +523,111 @@ func testGateway(t *testing.T, cc *ccauthzProc, up *echoUpstream, gw string, dow
 			t.Errorf("got %d %s (upstream hits +%d), want %d %s and no upstream call", a.status, a.body, up.hits.Load()-before, downStatus, downBody)
 		}
 	})
+}
+
+// pathCorpus are request targets under the gateway's /ai prefix: judged is
+// the canonical path ccauthz decides on ("" when it refuses the request),
+// allowed whether a complete_code token gets through.
+var gatewayPathCorpus = []struct {
+	target  string
+	judged  string
+	allowed bool
+}{
+	{"/v2/code/completions", "/v2/code/completions", true},
+	{"/v2/code/generations/../completions?x=1", "/v2/code/completions", true},
+	{"/v1/proxy/anthropic/../../../v2/code/completions", "/v2/code/completions", true},
+	{"/v1/proxy/anthropic/x/../../../../v2/code/generations", "/v2/code/generations", false},
+	{"/v2/code/completions/../generations", "/v2/code/generations", false},
+	{"/v2/code/%63ompletions", "/v2/code/completions", true},
+	{"/v2/code/%2e%2E/code/./completions", "/v2/code/completions", true},
+	{"/v2//code///completions", "/v2/code/completions", true},
+	{"/v2/code/completions%2F..%2Fgenerations", "", false},
+	{"/v2/code/completions%5c..%5Cgenerations", "", false},
+	{`/v2/code/completions\..\generations`, "", false},
+	{"/v2/code/completions%00", "", false},
+	{"/%c0%ae%c0%ae/v2/code/completions", "", false},
+	{"/v2/code/completions/..;/generations", "", false},
+	{"/v2/code/generations//../completions", "", false},
+}
+
+// testPathCorpus sends each corpus target as a raw request line through the
+// gateway and proves that no request reaches the upstream on a route other
+// than the one ccauthz judged: whatever the upstream served is, in
+// canonical form, the path ccauthz decided on, and has its route.
+func testPathCorpus(t *testing.T, cc *ccauthzProc, up *echoUpstream, gw string, headers map[string]string) {
+	addr, prefix, _ := strings.Cut(strings.TrimPrefix(gw, "http://"), "/")
+	prefix = "/" + prefix
+	for _, tc := range gatewayPathCorpus {
+		before := up.hits.Load()
+		status, body := sendRaw(t, addr, "POST", prefix+tc.target, headers)
+		reached := up.hits.Load() != before
+		switch {
+		case tc.allowed && (status != 200 || !reached):
+			t.Errorf("%s: %d %s (upstream reached %v), want it allowed through", tc.target, status, body, reached)
+			continue
+		case !tc.allowed && tc.judged != "" && (status == 200 || reached):
+			t.Errorf("%s: %d (upstream reached %v), want the policy's denial", tc.target, status, reached)
+			continue
+		case tc.judged == "" && !reached && status != 400:
+			// ccauthz refuses it with 400; nginx answers 400 itself for
+			// some encodings.
+			t.Errorf("%s: %d %s, want 400", tc.target, status, body)
+		case tc.judged == "" && reached:
+			// The gateway resolved it before asking (Caddy cleans the
+			// path when it strips the prefix): allowed only if what it
+			// forwarded is what ccauthz judged, checked below.
+			t.Logf("%s: the gateway normalised it before the check", tc.target)
+		}
+		if !reached {
+			continue
+		}
+		r := up.last.Load()
+		served, query, _ := strings.Cut(r.RequestURI, "?")
+		judgedPath := r.Header.Get("X-Ccauthz-Path")
+		if tc.judged != "" && judgedPath != tc.judged {
+			t.Errorf("%s: ccauthz judged %q (X-Ccauthz-Path upstream), want %q", tc.target, judgedPath, tc.judged)
+		}
+		// What the upstream served is the judged path up to RFC 3986
+		// equivalence (Caddy keeps a client's %63 for "c"): no dot
+		// segment, "//" or encoded slash left for the backend to resolve.
+		if canon, err := requestpath.Default().Path(served); err != nil || canon != judgedPath {
+			t.Errorf("%s: upstream served %q (canonical %q, %v), ccauthz judged %q", tc.target, served, canon, err, judgedPath)
+		}
+		if _, wantQuery, _ := strings.Cut(tc.target, "?"); query != wantQuery {
+			t.Errorf("%s: upstream got query %q, want %q as sent", tc.target, query, wantQuery)
+		}
+		judged := cc.decision(t, "POST", judgedPath, headers)
+		servedDecision := cc.decision(t, "POST", served, headers)
+		if judged["route"] == "" || judged["route"] != servedDecision["route"] {
+			t.Errorf("%s: judged route %v, the upstream served route %v", tc.target, judged["route"], servedDecision["route"])
+		}
+	}
+}
+
+// sendRaw writes one HTTP/1.1 request with target exactly as given (a Go
+// client would clean or escape it) and returns the status and body.
+func sendRaw(t *testing.T, addr, method, target string, headers map[string]string) (int, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	var b strings.Builder
+	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: cloud.gitlab.com\r\nContent-Length: 0\r\nConnection: close\r\n")
+	for k, v := range headers {
+		b.WriteString(k + ": " + v + "\r\n")
+	}
+	b.WriteString("\r\n")
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }

@@ -28,6 +28,11 @@ const (
 	ReasonRateLimited      Reason = "rate_limited"
 	ReasonInternalError    Reason = "internal_error"
 	ReasonDeadlineExceeded Reason = "deadline_exceeded"
+	// ReasonBadRequest: a request ccauthz refuses to decide on (400): a
+	// request path or header a proxy could read differently
+	// (docs/request-path.md), a header value that is not UTF-8, a backend
+	// named twice differently, a malformed HTTP check.
+	ReasonBadRequest Reason = "bad_request"
 )
 
 // Token statuses, as the policy sees them in input.token.status.

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 // EmbeddedPrefix marks a catalog or manifest path that names a bundled
@@ -73,6 +74,9 @@ type Config struct {
 	// RateLimit configures the embedded rate limiter (docs/rate-limits.md "Rate
 	// limiting"). Default off; on in the embedded default of `ccauthz serve`.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// RequestPath sets the canonical request path choices Envoy also offers
+	// (docs/request-path.md); keep them equal to the gateway's.
+	RequestPath RequestPath `yaml:"request_path"`
 
 	// File is the path the config was read from ("" for the built-in
 	// default); not a YAML key.
@@ -177,4 +181,23 @@ type RateLimit struct {
 	// MaxBuckets bounds the limiter's token buckets, and so its memory.
 	// 0 is the default, 100000.
 	MaxBuckets int `yaml:"max_buckets"`
+}
+
+// RequestPath are the canonical path choices (proto/requestpath) that
+// Envoy's HTTP connection manager also makes; the defaults are what the
+// shipped deploy/envoy*.yaml set.
+type RequestPath struct {
+	// MergeSlashes collapses "//" into "/" before judging the path (Envoy
+	// merge_slashes). Default true.
+	MergeSlashes bool `yaml:"merge_slashes"`
+	// EscapedSlashes is what %2F and %5C in a path do: reject (400
+	// bad_request; Envoy REJECT_REQUEST), keep (data inside a segment;
+	// KEEP_UNCHANGED) or unescape (%2F becomes a separator;
+	// UNESCAPE_AND_FORWARD or UNESCAPE_AND_REDIRECT). Default reject.
+	EscapedSlashes string `yaml:"escaped_slashes"`
+}
+
+// Options returns the requestpath options the server applies.
+func (r RequestPath) Options() requestpath.Options {
+	return requestpath.Options{MergeSlashes: r.MergeSlashes, EscapedSlashes: requestpath.EscapedSlashes(r.EscapedSlashes)}
 }

@@ -69,6 +69,7 @@ func TestDecodeGood(t *testing.T) {
 		Watch:        Watch{Interval: 500 * time.Millisecond, Debounce: 0},
 		DryRun:       true,
 		StateDir:     "/var/lib/ccauthz",
+		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: "reject"},
 		File:         "/etc/ccauthz/config.yaml",
 	}
 	issuers := cfg.Issuers
@@ -262,6 +263,32 @@ func TestDecodeRateLimit(t *testing.T) {
 		`c.yaml:5:21: field "local" must be true or false, got "yes"`,
 		`c.yaml:5:39: field "max_buckets" must be 0 (default) or a positive bound, got -1`,
 		`c.yaml:5:43: unknown field "buckets" in rate_limit`,
+	}
+	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
+		t.Errorf("got:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+func TestDecodeRequestPath(t *testing.T) {
+	cfg, err := Decode("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RequestPath != (RequestPath{MergeSlashes: true, EscapedSlashes: "reject"}) {
+		t.Errorf("request_path must default to what deploy/envoy*.yaml do, got %+v", cfg.RequestPath)
+	}
+	cfg, err = Decode("c.yaml", []byte(base+"request_path: {merge_slashes: false, escaped_slashes: keep}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := cfg.RequestPath.Options(); o.MergeSlashes || o.EscapedSlashes != "keep" {
+		t.Errorf("request_path options = %+v", o)
+	}
+	_, err = Decode("c.yaml", []byte(base+"request_path: {merge_slashes: 1, escaped_slashes: redirect, normalize: true}\n"))
+	want := []string{
+		`c.yaml:5:31: field "merge_slashes" must be true or false, got "1"`,
+		`c.yaml:5:51: field "escaped_slashes" must be one of reject, keep, unescape, got "redirect"`,
+		`c.yaml:5:61: unknown field "normalize" in request_path`,
 	}
 	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
 		t.Errorf("got:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))

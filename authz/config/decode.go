@@ -16,10 +16,11 @@ import (
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/proto/httpcheck"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "request_path"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
@@ -27,6 +28,7 @@ var (
 	loggingFields  = []string{"level", "allow_sample_rate"}
 	watchFields    = []string{"interval", "debounce"}
 	rateFields     = []string{"local", "max_buckets"}
+	pathFields     = []string{"merge_slashes", "escaped_slashes"}
 
 	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 )
@@ -45,6 +47,7 @@ func Default() Config {
 		DrainTimeout: DefaultDrainTimeout,
 		Watch:        Watch{Interval: DefaultWatchInterval, Debounce: DefaultReloadDebounce},
 		StateDir:     DefaultStateDir,
+		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: string(requestpath.EscapedSlashesReject)},
 	}
 }
 
@@ -160,6 +163,17 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 				r.Errorf(rf["max_buckets"], "field \"max_buckets\" must be 0 (default) or a positive bound, got %d", v)
 			}
 			cfg.RateLimit.MaxBuckets = v
+		}
+	}
+	if pf := r.Fields(f["request_path"], "request_path", pathFields, nil); pf != nil {
+		if v, ok := r.Bool(pf["merge_slashes"], "merge_slashes"); ok {
+			cfg.RequestPath.MergeSlashes = v
+		}
+		if v, ok := r.String(pf["escaped_slashes"], "escaped_slashes"); ok {
+			if v == "" || requestpath.Options.Validate(requestpath.Options{EscapedSlashes: requestpath.EscapedSlashes(v)}) != nil {
+				r.Errorf(pf["escaped_slashes"], "field \"escaped_slashes\" must be one of reject, keep, unescape, got %q", v)
+			}
+			cfg.RequestPath.EscapedSlashes = v
 		}
 	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {

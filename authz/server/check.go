@@ -33,7 +33,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		}
 	}()
 	if err := envoy.MapRequest(req, &c.req); err != nil {
-		c.decision = faultDecision(ReasonBadRequest)
+		c.decision = badRequestDecision(err)
+	} else if err := s.canonicalPath(c); err != nil {
+		c.decision = badRequestDecision(err)
 	} else {
 		s.decideRequest(ctx, c)
 	}
@@ -41,6 +43,17 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	resp = s.responder.Response(&c.out)
 	s.account(c, start)
 	return resp, nil
+}
+
+// canonicalPath puts the request's path in canonical form (every protocol
+// calls it between mapping and deciding); a refused path is cleared so
+// nothing downstream mistakes the raw one for what was judged.
+func (s *Server) canonicalPath(c *checkState) error {
+	if err := c.req.CanonicalPath(*s.opts.RequestPath); err != nil {
+		c.req.Input.Path = ""
+		return err
+	}
+	return nil
 }
 
 // recovered counts and logs a panic outside the decision and returns the
@@ -146,7 +159,7 @@ func tokenInput(r *token.Result) policy.TokenInput {
 // settle turns the decision into the outcome every protocol renders:
 // decision id, backend metadata and dry-run.
 func (s *Server) settle(c *checkState) {
-	c.out = envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID(), RateLimited: c.rateLimited}
+	c.out = envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID(), RateLimited: c.rateLimited, Path: c.req.Input.Path}
 	if b := c.backend; b != nil {
 		c.out.Backend = b.meta
 		// Dry-run never hides a fault: deadline and internal errors are

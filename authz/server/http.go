@@ -140,7 +140,11 @@ func (s *Server) serveHTTPCheck(w http.ResponseWriter, r *http.Request, m *httpM
 			}
 		}
 	}()
-	if err := m.read(r, &c.req); err != nil {
+	err := m.read(r, &c.req)
+	if err == nil {
+		err = s.canonicalPath(c)
+	}
+	if err != nil {
 		c.decision = badRequestDecision(err)
 		s.settle(c)
 		// Counted and logged before the answer is written: a panic there

@@ -35,6 +35,12 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 		slog.String("host", c.req.Input.Host),
 		slog.String("path", c.req.Input.Path),
 	)
+	if c.req.RawPath != c.req.Input.Path {
+		// The path as received, when it is not what the policy judged
+		// (normalised, prefix stripped or refused); bounded, and the JSON
+		// handler escapes whatever bytes it holds.
+		attrs = append(attrs, slog.String("raw_path", truncateLog(c.req.RawPath, maxLoggedPath)))
+	}
 	if out.Backend != nil {
 		attrs = append(attrs, slog.String("policy_revision", out.Backend.Revision))
 	}
@@ -74,6 +80,16 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 		attrs = append(attrs, slog.String("fault", c.fault))
 	}
 	s.deps.Logger.LogAttrs(context.Background(), level, "decision", attrs...)
+}
+
+// maxLoggedPath bounds the raw path in a decision log line.
+const maxLoggedPath = 1024
+
+func truncateLog(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // instanceID is the GitLab instance the request is for: the verified claim

@@ -11,10 +11,11 @@ const (
 	// ReasonUnknownBackend: the request names (or its host maps to) no
 	// configured backend. HTTP 403.
 	ReasonUnknownBackend policy.Reason = "unknown_backend"
-	// ReasonBadRequest: the CheckRequest carries no HTTP request, or an HTTP
-	// check request is malformed. HTTP 400 (413 for a JSON body over the
-	// limit).
-	ReasonBadRequest policy.Reason = "bad_request"
+	// ReasonBadRequest: the CheckRequest carries no HTTP request, its path
+	// is ambiguous (proto/requestpath), a header value is not UTF-8, or an
+	// HTTP check request is malformed. HTTP 400 (413 for a JSON body over
+	// the limit).
+	ReasonBadRequest = policy.ReasonBadRequest
 )
 
 // knownReasons is every reason code a check can end with.
@@ -47,8 +48,9 @@ func faultDecision(reason policy.Reason) policy.Decision {
 	return policy.Decision{Status: f.status, Reason: reason, Body: map[string]any{"error": f.body}}
 }
 
-// badRequestDecision is the bad_request fault of a malformed HTTP check,
-// with the mapping's message (which never quotes a header value).
+// badRequestDecision is the bad_request fault of a request the mapping or
+// the canonical path refused, with their message (which names the problem
+// and never quotes a header value or the path).
 func badRequestDecision(err error) policy.Decision {
 	return policy.Decision{Status: httpcheck.StatusOf(err), Reason: ReasonBadRequest, Body: map[string]any{"error": err.Error()}}
 }

@@ -16,6 +16,14 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
+// MaxCheckRequestBytes bounds a CheckRequest the gRPC server decodes.
+// Envoy never sends more than its header limit (max_request_headers_kb,
+// 60 KiB by default) plus a with_request_body buffer (max_request_bytes),
+// so 1 MiB leaves room for both while keeping any client from making the
+// decoder allocate grpc-go's 4 MiB default.
+// A larger message is refused by grpc-go (RESOURCE_EXHAUSTED) before Check.
+const MaxCheckRequestBytes = 1 << 20
+
 // Listeners are what Serve serves on. GRPC and Admin are required; HTTP
 // (the HTTP checks) is optional.
 type Listeners struct {
@@ -32,6 +40,9 @@ type Listeners struct {
 func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	grpcLis, adminLis := ls.GRPC, ls.Admin
 	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxCheckRequestBytes),
+		// A CheckRequest with non-UTF-8 strings is a 400, not INTERNAL.
+		grpc.ForceServerCodecV2(newCheckCodec()),
 		// Envoy may keep idle HTTP/2 connections alive with pings; grpc-go's
 		// default (one ping per 5 min) would answer a tighter Envoy
 		// connection_keepalive with GOAWAY and fail the checks in flight.

@@ -19,6 +19,7 @@ import (
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
 
 	"github.com/ccauthz/ccauthz/proto/envoy"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 // Options are the server's tunables (from the config's server section).
@@ -39,6 +40,9 @@ type Options struct {
 	ReadinessInterval time.Duration
 	// HTTP tunes the HTTP check listener.
 	HTTP HTTPOptions
+	// RequestPath are the canonical path choices (config request_path);
+	// nil is requestpath.Default(), what the shipped gateways do.
+	RequestPath *requestpath.Options
 }
 
 func (o *Options) defaults() {
@@ -52,6 +56,10 @@ func (o *Options) defaults() {
 		o.ReadinessInterval = time.Second
 	}
 	o.HTTP.defaults(o.CheckTimeout)
+	if o.RequestPath == nil {
+		d := requestpath.Default()
+		o.RequestPath = &d
+	}
 }
 
 // Deps are what a server is built from.
@@ -101,6 +109,9 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 	opts.defaults()
 	if err := opts.HTTP.validate(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := opts.RequestPath.Validate(); err != nil {
+		return nil, fmt.Errorf("server: request path: %w", err)
 	}
 	if opts.AllowLogSampling < 0 || opts.AllowLogSampling > 1 {
 		return nil, fmt.Errorf("server: allow log sampling %v is not within 0..1", opts.AllowLogSampling)

@@ -2,11 +2,14 @@ package envoy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 // ContextExtensionBackend is the context_extensions key that names the
@@ -23,6 +26,21 @@ const ContextExtensionStripPrefix = "strip_prefix"
 // ErrNoHTTPRequest is returned for a CheckRequest without
 // attributes.request.http: ccauthz only authorizes HTTP requests.
 var ErrNoHTTPRequest = errors.New("check request has no attributes.request.http")
+
+// HeaderBackend is the request header the HTTP check modes read the
+// backend from. On the gRPC path the route's context extension names the
+// backend; a header that names another one is a 400, never "first wins".
+const HeaderBackend = "x-ccauthz-backend"
+
+// BadRequestError is a CheckRequest ccauthz refuses to decide on (a 400
+// bad_request). Its message names the problem and never quotes a value.
+type BadRequestError struct{ Message string }
+
+func (e *BadRequestError) Error() string { return e.Message }
+
+func badRequest(format string, args ...any) error {
+	return &BadRequestError{Message: fmt.Sprintf(format, args...)}
+}
 
 // Request is what one CheckRequest says, mapped for the decision path.
 type Request struct {
@@ -43,6 +61,52 @@ type Request struct {
 	// it (attributes.source), "" when unknown. The rate limiter keys
 	// authentication failures on it when there is no instance id header.
 	SourceAddress string
+	// RawPath is the path as received (query split off), before
+	// CanonicalPath; the decision log keeps it next to the canonical one.
+	RawPath string
+	// StripPrefix is the route's strip_prefix context extension, removed
+	// from the canonical path by CanonicalPath.
+	StripPrefix string
+}
+
+// CanonicalPath sets Input.Path to the canonical form of RawPath
+// (proto/requestpath) with StripPrefix removed, and checks the raw query.
+// Every protocol's request goes through it before the decision. The prefix
+// is stripped after canonicalising, so "/ai/../v2/x" cannot pass as a path
+// under /ai, and a prefix spelled with escapes or dot segments is no
+// different from the plain one.
+func (r *Request) CanonicalPath(o requestpath.Options) error {
+	p, err := o.Path(r.RawPath)
+	if err != nil {
+		return err
+	}
+	if err := requestpath.Query(r.Input.Query); err != nil {
+		return err
+	}
+	r.Input.Path = StripPrefix(p, r.StripPrefix)
+	return nil
+}
+
+// CheckHeaderValues refuses a header value that is not valid UTF-8 (obs-text,
+// Envoy's header_map raw_value): the policy input and every answer built
+// from it must be UTF-8, or the CheckResponse cannot be encoded.
+func CheckHeaderValues(h map[string]string) error {
+	for k, v := range h {
+		if !utf8.ValidString(v) {
+			return badRequest("header %s is not valid UTF-8", headerName(k))
+		}
+	}
+	return nil
+}
+
+// headerName is a header name fit for an error message: valid UTF-8 and at
+// most 64 bytes.
+func headerName(k string) string {
+	k = strings.ToValidUTF8(k, "?")
+	if len(k) > 64 {
+		k = strings.ToValidUTF8(k[:64], "") + "..."
+	}
+	return fmt.Sprintf("%q", k)
 }
 
 // MapRequest fills r from req. It takes ownership of the request's header
@@ -58,6 +122,9 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 		return ErrNoHTTPRequest
 	}
 	*r = Request{}
+	if field, ok := attrs.GetContextExtensions()[ContextExtensionInvalidUTF8]; ok {
+		return badRequest("the check request has a string that is not valid UTF-8 (in %s)", field)
+	}
 	r.Backend = attrs.GetContextExtensions()[ContextExtensionBackend]
 	r.SourceAddress = attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
 
@@ -101,12 +168,19 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 		}
 	}
 	r.TraceParent = headers["traceparent"]
+	if err := CheckHeaderValues(headers); err != nil {
+		return err
+	}
+	if hb, ok := headers[HeaderBackend]; ok && r.Backend != "" && hb != r.Backend {
+		return badRequest("the backend is named twice, differently (context extension %q and header %s)", ContextExtensionBackend, HeaderBackend)
+	}
 
 	in := &r.Input
 	in.Method = strings.ToUpper(firstNonEmpty(h.GetMethod(), method))
 	in.Host = strings.ToLower(firstNonEmpty(h.GetHost(), authority, headers["host"]))
 	in.Path, in.Query = SplitPath(firstNonEmpty(h.GetPath(), path))
-	in.Path = StripPrefix(in.Path, attrs.GetContextExtensions()[ContextExtensionStripPrefix])
+	r.RawPath = in.Path
+	r.StripPrefix = attrs.GetContextExtensions()[ContextExtensionStripPrefix]
 	if in.Query == "" && h.GetQuery() != "" {
 		in.Query = strings.TrimPrefix(h.GetQuery(), "?")
 	}
@@ -149,11 +223,9 @@ func StripPrefix(path, prefix string) string {
 }
 
 // SplitPath splits a request target into its path and raw query (without
-// '?'), dropping any fragment. An empty target becomes "/".
+// '?'). A '#' stays where it is, for CanonicalPath to refuse (parsers
+// disagree on fragments in a request target). An empty target becomes "/".
 func SplitPath(target string) (path, query string) {
-	if i := strings.IndexByte(target, '#'); i >= 0 {
-		target = target[:i]
-	}
 	path = target
 	if i := strings.IndexByte(target, '?'); i >= 0 {
 		path, query = target[:i], target[i+1:]

@@ -8,6 +8,10 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 func checkRequest(h *authv3.AttributeContext_HttpRequest, ext map[string]string) *authv3.CheckRequest {
@@ -49,7 +53,7 @@ func TestMapRequest(t *testing.T) {
 			name: "pseudo headers fill missing fields; upper-case names folded",
 			http: &authv3.AttributeContext_HttpRequest{
 				Headers: map[string]string{
-					":method": "get", ":path": "/v1/x#frag", ":authority": "Example.test:8443",
+					":method": "get", ":path": "/v1/x", ":authority": "Example.test:8443",
 					"Authorization": "Bearer T", "X-Gitlab-Instance-Id": "i-1", "X-Request-Id": "rid",
 				},
 			},
@@ -117,8 +121,8 @@ func TestSplitPath(t *testing.T) {
 		"/a?":         {"/a", ""},
 		"/a?b=1?c":    {"/a", "b=1?c"},
 		"?x":          {"/", "x"},
-		"/a#f?notq":   {"/a", ""},
-		"/a?q=1#frag": {"/a", "q=1"},
+		"/a#f?notq":   {"/a#f", "notq"},
+		"/a?q=1#frag": {"/a", "q=1#frag"},
 	} {
 		p, q := SplitPath(in)
 		if p != want[0] || q != want[1] {
@@ -142,7 +146,18 @@ func FuzzMapRequest(f *testing.F) {
 		}, map[string]string{"backend": backend})
 		var r Request
 		if err := MapRequest(req, &r); err != nil {
-			t.Fatal(err)
+			var bad *BadRequestError
+			if !errors.As(err, &bad) {
+				t.Fatalf("MapRequest: %v is not a *BadRequestError", err)
+			}
+			return
+		}
+		if err := r.CanonicalPath(requestpath.Default()); err != nil {
+			var bad *requestpath.Error
+			if !errors.As(err, &bad) {
+				t.Fatalf("CanonicalPath: %v is not a *requestpath.Error", err)
+			}
+			return
 		}
 		for k := range r.Input.Headers {
 			if k != strings.ToLower(k) || strings.HasPrefix(k, ":") || k == "authorization" {
@@ -152,11 +167,25 @@ func FuzzMapRequest(f *testing.F) {
 		if strings.ContainsAny(r.Input.Path, "?#") || r.Input.Path == "" {
 			t.Fatalf("path %q carries a query or fragment", r.Input.Path)
 		}
+		if canon, err := requestpath.Default().Path(r.Input.Path); err != nil || canon != r.Input.Path {
+			t.Fatalf("path %q is not canonical: %q, %v", r.Input.Path, canon, err)
+		}
 		if strings.EqualFold(k1, "authorization") && v1 != "" && !strings.Contains(r.Authorization, v1) {
 			t.Fatalf("authorization %q lost (got %q)", v1, r.Authorization)
 		}
 		if r.Backend != backend {
 			t.Fatalf("backend = %q, want %q", r.Backend, backend)
+		}
+		// Whatever the policy copies from the request into the answer,
+		// the CheckResponse encodes.
+		for _, allow := range []bool{true, false} {
+			d := policy.Decision{Allow: allow, Status: 403, Route: r.Input.Path, Reason: policy.Reason(r.Input.Query),
+				Headers: r.Input.Headers, ResponseHeaders: r.Input.Headers, Body: map[string]any{"error": r.Input.Host},
+				RateLimit: policy.RateLimit{Entries: r.Input.Headers}}
+			resp := NewResponder().Response(&Outcome{Decision: &d, DecisionID: r.RequestID, RateLimited: r.Input.Method})
+			if _, err := proto.Marshal(resp); err != nil {
+				t.Fatalf("CheckResponse does not marshal: %v", err)
+			}
 		}
 	})
 }
@@ -188,7 +217,72 @@ func TestMapRequestStripsRoutePrefix(t *testing.T) {
 	if err := MapRequest(req, &r); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.CanonicalPath(requestpath.Default()); err != nil {
+		t.Fatal(err)
+	}
 	if r.Input.Path != "/v2/code/completions" || r.Input.Query != "x=1" {
 		t.Fatalf("path %q query %q", r.Input.Path, r.Input.Query)
+	}
+}
+
+// TestCanonicalPathStripsPrefixAfterwards: the prefix is stripped from the
+// canonical path, so dot segments and escapes cannot smuggle a path out
+// from under it or hide the prefix.
+func TestCanonicalPathStripsPrefixAfterwards(t *testing.T) {
+	cases := []struct{ raw, want string }{
+		{"/ai/v2/code/completions", "/v2/code/completions"},
+		{"/ai/../v2/code/generations", "/v2/code/generations"}, // not under /ai: judged whole, finds no route
+		{"/%61i/v2/code/completions", "/v2/code/completions"},
+		{"/ai/./x/../v2//code/completions", "/v2/code/completions"},
+		{"//ai/v2/code/completions", "/v2/code/completions"},
+		{"/aix/v2", "/aix/v2"},
+	}
+	for _, c := range cases {
+		r := Request{RawPath: c.raw, StripPrefix: "/ai"}
+		if err := r.CanonicalPath(requestpath.Default()); err != nil || r.Input.Path != c.want {
+			t.Errorf("CanonicalPath(%q) = %q, %v; want %q", c.raw, r.Input.Path, err, c.want)
+		}
+	}
+	r := Request{RawPath: "/ai/%2e%2e%2fv2", StripPrefix: "/ai"}
+	var perr *requestpath.Error
+	if err := r.CanonicalPath(requestpath.Default()); !errors.As(err, &perr) || perr.Problem != requestpath.ProblemEncodedSlash {
+		t.Errorf("encoded slash: %v", err)
+	}
+}
+
+func TestMapRequestRefuses(t *testing.T) {
+	cases := []struct {
+		name string
+		http *authv3.AttributeContext_HttpRequest
+		ext  map[string]string
+		want string
+	}{
+		{
+			name: "invalid UTF-8 in a raw header value",
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/",
+				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "X-Gitlab-Instance-Id", RawValue: []byte("i-\xff\xfe")}}}},
+			want: `header "x-gitlab-instance-id" is not valid UTF-8`,
+		},
+		{
+			name: "backend header disagrees with the context extension",
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"x-ccauthz-backend": "other"}},
+			ext:  map[string]string{"backend": "ai_gateway"},
+			want: `the backend is named twice, differently (context extension "backend" and header x-ccauthz-backend)`,
+		},
+	}
+	for _, tc := range cases {
+		var r Request
+		err := MapRequest(checkRequest(tc.http, tc.ext), &r)
+		var bad *BadRequestError
+		if !errors.As(err, &bad) || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	// The same name twice is not ambiguous.
+	var r Request
+	req := checkRequest(&authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"x-ccauthz-backend": "ai_gateway"}},
+		map[string]string{"backend": "ai_gateway"})
+	if err := MapRequest(req, &r); err != nil {
+		t.Errorf("agreeing backend header: %v", err)
 	}
 }

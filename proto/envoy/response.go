@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -103,6 +104,11 @@ type Outcome struct {
 	// RateLimited is the descriptor that tripped the local rate limiter, ""
 	// when none did.
 	RateLimited string
+	// Path is the canonical path the policy judged (after strip_prefix), ""
+	// when the request was refused before a decision. The HTTP check modes
+	// answer an allow with it (X-Ccauthz-Path), so a gateway can forward
+	// exactly the path that was authorized.
+	Path string
 }
 
 // Enforced reports whether the outcome lets the request through: the policy
@@ -118,7 +124,7 @@ func (r *Responder) Response(o *Outcome) *authv3.CheckResponse {
 	d := o.Decision
 	md := r.metadata(o)
 	if o.Enforced() {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: d.HeadersToRemove}
+		ok := &authv3.OkHttpResponse{HeadersToRemove: validUTF8s(d.HeadersToRemove)}
 		if d.Allow && len(d.Headers) > 0 {
 			ok.Headers = headerOptions(d.Headers, nil)
 		}
@@ -134,7 +140,7 @@ func (r *Responder) Response(o *Outcome) *authv3.CheckResponse {
 		status = 403
 	}
 	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(rpcCode(status)), Message: string(d.Reason)},
+		Status: &rpcstatus.Status{Code: int32(rpcCode(status)), Message: validUTF8(string(d.Reason))},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
 			Headers: headerOptions(d.ResponseHeaders, r.contentType),
@@ -169,7 +175,7 @@ func (r *Responder) metadata(o *Outcome) *structpb.Struct {
 	next := 0
 	str := func(s string) *structpb.Value {
 		v := &vals[next]
-		strs[next].StringValue = s
+		strs[next].StringValue = validUTF8(s)
 		v.Kind = &strs[next]
 		next++
 		return v
@@ -210,15 +216,15 @@ func (r *Responder) metadata(o *Outcome) *structpb.Struct {
 		f[MetaDryRun] = r.falseValue
 	}
 	for k, v := range d.RateLimit.Entries {
-		f[MetaRateLimitPrefix+k] = str(v)
+		f[MetaRateLimitPrefix+validUTF8(k)] = str(v)
 	}
 	if o.RateLimited != "" {
-		f[MetaRateLimited] = structpb.NewStringValue(o.RateLimited)
+		f[MetaRateLimited] = structpb.NewStringValue(validUTF8(o.RateLimited))
 	}
 	if l := d.RateLimit.Limit; l != nil {
 		f[MetaRateLimitOverride] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			"requests_per_unit": structpb.NewNumberValue(float64(l.RequestsPerUnit)),
-			"unit":              structpb.NewStringValue(l.Unit),
+			"unit":              structpb.NewStringValue(validUTF8(l.Unit)),
 		}})
 	}
 	return &structpb.Struct{Fields: f}
@@ -228,7 +234,32 @@ func (r *Responder) reasonValue(reason policy.Reason) *structpb.Value {
 	if v, ok := r.reasons[reason]; ok {
 		return v
 	}
-	return structpb.NewStringValue(string(reason))
+	return structpb.NewStringValue(validUTF8(string(reason)))
+}
+
+// validUTF8 makes s encodable as a proto3 string: every string copied into
+// a CheckResponse goes through it, so no value (a policy echoing a request
+// header, a rate-limit entry) can make the response unmarshalable, which
+// Envoy would see as a gRPC INTERNAL error and, with failure_mode_allow,
+// let through. Invalid bytes become U+FFFD, as in the JSON bodies.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+func validUTF8s(ss []string) []string {
+	for i, s := range ss {
+		if !utf8.ValidString(s) {
+			out := slices.Clone(ss)
+			for j := i; j < len(out); j++ {
+				out[j] = validUTF8(out[j])
+			}
+			return out
+		}
+	}
+	return ss
 }
 
 // headerOptions turns a header map into OVERWRITE_IF_EXISTS_OR_ADD options,
@@ -243,7 +274,7 @@ func headerOptions(h map[string]string, extra *corev3.HeaderValueOption) []*core
 		vals := make([]corev3.HeaderValue, len(h))
 		i := 0
 		for k, v := range h {
-			vals[i].Key, vals[i].Value = k, v
+			vals[i].Key, vals[i].Value = validUTF8(k), validUTF8(v)
 			opts[i].Header = &vals[i]
 			opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 			out = append(out, &opts[i])

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ccauthz/ccauthz/policy"
@@ -188,4 +190,34 @@ func FuzzAppendJSON(f *testing.F) {
 			t.Fatalf("AppendJSON = %s, encoding/json = %s", b, ref)
 		}
 	})
+}
+
+// TestResponseIsAlwaysEncodable: strings that are not UTF-8, wherever a
+// policy puts them, still give a CheckResponse that marshals (the bug was a
+// gRPC INTERNAL error instead of the denial).
+func TestResponseIsAlwaysEncodable(t *testing.T) {
+	bad := "i-\xff\xc0\xae"
+	for _, allow := range []bool{true, false} {
+		d := &policy.Decision{
+			Allow: allow, Status: 401, Reason: policy.Reason("r" + bad), Route: bad,
+			Body:            map[string]any{"error": bad},
+			UnitPrimitives:  []string{bad},
+			Headers:         map[string]string{"x-a" + bad: bad},
+			HeadersToRemove: []string{bad},
+			ResponseHeaders: map[string]string{"www-authenticate": bad},
+			RateLimit:       policy.RateLimit{Entries: map[string]string{"instance_id" + bad: bad}, Limit: &policy.LimitOverride{RequestsPerUnit: 1, Unit: bad}},
+		}
+		resp := NewResponder().Response(&Outcome{Decision: d, DecisionID: "d", RateLimited: bad})
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			t.Fatalf("allow=%v: response does not marshal: %v", allow, err)
+		}
+		var back authv3.CheckResponse
+		if err := proto.Unmarshal(b, &back); err != nil {
+			t.Fatalf("allow=%v: response does not unmarshal: %v", allow, err)
+		}
+		if got := back.GetDynamicMetadata().GetFields()[MetaRoute].GetStringValue(); got != "i-\uFFFD" {
+			t.Errorf("allow=%v: route %q, want the invalid bytes replaced", allow, got)
+		}
+	}
 }

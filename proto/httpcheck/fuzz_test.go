@@ -3,19 +3,38 @@ package httpcheck
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/ccauthz/ccauthz/policy"
 	"github.com/ccauthz/ccauthz/proto/envoy"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
-// checkMapped asserts what every successful mapping guarantees.
+// checkMapped asserts what every successful mapping guarantees, once the
+// path is canonical (or refused with a *requestpath.Error).
 func checkMapped(t *testing.T, r *envoy.Request) {
 	t.Helper()
+	if err := r.CanonicalPath(requestpath.Default()); err != nil {
+		var perr *requestpath.Error
+		if !errors.As(err, &perr) {
+			t.Fatalf("CanonicalPath: %v is not a *requestpath.Error", err)
+		}
+		return
+	}
 	in := &r.Input
+	if canon, err := requestpath.Default().Path(in.Path); err != nil || canon != in.Path {
+		t.Fatalf("path %q is not canonical: %q, %v", in.Path, canon, err)
+	}
+	for k, v := range in.Headers {
+		if !utf8.ValidString(v) || !utf8.ValidString(k) {
+			t.Fatalf("header %q is not UTF-8", k)
+		}
+	}
 	if in.Path == "" || in.Path[0] != '/' {
 		t.Fatalf("path %q does not start with /", in.Path)
 	}

@@ -137,6 +137,7 @@ func fillJSON(dst *envoy.Request, req *CheckRequest, backend string) error {
 	in := &dst.Input
 	in.Method = strings.ToUpper(req.Method)
 	in.Path, in.Query = envoy.SplitPath(req.Path)
+	dst.RawPath = in.Path
 	in.Host = strings.ToLower(host)
 	in.Headers = headers
 	dst.TraceParent = headers["traceparent"]

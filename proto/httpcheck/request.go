@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
@@ -23,6 +24,10 @@ const (
 	HeaderBody   = "X-Ccauthz-Body"
 	// HeaderDecisionID carries the decision id on every answer.
 	HeaderDecisionID = "X-Ccauthz-Decision-Id"
+	// HeaderPath carries, on every allow, the canonical path the policy
+	// judged (docs/request-path.md); the shipped nginx and Caddy configs
+	// forward exactly it.
+	HeaderPath = "X-Ccauthz-Path"
 	// HeaderEnvoyRemove lists, on an Envoy http_service allow, the request
 	// headers Envoy must remove before forwarding upstream.
 	HeaderEnvoyRemove = "X-Envoy-Auth-Headers-To-Remove"
@@ -93,7 +98,11 @@ func MapEnvoy(r *http.Request, prefix string, dst *envoy.Request) error {
 	if target == "" || target[0] == '?' {
 		target = "/" + target
 	}
-	backend, err := backendName(r.Header.Get(HeaderBackend), "")
+	hb, err := headerBackend(r)
+	if err != nil {
+		return err
+	}
+	backend, err := backendName(hb, "")
 	if err != nil {
 		return err
 	}
@@ -129,7 +138,11 @@ func mapProxied(r *http.Request, dst *envoy.Request, methodHeader, uriHeader str
 	if host == "" {
 		host = r.Host
 	}
-	backend, err := backendName(r.Header.Get(HeaderBackend), r.URL.Query().Get(QueryBackend))
+	hb, err := headerBackend(r)
+	if err != nil {
+		return err
+	}
+	backend, err := backendName(hb, r.URL.Query().Get(QueryBackend))
 	if err != nil {
 		return err
 	}
@@ -157,6 +170,7 @@ func fill(dst *envoy.Request, r *http.Request, method, target, host, backend str
 	in := &dst.Input
 	in.Method = strings.ToUpper(method)
 	in.Path, in.Query = envoy.SplitPath(target)
+	dst.RawPath = in.Path
 	in.Host = strings.ToLower(host)
 	in.Headers = make(map[string]string, len(r.Header))
 	for k, vs := range r.Header {
@@ -170,9 +184,27 @@ func fill(dst *envoy.Request, r *http.Request, method, target, host, backend str
 			in.Headers[lk] = v
 		}
 	}
+	if err := envoy.CheckHeaderValues(in.Headers); err != nil {
+		return badRequest("%v", err)
+	}
 	dst.TraceParent = in.Headers["traceparent"]
 	dst.RequestID = in.Headers["x-request-id"]
 	return nil
+}
+
+// headerBackend is the X-Ccauthz-Backend header; sent more than once with
+// different names it is a 400 (the first one never wins).
+func headerBackend(r *http.Request) (string, error) {
+	vs := r.Header.Values(HeaderBackend)
+	for _, v := range vs[min(1, len(vs)):] {
+		if v != vs[0] {
+			return "", badRequest("header %s is sent more than once, with different backends", HeaderBackend)
+		}
+	}
+	if len(vs) == 0 {
+		return "", nil
+	}
+	return vs[0], nil
 }
 
 // backendName picks the backend named by the sources that are set; two
@@ -243,6 +275,9 @@ func checkHost(h string) error {
 		if c := h[i]; c <= ' ' || c == 0x7f || c == '/' || c == '?' || c == '#' || c == '@' {
 			return badRequest("the original host is not a host name")
 		}
+	}
+	if !utf8.ValidString(h) {
+		return badRequest("the original host is not valid UTF-8")
 	}
 	return nil
 }

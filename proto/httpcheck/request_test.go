@@ -40,7 +40,7 @@ func TestMapEnvoy(t *testing.T) {
 func TestMapHeaders(t *testing.T) {
 	r := httptest.NewRequest("GET", "/v1/auth/forward", nil)
 	r.Header.Set("X-Forwarded-Method", "get")
-	r.Header.Set("X-Forwarded-Uri", "/x?y=1#frag")
+	r.Header.Set("X-Forwarded-Uri", "/x?y=1")
 	r.Header.Add("Authorization", "Bearer a")
 	r.Header.Add("Authorization", "Bearer b")
 	r.Header.Add("X-Gitlab-Feature-Enabled-By-Namespace-Ids", "1")
@@ -86,6 +86,12 @@ func TestMapProxiedErrors(t *testing.T) {
 		{"bad host", map[string]string{"X-Original-Method": "GET", "X-Original-Uri": "/", "X-Forwarded-Host": "a@b"}, "", "the original host is not a host name"},
 		{"backend conflict", map[string]string{"X-Original-Method": "GET", "X-Original-Uri": "/", "X-Ccauthz-Backend": "a"}, "?backend=b",
 			"the backend is named twice, differently (X-Ccauthz-Backend and ?backend=)"},
+		{"backend header twice, differently", map[string]string{"X-Original-Method": "GET", "X-Original-Uri": "/", "X-Ccauthz-Backend": "a"}, "",
+			"header X-Ccauthz-Backend is sent more than once, with different backends"},
+		{"header not UTF-8", map[string]string{"X-Original-Method": "GET", "X-Original-Uri": "/", "X-Gitlab-Instance-Id": "i-\xff"}, "",
+			`header "x-gitlab-instance-id" is not valid UTF-8`},
+		{"host not UTF-8", map[string]string{"X-Original-Method": "GET", "X-Original-Uri": "/", "X-Forwarded-Host": "h\xff"}, "",
+			"the original host is not valid UTF-8"},
 		{"backend too long", map[string]string{"X-Original-Method": "GET", "X-Original-Uri": "/"}, "?backend=" + strings.Repeat("a", 65),
 			"the backend name must be snake_case (a-z, 0-9, _) and at most 64 characters"},
 	}
@@ -93,6 +99,9 @@ func TestMapProxiedErrors(t *testing.T) {
 		r := httptest.NewRequest("GET", "/v1/auth/nginx"+tc.query, nil)
 		for k, v := range tc.headers {
 			r.Header[k] = []string{v}
+		}
+		if tc.name == "backend header twice, differently" {
+			r.Header.Add("X-Ccauthz-Backend", "b")
 		}
 		var dst envoy.Request
 		if err := MapNginx(r, &dst); err == nil || err.Error() != tc.want || StatusOf(err) != 400 {

@@ -25,6 +25,7 @@ func WriteDirect(w http.ResponseWriter, o *envoy.Outcome, envoyRemove bool) {
 	d := o.Decision
 	if o.Enforced() {
 		setAllowHeaders(h, o)
+		setPath(h, o)
 		if envoyRemove && len(d.HeadersToRemove) > 0 {
 			h.Set(HeaderEnvoyRemove, strings.Join(d.HeadersToRemove, ","))
 		}
@@ -52,6 +53,7 @@ func WriteNginx(w http.ResponseWriter, o *envoy.Outcome) {
 	d := o.Decision
 	if o.Enforced() {
 		setAllowHeaders(h, o)
+		setPath(h, o)
 		w.WriteHeader(http.StatusOK)
 		return
 	}
@@ -88,13 +90,15 @@ type Response struct {
 	// DryRun is true when the decision was computed in dry-run mode (global,
 	// per backend or per route).
 	DryRun bool `json:"dry_run"`
+	// Path is the canonical path the policy judged (docs/request-path.md).
+	Path string `json:"path"`
 	policy.Decision
 }
 
 // NewResponse builds the JSON API answer of an outcome. Absent maps and
 // lists are empty, never null; an allow without a status is 200.
 func NewResponse(o *envoy.Outcome) *Response {
-	r := &Response{DecisionID: o.DecisionID, EnforcedAllow: o.Enforced(), DryRun: o.DryRun, Decision: *o.Decision}
+	r := &Response{DecisionID: o.DecisionID, EnforcedAllow: o.Enforced(), DryRun: o.DryRun, Path: o.Path, Decision: *o.Decision}
 	if o.Backend != nil {
 		r.Backend, r.PolicyRevision = o.Backend.Name, o.Backend.Revision
 	}
@@ -174,6 +178,15 @@ func setAllowHeaders(h http.Header, o *envoy.Outcome) {
 	}
 	for k, v := range o.Decision.Headers {
 		h.Set(k, v)
+	}
+}
+
+// setPath sets X-Ccauthz-Path on every enforced allow, dry-run included:
+// a gateway that forwards it (deploy/nginx, deploy/caddy) needs it whenever
+// the request goes through. A policy header of that name is overwritten.
+func setPath(h http.Header, o *envoy.Outcome) {
+	if o.Path != "" {
+		h.Set(HeaderPath, o.Path)
 	}
 }
 
