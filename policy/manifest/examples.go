@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-//go:embed examples/*.yaml
+//go:embed examples
 var exampleFiles embed.FS
 
 // ErrUnknownExample is returned by Example for a name it does not ship.
@@ -24,7 +24,9 @@ func ExampleNames() []string {
 	}
 	var names []string
 	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".yaml") {
+			names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+		}
 	}
 	slices.Sort(names)
 	return names
@@ -42,11 +44,19 @@ func ExampleSource(name string) (file string, data []byte, err error) {
 }
 
 // Example parses a bundled example manifest (not yet bound to a catalog; see
-// Bind).
+// Bind). Its prompt registry is embedded with it.
 func Example(name string) (*Manifest, error) {
 	file, data, err := ExampleSource(name)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(file, data, nil)
+	sub, err := fs.Sub(exampleFiles, "examples")
+	if err != nil {
+		return nil, err
+	}
+	opener := subDirOpener(sub, ".")
+	return parse(file, data, nil, func(rel string) (fs.FS, string, error) {
+		fsys, p, err := opener(rel)
+		return fsys, path.Join("policy/manifest/examples", p), err
+	})
 }
