@@ -73,7 +73,7 @@ type BodyCase struct {
 	UnitPrimitives []string `json:"unit_primitives,omitempty"`
 	// PromptFrom names a body field holding a prompt id: when present, the
 	// prompt's unit primitives are added instead of UnitPrimitives.
-	PromptFrom *Selector       `json:"prompt_from,omitempty"`
+	PromptFrom *Selector        `json:"prompt_from,omitempty"`
 	Pos        catalog.Position `json:"-"`
 
 	upPos []catalog.Position

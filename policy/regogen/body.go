@@ -132,7 +132,7 @@ func bodyRules(b *strings.Builder, r manifest.Route) {
 			pre, post, _ := strings.Cut(br.Template, "{value}")
 			vals := valuesExpr(*br.Each)
 			chain = append(chain, ruleBody{
-				head: errVal("body_invalid", fmt.Sprintf(`sprintf("Request body: %s %%q names no unit primitive", [v])`, br.Each.Path)),
+				head:  errVal("body_invalid", fmt.Sprintf(`sprintf("Request body: %s %%q names no unit primitive", [v])`, br.Each.Path)),
 				lines: []string{"some v in " + vals, fmt.Sprintf(`not known_unit_primitives[concat("", [%s, v, %s])]`, lit(pre), lit(post))},
 			})
 			parts = append(parts, fmt.Sprintf(`[[known_unit_primitives[concat("", [%s, v, %s])], %s] | some v in %s]`, lit(pre), lit(post), lit(detail), vals))
