@@ -2,8 +2,11 @@ package manifest
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/ccauthz/ccauthz/catalog"
 )
@@ -71,8 +74,9 @@ func TestAIGatewayExampleCoversFacts(t *testing.T) {
 		"/v2/chat/agent":                 "Unauthorized to access duo chat",
 		"/v1/search/gitlab-docs":         "Unauthorized to search documentations",
 		"/v1/x-ray/libraries":            "Unauthorized to access X Ray",
-		"/v1/prompts/*":                  DefaultDetail,
-		"/v2/prompts/*":                  DefaultDetail,
+		"/v1/prompts/*":                  "Unauthorized to access '{prompt_id}'",
+		"/v2/prompts/*":                  "Unauthorized to access '{prompt_id}'",
+		"/v1/chat/{chat_invokable}":      "Not found",
 		"/v1/proxy/anthropic/*":          DefaultDetail,
 		"/v1/proxy/vertex-ai/*":          DefaultDetail,
 		"/v1/proxy/openai/*":             DefaultDetail,
@@ -259,5 +263,142 @@ routes:
 	}
 	if !(ranks["lit"] > ranks["param"] && ranks["param"] > ranks["wild"]) {
 		t.Errorf("ranks %v", ranks)
+	}
+}
+
+// TestAIGatewayExampleRequestRules pins the request rules of the facts
+// (ai-gateway-request-rules.md) in the example: any-of, no dry run, prompt
+// routes, body rules and the Duo Core cut-off.
+func TestAIGatewayExampleRequestRules(t *testing.T) {
+	m, err := Example("ai_gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = m.Bind(catalog.Example())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]Route{}
+	for _, r := range m.Routes {
+		if r.DryRun {
+			t.Errorf("route %s is in dry run", r.ID)
+		}
+		byID[r.ID] = r
+	}
+	if got := byID["code_user_access_token"].AnyOf; strings.Join(got, ",") != "complete_code,ai_gateway_model_provider_proxy" {
+		t.Errorf("user_access_token any_of %v", got)
+	}
+	for _, id := range []string{"prompts_v1", "prompts_v2"} {
+		if !byID[id].Prompt {
+			t.Errorf("%s is not a prompt route", id)
+		}
+	}
+	for _, id := range []string{"code_completions_v3", "code_suggestions_v4"} {
+		r := byID[id]
+		if len(r.Body) != 1 || len(r.Body[0].Cases) != 3 || r.Body[0].Cases[2].PromptFrom == nil ||
+			r.Body[0].Cases[2].PromptFrom.Path != "payload.prompt_id" || r.Body[0].Otherwise != OtherwiseReject {
+			t.Errorf("%s body rules %+v", id, r.Body)
+		}
+	}
+	chat := byID["chat_agent_v2"]
+	if len(chat.Body) != 1 || chat.Body[0].Each.Path != "messages[*].additional_context[*].category" ||
+		chat.Body[0].Template != "include_{value}_context" || len(chat.RefuseHeaders) != 1 || !m.Flags[chat.RefuseHeaders[0].Flag] {
+		t.Errorf("chat_agent_v2 %+v", chat)
+	}
+	if p, ok := m.PromptByID("review_merge_request"); !ok || strings.Join(p.UnitPrimitives, ",") != "review_merge_request,include_merge_request_context" {
+		t.Errorf("registry prompt %+v %v", p, ok)
+	}
+	if p, ok := m.PromptByID("resolve_vulnerability"); !ok || strings.Join(p.UnitPrimitives, ",") != "resolve_vulnerability" {
+		t.Errorf("older unit_primitive key not read: %+v", p)
+	}
+	if len(m.BodySelectors()) != 4 {
+		t.Errorf("body selectors %v", m.BodySelectors())
+	}
+}
+
+func TestParseSelector(t *testing.T) {
+	sel, err := ParseSelector("messages[*].additional_context[*].category")
+	if err != nil || len(sel.Steps) != 5 || !sel.Steps[1].Each || sel.Steps[4].Field != "category" || !sel.Many() {
+		t.Fatalf("%+v %v", sel, err)
+	}
+	sel, err = ParseSelector("prompt_components[0].type")
+	if err != nil || len(sel.Steps) != 3 || sel.Steps[1].Index != 0 || sel.Steps[1].Each || sel.Many() {
+		t.Fatalf("%+v %v", sel, err)
+	}
+	for _, bad := range []string{"", ".a", "a.", "a[", "a[-1]", "a[01]", "[0]", "a.b[*]c", "a b"} {
+		if _, err := ParseSelector(bad); err == nil {
+			t.Errorf("selector %q accepted", bad)
+		}
+	}
+}
+
+// TestPromptRegistryProblems: every registry problem is positioned in the
+// definition file (or at the manifest's prompt_registry field).
+func TestPromptRegistryProblems(t *testing.T) {
+	cat := catalog.Example()
+	const manifestSrc = "backend: ai_gateway\nprompt_registry: prompts\nroutes:\n  - {id: p, methods: [POST], path: '/v1/prompts/*', prompt: true}\n"
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{"unknown unit primitive", map[string]string{"prompts/chat/x/base/1.0.0.yml": "name: x\nunit_primitives:\n  - duo_chat\n  - nope\n"},
+			[]string{`prompts/chat/x/base/1.0.0.yml:4:5: unit primitive "nope" is not in the catalog`}},
+		{"unreadable YAML", map[string]string{"prompts/chat/x/base/1.0.0.yml": "unit_primitives: [\n"},
+			[]string{`prompts/chat/x/base/1.0.0.yml:1: YAML syntax error: did not find expected node content`}},
+		{"no unit primitives", map[string]string{"prompts/chat/x/base/1.0.0.yml": "name: x\n"},
+			[]string{`prompts/chat/x/base/1.0.0.yml:1:1: a prompt definition needs unit_primitives (or the older unit_primitive)`}},
+		{"both keys", map[string]string{"prompts/x/base/1.0.0.yml": "unit_primitives: [duo_chat]\nunit_primitive: duo_chat\n"},
+			[]string{`prompts/x/base/1.0.0.yml:2:17: a prompt definition sets unit_primitives or the older unit_primitive, not both`}},
+		{"not the layout", map[string]string{"prompts/x/1.0.0.yml": "unit_primitive: duo_chat\n", "prompts/y/base/latest.yml": "unit_primitive: duo_chat\n"},
+			[]string{
+				`prompts/x/1.0.0.yml: prompt definition is not in the <prompt_id>/<model family>/<version>.yml layout (version like 1.0.0 or 1.1.0-dev)`,
+				`prompts/y/base/latest.yml: prompt definition is not in the <prompt_id>/<model family>/<version>.yml layout (version like 1.0.0 or 1.1.0-dev)`,
+			}},
+		{"id no route can match", map[string]string{"prompts/chat/a b/base/1.0.0.yml": "unit_primitive: duo_chat\n"},
+			[]string{`prompts/chat/a b/base/1.0.0.yml: prompt id "chat/a b" cannot be matched by any route: segment "a b" has characters a path pattern does not allow`}},
+		{"empty registry", map[string]string{"prompts/README.md": "nothing\n"},
+			[]string{`m.yaml:2:18: prompt registry prompts holds no prompt definitions (<prompt_id>/<model family>/<version>.yml)`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fsys := fstest.MapFS{"m.yaml": {Data: []byte(manifestSrc)}}
+			for name, src := range tt.files {
+				fsys[name] = &fstest.MapFile{Data: []byte(src)}
+			}
+			m, err := LoadFS(fsys, "m.yaml")
+			if err == nil {
+				_, err = m.Bind(cat)
+			}
+			var ve *catalog.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want a ValidationError, got %v", err)
+			}
+			if ve.Error() != strings.Join(tt.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", ve.Error(), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+	// A registry directory that does not exist, read from disk.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "m.yaml"), []byte(manifestSrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(filepath.Join(dir, "m.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "m.yaml:2:18: prompt_registry "+filepath.Join(dir, "prompts")+": ") {
+		t.Errorf("missing registry: %v", err)
+	}
+	// And one that exists: the union over versions, sorted ids.
+	if err := os.MkdirAll(filepath.Join(dir, "prompts", "a", "b", "base"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "prompts", "a", "b", "base", "1.0.0.yml"), []byte("unit_primitives: [duo_chat]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "prompts", "a", "b", "base", "2.0.0.yml"), []byte("unit_primitives: [explain_code, duo_chat]\n"), 0o644)
+	m, err := Load(filepath.Join(dir, "m.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Prompts) != 1 || m.Prompts[0].ID != "a/b" || strings.Join(m.Prompts[0].UnitPrimitives, ",") != "duo_chat,explain_code" {
+		t.Errorf("prompts %+v", m.Prompts)
 	}
 }

@@ -155,6 +155,11 @@ detail_up := up if {
 	up := derived_missing[0][0]
 } else := up if {
 	up := required_unit_primitives[0]
+} else := up if {
+	count(route.any_of) > 0
+	up := concat(" or ", route.any_of)
+} else := up if {
+	up := derived[0][0]
 } else := up_header
 
 detail_template := derived_missing[0][1] if {
@@ -392,7 +397,7 @@ seat_bucket := "small" if {
 # others (header, any-of, prompt, body, authenticate-only) take the unit
 # primitives checked for this request.
 rate_unit_primitive := route.rate_unit_primitive if {
-	route.rate_unit_primitive
+	route.rate_unit_primitive != ""
 } else := u if {
 	route.header_mode
 	u := header_up
@@ -401,7 +406,7 @@ rate_unit_primitive := route.rate_unit_primitive if {
 } else := "none"
 
 rate_class := route.rate_class if {
-	route.rate_class
+	route.rate_class != ""
 } else := c if {
 	route.header_mode
 	c := header_rate_class

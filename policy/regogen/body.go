@@ -145,7 +145,7 @@ func bodyRules(b *strings.Builder, r manifest.Route) {
 			parts = append(parts, fmt.Sprintf(`[[up, %s] | some v in %s; some up in %s[v]]`, lit(detail), vals, lit(br.Map)))
 		default:
 			chain = append(chain, ruleBody{
-				head:  fmt.Sprintf("body_case[%s].error", lit(key)),
+				head:  fmt.Sprintf(`{"error": body_case[%s].error}`, lit(key)),
 				lines: []string{fmt.Sprintf("body_case[%s].error", lit(key))},
 			})
 			parts = append(parts, fmt.Sprintf("body_case[%s].ups", lit(key)))

@@ -230,25 +230,23 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 				params[r.ID] = ps
 			}
 		}
+		// Every definition has every key (the type checker then knows
+		// them all, whatever the manifest uses); rate entries are "" where
+		// the core computes them per request.
 		def := map[string]any{
 			"public": r.Public, "dry_run": r.DryRun, "header_mode": r.HeaderUP != nil,
-			"fast": fastRoute(r), "body": r.HasBody(), "prompt": r.Prompt, "not_found": r.NotFound,
+			"fast": FastRoute(r), "body": r.HasBody(), "prompt": r.Prompt, "not_found": r.NotFound,
+			"detail": r.Detail, "disallowed_issuers": nonNil(r.DisallowedIssuers),
+			"unit_primitives": nonNil(r.UnitPrimitives), "any_of": nonNil(r.AnyOf),
+			"allow": []string{}, "rate_unit_primitive": "", "rate_class": "",
 		}
-		if !r.Public {
-			def["detail"] = r.Detail
-			def["disallowed_issuers"] = nonNil(r.DisallowedIssuers)
-			def["unit_primitives"] = nonNil(r.UnitPrimitives)
-			def["any_of"] = nonNil(r.AnyOf)
-			allow := []string{}
-			if r.HeaderUP != nil {
-				allow = r.HeaderUP.Allow
-			}
-			def["allow"] = allow
-			upSets[r.ID] = litSet(r.UnitPrimitives)
-			if fastRoute(r) || (len(r.UnitPrimitives) > 0 && r.HeaderUP == nil && len(r.AnyOf) == 0 && !r.HasBody() && !r.Prompt) {
-				def["rate_unit_primitive"] = strings.Join(r.UnitPrimitives, ",")
-				def["rate_class"] = m.RateClassOf(r.UnitPrimitives[0])
-			}
+		upSets[r.ID] = litSet(r.UnitPrimitives)
+		if r.HeaderUP != nil {
+			def["allow"] = r.HeaderUP.Allow
+		}
+		if !r.Public && len(r.UnitPrimitives) > 0 && r.HeaderUP == nil && len(r.AnyOf) == 0 && !r.HasBody() && !r.Prompt {
+			def["rate_unit_primitive"] = strings.Join(r.UnitPrimitives, ",")
+			def["rate_class"] = m.RateClassOf(r.UnitPrimitives[0])
 		}
 		routes[r.ID] = def
 	}
@@ -332,9 +330,9 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	return b.String()
 }
 
-// fastRoute reports whether the core's one-body fast allow path covers the
+// FastRoute reports whether the core's one-body fast allow path covers the
 // route: an exact path with fixed unit primitives and nothing else to decide.
-func fastRoute(r manifest.Route) bool {
+func FastRoute(r manifest.Route) bool {
 	return r.IsExact() && !r.Public && r.HeaderUP == nil && len(r.UnitPrimitives) > 0 && len(r.AnyOf) == 0 &&
 		!r.HasBody() && !r.Prompt && !r.NotFound && !r.AuthenticateOnly && len(r.RefuseHeaders) == 0
 }
