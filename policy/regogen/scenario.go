@@ -153,7 +153,9 @@ func (sc scenario) input(m *manifest.Manifest, r manifest.Route, scopes []string
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
 
-func ident(s string) string { return strings.Trim(nonIdent.ReplaceAllString(strings.ToLower(s), "_"), "_") }
+func ident(s string) string {
+	return strings.Trim(nonIdent.ReplaceAllString(strings.ToLower(s), "_"), "_")
+}
 
 // promptCases: every prompt of the registry allowed with its unit
 // primitives and denied without its last one; an unknown id is a 404.
