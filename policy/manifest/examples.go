@@ -32,6 +32,17 @@ func ExampleNames() []string {
 	return names
 }
 
+// ExampleFS is the bundled examples directory: every example manifest and
+// the prompt registry they name (prompts/), laid out as on disk, so a copy
+// of it loads with Load.
+func ExampleFS() fs.FS {
+	sub, err := fs.Sub(exampleFiles, "examples")
+	if err != nil {
+		return exampleFiles // "examples" is a valid path: not reached
+	}
+	return sub
+}
+
 // ExampleSource returns the YAML of a bundled example manifest
 // ("ai_gateway", "duo_workflow") and the name it is reported under.
 func ExampleSource(name string) (file string, data []byte, err error) {
@@ -50,11 +61,7 @@ func Example(name string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	sub, err := fs.Sub(exampleFiles, "examples")
-	if err != nil {
-		return nil, err
-	}
-	opener := subDirOpener(sub, ".")
+	opener := subDirOpener(ExampleFS(), ".")
 	return parse(file, data, nil, func(rel string) (fs.FS, string, error) {
 		fsys, p, err := opener(rel)
 		return fsys, path.Join("policy/manifest/examples", p), err

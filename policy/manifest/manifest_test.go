@@ -402,3 +402,23 @@ func TestPromptRegistryProblems(t *testing.T) {
 		t.Errorf("prompts %+v", m.Prompts)
 	}
 }
+
+// TestExampleFSLoadsFromDisk: a copy of ExampleFS on disk loads with Load,
+// registry included, to the same manifest as the embedded example.
+func TestExampleFSLoadsFromDisk(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, ExampleFS()); err != nil {
+		t.Fatal(err)
+	}
+	onDisk, err := Load(filepath.Join(dir, "ai_gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	embedded, err := Example("ai_gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if onDisk.Digest() != embedded.Digest() || len(onDisk.Prompts) != 6 {
+		t.Errorf("disk copy differs: %d prompts", len(onDisk.Prompts))
+	}
+}
