@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy/manifest"
 )
 
 // parityInput is a valid instance-token request to the AI gateway example
@@ -200,6 +203,53 @@ func TestParseInputJSONBody(t *testing.T) {
 	} {
 		if _, err := ParseInputJSON([]byte(src)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %s", src, err, want)
+		}
+	}
+}
+
+// TestHeaderRefusals: refusals apply in manifest order (two that hold do not
+// conflict), and one whose flag is off is not generated at all.
+func TestHeaderRefusals(t *testing.T) {
+	src := `backend: ai_gateway
+flags: {cutoff: true, later: false}
+routes:
+  - id: chat
+    methods: [POST]
+    path: /chat
+    unit_primitives: [duo_chat]
+    refuse_headers:
+      - {header: X-A, values: [one, two], detail: first}
+      - {header: X-B, values: [b], detail: second, flag: cutoff}
+      - {header: X-C, values: [c], detail: third, flag: later}
+`
+	m, err := manifest.Parse("m.yaml", []byte(src), catalog.Example())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(catalog.Example(), m, BuildOptions{CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		headers map[string]string
+		status  int
+		detail  string
+	}{
+		{map[string]string{"x-a": "two", "x-b": "b"}, 403, "first"},
+		{map[string]string{"x-a": "three", "x-b": "b"}, 403, "second"},
+		{map[string]string{"x-c": "c"}, 200, ""},
+		{map[string]string{}, 200, ""},
+	} {
+		in := parityInput(t, "/chat", []string{"duo_chat"}, "")
+		for k, v := range tt.headers {
+			in.Headers[k] = v
+		}
+		d, err := p.Decide(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Status != tt.status || (tt.detail != "" && (d.Body["detail"] != tt.detail || d.Reason != ReasonHeaderRefused)) {
+			t.Errorf("%v: got %d %s %v, want %d %s", tt.headers, d.Status, d.Reason, d.Body, tt.status, tt.detail)
 		}
 	}
 }

@@ -274,14 +274,22 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 
 	// Header refusals whose flag is on (or that have none): constant header
 	// keys, one rule per route.
+	// A route's refusals form one else chain: the first that holds decides.
 	refusals := false
 	for _, r := range m.Routes {
+		var chain []ruleBody
 		for _, h := range r.RefuseHeaders {
 			if h.Flag != "" && !m.Flags[h.Flag] {
 				continue
 			}
+			chain = append(chain, ruleBody{head: lit(h.Detail), lines: []string{
+				fmt.Sprintf("input.request.headers[%s] in %s", lit(h.HeaderKey()), litSetOf(h.Values)),
+			}})
+		}
+		if len(chain) > 0 {
 			refusals = true
-			fmt.Fprintf(&b, "refused[%s] := %s if {\n\tinput.request.headers[%s] in %s\n}\n\n", lit(r.ID), lit(h.Detail), lit(h.HeaderKey()), litSetOf(h.Values))
+			fmt.Fprintf(&b, "refused[%s] := ", lit(r.ID))
+			writeChain(&b, chain)
 		}
 	}
 	if !refusals {
