@@ -219,7 +219,7 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 			}
 			for _, meth := range r.Methods {
 				var rb strings.Builder
-				fmt.Fprintf(&rb, "pattern_route contains [%s, %s, %s] if {\n\tinput.request.method == %s\n\tp := split(trim_prefix(input.request.path, \"/\"), \"/\")\n", lit(r.Rank()), lit(r.ID), rest, lit(meth))
+				fmt.Fprintf(&rb, "pattern_route contains [%s, %s, %s] if {\n\tinput.request.method == %s\n\tp := path_parts\n", lit(r.Rank()), lit(r.ID), rest, lit(meth))
 				for _, c := range conds {
 					rb.WriteString("\t" + c + "\n")
 				}
@@ -251,6 +251,8 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		routes[r.ID] = def
 	}
 	if len(patternRules) > 0 {
+		b.WriteString("# The path split once per evaluation (a complete rule is cached).\n")
+		b.WriteString("path_parts := split(trim_prefix(input.request.path, \"/\"), \"/\")\n\n")
 		b.WriteString("# Pattern routes: indexed on method; [rank, route id, wildcard rest].\n")
 		for _, pr := range patternRules {
 			b.WriteString(pr)

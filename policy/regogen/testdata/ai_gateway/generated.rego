@@ -159,10 +159,13 @@ exact_route := "amazon_q_events" if {
 	input.request.path == "/v1/amazon_q/events"
 }
 
+# The path split once per evaluation (a complete rule is cached).
+path_parts := split(trim_prefix(input.request.path, "/"), "/")
+
 # Pattern routes: indexed on method; [rank, route id, wildcard rest].
 pattern_route contains ["2213", "chat_unknown_invokable", ""] if {
 	input.request.method == "POST"
-	p := split(trim_prefix(input.request.path, "/"), "/")
+	p := path_parts
 	count(p) == 3
 	p[0] == "v1"
 	p[1] == "chat"
@@ -171,7 +174,7 @@ pattern_route contains ["2213", "chat_unknown_invokable", ""] if {
 
 pattern_route contains ["220", "prompts_v1", rest] if {
 	input.request.method == "POST"
-	p := split(trim_prefix(input.request.path, "/"), "/")
+	p := path_parts
 	count(p) > 2
 	p[0] == "v1"
 	p[1] == "prompts"
@@ -181,7 +184,7 @@ pattern_route contains ["220", "prompts_v1", rest] if {
 
 pattern_route contains ["220", "prompts_v2", rest] if {
 	input.request.method == "POST"
-	p := split(trim_prefix(input.request.path, "/"), "/")
+	p := path_parts
 	count(p) > 2
 	p[0] == "v2"
 	p[1] == "prompts"
@@ -191,7 +194,7 @@ pattern_route contains ["220", "prompts_v2", rest] if {
 
 pattern_route contains ["2220", "proxy_anthropic", rest] if {
 	input.request.method == "POST"
-	p := split(trim_prefix(input.request.path, "/"), "/")
+	p := path_parts
 	count(p) > 3
 	p[0] == "v1"
 	p[1] == "proxy"
@@ -202,7 +205,7 @@ pattern_route contains ["2220", "proxy_anthropic", rest] if {
 
 pattern_route contains ["2220", "proxy_vertex_ai", rest] if {
 	input.request.method == "POST"
-	p := split(trim_prefix(input.request.path, "/"), "/")
+	p := path_parts
 	count(p) > 3
 	p[0] == "v1"
 	p[1] == "proxy"
@@ -213,7 +216,7 @@ pattern_route contains ["2220", "proxy_vertex_ai", rest] if {
 
 pattern_route contains ["2220", "proxy_openai", rest] if {
 	input.request.method == "POST"
-	p := split(trim_prefix(input.request.path, "/"), "/")
+	p := path_parts
 	count(p) > 3
 	p[0] == "v1"
 	p[1] == "proxy"
