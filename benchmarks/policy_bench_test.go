@@ -89,6 +89,34 @@ func BenchmarkPolicyDecideUncachedProxy(b *testing.B) {
 	}
 }
 
+// BenchmarkPolicyDecideUncachedBody is a body-rule route: /v4/code/suggestions
+// decides completion vs generation on prompt_components[0].type (with a
+// realistic body around it: code above and below the cursor).
+func BenchmarkPolicyDecideUncachedBody(b *testing.B) {
+	p := benchPolicy(b, -1)
+	in := benchInput()
+	in.Path = "/v4/code/suggestions"
+	in.Body = policy.BodyInput{Status: policy.BodyOK, Size: 2048, JSON: map[string]any{
+		"prompt_components": []any{map[string]any{
+			"type": "code_editor_completion",
+			"payload": map[string]any{
+				"file_name":            "main.go",
+				"content_above_cursor": strings.Repeat("func f() {}\n", 80),
+				"content_below_cursor": strings.Repeat("// end\n", 40),
+				"language_identifier":  "go",
+			},
+		}},
+	}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := p.Decide(ctx, in)
+		if err != nil || !d.Allow {
+			b.Fatalf("%+v %v", d, err)
+		}
+	}
+}
+
 // BenchmarkPolicyDecideCached repeats one request: every call after the
 // first is a decision-cache hit.
 func BenchmarkPolicyDecideCached(b *testing.B) {

@@ -34,8 +34,12 @@ func nondeterministic(name string) bool {
 	return false
 }
 
-func analyse(c *ast.Compiler) reads {
+func analyse(c *ast.Compiler, extra []string) reads {
 	var r reads
+	isExtra := map[string]bool{}
+	for _, e := range extra {
+		isExtra[e] = true
+	}
 	headers := map[string]bool{}
 	disable := func(format string, args ...any) {
 		if r.disabled == "" {
@@ -97,6 +101,13 @@ func analyse(c *ast.Compiler) reads {
 				return false
 			}
 			switch field {
+			case "body", "body_status":
+				// The core and the generated body rules read the body by the
+				// manifest's selectors, which the key covers; an extra
+				// module could read any of it.
+				if isExtra[name] {
+					disable("%s reads the request body", loc)
+				}
 			case "query":
 				r.query = true
 			case "host":

@@ -64,6 +64,9 @@ type Policy struct {
 	grantWhyNot string
 	stats       counters
 	extra       []string // extra module files, sorted
+	// bodySelectors are what the manifest's body rules read of a request
+	// body: the decision cache keys on their values (writeBodyKey).
+	bodySelectors []manifest.Selector
 }
 
 // Build generates the Rego for the catalog and manifest, compiles it with the
@@ -135,8 +138,10 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		gen:      out,
 		query:    pq,
 		compiler: compiler,
-		reads:    analyse(compiler),
+		reads:    analyse(compiler, extraFiles),
 		extra:    extraFiles,
+
+		bodySelectors: m.BodySelectors(),
 	}
 	size := opts.CacheSize
 	if size == 0 {

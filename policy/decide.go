@@ -139,6 +139,9 @@ func (p *Policy) cacheKey(in *Input) (string, bool) {
 	if p.reads.host {
 		write(in.Host)
 	}
+	if len(p.bodySelectors) > 0 {
+		writeBodyKey(&b, in.Body, p.bodySelectors)
+	}
 	for _, h := range p.reads.headers {
 		if v, ok := in.Headers[h]; ok {
 			write(v)

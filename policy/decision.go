@@ -21,6 +21,15 @@ const (
 	ReasonUnitPrimitiveNotAllowed   Reason = "unit_primitive_not_allowed"
 	ReasonNoRoute                   Reason = "no_route"
 	ReasonExtraPolicyDeny           Reason = "extra_policy_deny"
+	// A route with body rules got no body (400), too large a body (413), or
+	// one that is truncated, not JSON or not of the shape its rules read
+	// (400).
+	ReasonBodyMissing  Reason = "body_missing"
+	ReasonBodyTooLarge Reason = "body_too_large"
+	ReasonBodyInvalid  Reason = "body_invalid"
+	// A header value the route refuses (403), e.g. the AI gateway's Duo Core
+	// cut-off on Duo Chat.
+	ReasonHeaderRefused Reason = "header_refused"
 )
 
 // Reasons produced in Go, outside the policy.
@@ -80,6 +89,14 @@ type BodyInput struct {
 	JSON any
 	// Size is the body's size in bytes as received (0 when absent).
 	Size int
+}
+
+// status is the body status with "" read as BodyAbsent.
+func (b BodyInput) status() string {
+	if b.Status == "" {
+		return BodyAbsent
+	}
+	return b.Status
 }
 
 // TokenInput is the outcome of token verification as the policy sees it.

@@ -23,7 +23,17 @@ func (in *Input) value() (ast.Value, error) {
 		ast.Item(ast.InternedTerm("query"), ast.StringTerm(in.Query)),
 		ast.Item(ast.InternedTerm("host"), ast.StringTerm(in.Host)),
 		ast.Item(ast.InternedTerm("headers"), ast.NewTerm(ast.NewObject(headers...))),
+		ast.Item(ast.InternedTerm("body_status"), ast.StringTerm(in.Body.status())),
 	)
+	// The body is given to Rego only when it is complete JSON; body rules
+	// read it by constant paths (input.request.body.<selector>).
+	if in.Body.status() == BodyOK {
+		body, err := anyToTerm(in.Body.JSON)
+		if err != nil {
+			return nil, fmt.Errorf("policy: request body: %w", err)
+		}
+		request.Insert(ast.InternedTerm("body"), body)
+	}
 	claims, err := anyToTerm(in.Token.Claims)
 	if err != nil {
 		return nil, fmt.Errorf("policy: token claims: %w", err)

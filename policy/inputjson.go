@@ -19,6 +19,10 @@ type inputDocument struct {
 		Query   string            `json:"query"`
 		Host    string            `json:"host"`
 		Headers map[string]string `json:"headers"`
+		// Body is the JSON request body; BodyStatus defaults to "ok" when
+		// a body is given and to "absent" otherwise.
+		Body       json.RawMessage `json:"body"`
+		BodyStatus string          `json:"body_status"`
 	} `json:"request"`
 	Token struct {
 		Status string         `json:"status"`
@@ -30,7 +34,10 @@ type inputDocument struct {
 	} `json:"token"`
 }
 
-var tokenStatuses = []string{TokenValid, TokenMissing, TokenMalformed, TokenInvalid, TokenUnavailable}
+var (
+	tokenStatuses = []string{TokenValid, TokenMissing, TokenMalformed, TokenInvalid, TokenUnavailable}
+	bodyStatuses  = []string{BodyAbsent, BodyOK, BodyTooLarge, BodyTruncated, BodyInvalid}
+)
 
 // ParseInputJSON reads an Input from its JSON form, the Rego input document
 // (docs/architecture.md) with an optional token.hash. Header names are lower
@@ -67,6 +74,22 @@ func ParseInputJSON(data []byte) (*Input, error) {
 			Status: doc.Token.Status, Reason: doc.Token.Reason, Issuer: doc.Token.Issuer,
 			Kind: doc.Token.Kind, Claims: doc.Token.Claims, Hash: doc.Token.Hash,
 		},
+	}
+	in.Body.Status = doc.Request.BodyStatus
+	if len(doc.Request.Body) > 0 {
+		if in.Body.Status == "" {
+			in.Body.Status = BodyOK
+		}
+		in.Body.Size = len(doc.Request.Body)
+		if err := json.Unmarshal(doc.Request.Body, &in.Body.JSON); err != nil {
+			problems = append(problems, fmt.Sprintf("request.body: %v", err))
+		}
+	}
+	if in.Body.Status != "" && !slices.Contains(bodyStatuses, in.Body.Status) {
+		problems = append(problems, fmt.Sprintf("request.body_status %q must be one of %s", in.Body.Status, strings.Join(bodyStatuses, ", ")))
+	}
+	if in.Body.Status == BodyOK && len(doc.Request.Body) == 0 {
+		problems = append(problems, "request.body_status \"ok\" needs request.body")
 	}
 	for k, v := range doc.Request.Headers {
 		lk := strings.ToLower(k)

@@ -584,11 +584,8 @@ func testServeConfigured(t *testing.T, bin string) {
 	aigw := e2eNewKeyServer(t, userKey)
 	dir := t.TempDir()
 	e2eCopyFS(t, catalog.ExampleFS(), filepath.Join(dir, "catalog"))
-	_, manifestYAML, err := manifest.ExampleSource("ai_gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2eWriteFile(t, filepath.Join(dir, "ai_gateway.yaml"), string(manifestYAML))
+	// The example manifests with the prompt registry they name.
+	e2eCopyFS(t, manifest.ExampleFS(), dir)
 	e2eWriteFile(t, filepath.Join(dir, "extra", "deny.rego"), `package ccauthz.extra
 
 deny contains "Blocked by local policy" if {

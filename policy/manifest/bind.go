@@ -59,6 +59,23 @@ func (m *Manifest) Bind(cat *catalog.Catalog) (*Manifest, error) {
 		if rt.HeaderUP != nil {
 			rt.HeaderUP = &HeaderUP{Allow: resolve(rt.HeaderUP.Allow, rt.allowPos, rt.Pos)}
 		}
+		if rt.AnyOf != nil {
+			rt.AnyOf = resolve(rt.AnyOf, rt.anyPos, rt.Pos)
+		}
+		for j := range rt.Body {
+			br := &rt.Body[j]
+			for v, ups := range br.Map {
+				br.Map[v] = resolve(ups, br.mapPos[v], br.Pos)
+			}
+			for k := range br.Cases {
+				c := &br.Cases[k]
+				c.UnitPrimitives = resolve(c.UnitPrimitives, c.upPos, c.Pos)
+			}
+		}
+	}
+	for i := range out.Prompts {
+		pr := &out.Prompts[i]
+		pr.UnitPrimitives = resolve(pr.UnitPrimitives, pr.upPos, pr.Pos)
 	}
 	for i := range out.RateLimit.Classes {
 		c := &out.RateLimit.Classes[i]
@@ -92,6 +109,35 @@ func (m *Manifest) clone() *Manifest {
 		r.Segments = slices.Clone(r.Segments)
 		r.UnitPrimitives = slices.Clone(r.UnitPrimitives)
 		r.DisallowedIssuers = slices.Clone(r.DisallowedIssuers)
+		r.AnyOf = slices.Clone(r.AnyOf)
+		r.RefuseHeaders = slices.Clone(r.RefuseHeaders)
+		if r.HeaderUP != nil {
+			h := *r.HeaderUP
+			h.Allow = slices.Clone(h.Allow)
+			r.HeaderUP = &h
+		}
+		body := make([]BodyRule, len(r.Body))
+		for j, br := range r.Body {
+			if br.Map != nil {
+				mp := make(map[string][]string, len(br.Map))
+				for k, v := range br.Map {
+					mp[k] = slices.Clone(v)
+				}
+				br.Map = mp
+			}
+			cs := make([]BodyCase, len(br.Cases))
+			for k, c := range br.Cases {
+				c.UnitPrimitives = slices.Clone(c.UnitPrimitives)
+				cs[k] = c
+			}
+			if br.Cases != nil {
+				br.Cases = cs
+			}
+			body[j] = br
+		}
+		if r.Body != nil {
+			r.Body = body
+		}
 		out.Routes[i] = r
 	}
 	out.RateLimit.Classes = make([]RateClass, len(m.RateLimit.Classes))
@@ -103,6 +149,15 @@ func (m *Manifest) clone() *Manifest {
 		}
 		c.PerInstance, c.PerUser = c.PerInstance.clone(), c.PerUser.clone()
 		out.RateLimit.Classes[i] = c
+	}
+	out.Flags = maps.Clone(m.Flags)
+	out.Prompts = make([]Prompt, len(m.Prompts))
+	for i, p := range m.Prompts {
+		p.UnitPrimitives = slices.Clone(p.UnitPrimitives)
+		out.Prompts[i] = p
+	}
+	if m.Prompts == nil {
+		out.Prompts = nil
 	}
 	if m.RateLimit.AuthFailures != nil {
 		l := *m.RateLimit.AuthFailures

@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-//go:embed examples/*.yaml
+//go:embed examples
 var exampleFiles embed.FS
 
 // ErrUnknownExample is returned by Example for a name it does not ship.
@@ -24,10 +24,23 @@ func ExampleNames() []string {
 	}
 	var names []string
 	for _, e := range entries {
-		names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".yaml") {
+			names = append(names, strings.TrimSuffix(e.Name(), ".yaml"))
+		}
 	}
 	slices.Sort(names)
 	return names
+}
+
+// ExampleFS is the bundled examples directory: every example manifest and
+// the prompt registry they name (prompts/), laid out as on disk, so a copy
+// of it loads with Load.
+func ExampleFS() fs.FS {
+	sub, err := fs.Sub(exampleFiles, "examples")
+	if err != nil {
+		return exampleFiles // "examples" is a valid path: not reached
+	}
+	return sub
 }
 
 // ExampleSource returns the YAML of a bundled example manifest
@@ -42,11 +55,15 @@ func ExampleSource(name string) (file string, data []byte, err error) {
 }
 
 // Example parses a bundled example manifest (not yet bound to a catalog; see
-// Bind).
+// Bind). Its prompt registry is embedded with it.
 func Example(name string) (*Manifest, error) {
 	file, data, err := ExampleSource(name)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(file, data, nil)
+	opener := subDirOpener(ExampleFS(), ".")
+	return parse(file, data, nil, func(rel string) (fs.FS, string, error) {
+		fsys, p, err := opener(rel)
+		return fsys, path.Join("policy/manifest/examples", p), err
+	})
 }

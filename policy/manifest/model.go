@@ -20,7 +20,15 @@ type Manifest struct {
 	Bindings    []Binding   `json:"bindings"`
 	SeatBuckets SeatBuckets `json:"seat_buckets"`
 	RateLimit   RateLimit   `json:"rate_limit"`
-	Routes      []Route     `json:"routes"`
+	// Flags are named switches routes refer to (refuse_headers ... flag), e.g.
+	// the AI gateway's duo_classic_chat_duo_core_cutoff.
+	Flags  map[string]bool `json:"flags,omitempty"`
+	Routes []Route         `json:"routes"`
+	// PromptRegistry is the prompt-definitions directory as written in the
+	// manifest (relative to the manifest); Prompts is what was read from it,
+	// sorted by id.
+	PromptRegistry string   `json:"prompt_registry,omitempty"`
+	Prompts        []Prompt `json:"prompts,omitempty"`
 
 	BackendPos catalog.Position `json:"-"`
 	// bound is true once the manifest was checked against a catalog.
@@ -151,10 +159,54 @@ type Route struct {
 	Detail string `json:"detail,omitempty"`
 	// DisallowedIssuers are token issuers (the `iss` claim or the configured
 	// issuer name) refused on this route.
-	DisallowedIssuers []string         `json:"disallowed_issuers,omitempty"`
-	Pos               catalog.Position `json:"-"`
+	DisallowedIssuers []string `json:"disallowed_issuers,omitempty"`
+	// AnyOf are unit primitives of which the token must hold at least one
+	// (in addition to every one of UnitPrimitives).
+	AnyOf []string `json:"any_of,omitempty"`
+	// AuthenticateOnly routes check the token and headers but no unit
+	// primitive (Duo Workflow's ListTools and friends).
+	AuthenticateOnly bool `json:"authenticate_only,omitempty"`
+	// NotFound routes answer 404 {"detail": Detail} to an authenticated
+	// request (the AI gateway's unknown chat invokable).
+	NotFound bool `json:"not_found,omitempty"`
+	// Prompt routes end in "*": the rest of the path is a prompt id whose
+	// unit primitives (from the prompt registry) are all required.
+	Prompt bool `json:"prompt,omitempty"`
+	// Body rules add unit primitives from the JSON request body.
+	Body []BodyRule `json:"body,omitempty"`
+	// RefuseHeaders deny requests whose header has one of some values.
+	RefuseHeaders []HeaderRefusal  `json:"refuse_headers,omitempty"`
+	Pos           catalog.Position `json:"-"`
 
-	upPos, allowPos []catalog.Position
+	upPos, allowPos, anyPos []catalog.Position
+}
+
+// HasBody reports whether the route decides on its request body.
+func (r Route) HasBody() bool { return len(r.Body) > 0 }
+
+// HeaderRefusal denies a request whose header equals one of Values with a
+// 403 {"detail": Detail}; when Flag is set only while that manifest flag is
+// on.
+type HeaderRefusal struct {
+	Header string           `json:"header"` // canonical form
+	Values []string         `json:"values"`
+	Detail string           `json:"detail"`
+	Flag   string           `json:"flag,omitempty"`
+	Pos    catalog.Position `json:"-"`
+}
+
+// HeaderKey is the header name in lower case.
+func (h HeaderRefusal) HeaderKey() string { return strings.ToLower(h.Header) }
+
+// Prompt is one prompt of the registry: its id (the path under
+// /v1/prompts/) and every unit primitive its definitions list (the union over
+// model families and versions, so no version is over-allowed).
+type Prompt struct {
+	ID             string           `json:"id"`
+	UnitPrimitives []string         `json:"unit_primitives"`
+	Pos            catalog.Position `json:"-"` // first definition file
+
+	upPos []catalog.Position
 }
 
 // HeaderUP configures a route whose unit primitive comes from the
@@ -166,6 +218,10 @@ type HeaderUP struct {
 // DefaultDetail is the 403 detail of a route that sets none (the AI gateway's
 // generic message).
 const DefaultDetail = "Unauthorized to access {unit_primitive}"
+
+// NotFoundDetail is the 404 detail of a not_found route that sets none (the
+// AI gateway's unknown chat invokable).
+const NotFoundDetail = "Not found"
 
 // SegmentKind classifies one path-pattern segment.
 type SegmentKind int

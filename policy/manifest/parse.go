@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"net/textproto"
 	"os"
+	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,7 +17,7 @@ import (
 )
 
 var (
-	manifestFields  = []string{"backend", "bindings", "seat_buckets", "rate_limit", "routes"}
+	manifestFields  = []string{"backend", "bindings", "seat_buckets", "rate_limit", "flags", "prompt_registry", "routes"}
 	bindingFields   = []string{"claim", "header", "token_kind"}
 	seatFields      = []string{"small_max", "medium_max"}
 	rateLimitFields = []string{"default_class", "classes", "auth_failures"}
@@ -24,7 +26,8 @@ var (
 	kindLimitFields = []string{"requests_per_unit", "unit", "seat_buckets"}
 	routeFields     = []string{
 		"id", "methods", "path", "public", "dry_run", "unit_primitives",
-		"unit_primitive_header", "detail", "disallowed_issuers",
+		"unit_primitive_header", "detail", "disallowed_issuers", "any_of",
+		"authenticate_only", "not_found", "prompt", "body", "refuse_headers",
 	}
 	headerUPFields = []string{"allow"}
 
@@ -41,31 +44,73 @@ var (
 )
 
 // Load reads and parses a manifest file. It validates the manifest's own
-// structure; Bind checks it against a catalog.
-func Load(path string) (*Manifest, error) {
-	data, err := os.ReadFile(path)
+// structure (and reads its prompt registry, relative to the file); Bind
+// checks it against a catalog.
+func Load(file string) (*Manifest, error) {
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	return Parse(path, data, nil)
+	dir := filepath.Dir(file)
+	open := func(rel string) (fs.FS, string, error) {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, p, err
+		}
+		if !st.IsDir() {
+			return nil, p, fmt.Errorf("not a directory")
+		}
+		return os.DirFS(p), p, nil
+	}
+	return parse(file, data, nil, open)
 }
 
 // LoadFS is Load on a file system.
-func LoadFS(fsys fs.FS, path string) (*Manifest, error) {
-	data, err := fs.ReadFile(fsys, path)
+func LoadFS(fsys fs.FS, file string) (*Manifest, error) {
+	data, err := fs.ReadFile(fsys, file)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	return Parse(path, data, nil)
+	return parse(file, data, nil, subDirOpener(fsys, path.Dir(file)))
 }
+
+// subDirOpener opens registry directories relative to dir inside fsys.
+func subDirOpener(fsys fs.FS, dir string) dirOpener {
+	return func(rel string) (fs.FS, string, error) {
+		p := path.Join(dir, rel)
+		if !fs.ValidPath(p) {
+			return nil, p, fmt.Errorf("the directory must stay inside the manifest's file system")
+		}
+		st, err := fs.Stat(fsys, p)
+		if err != nil {
+			return nil, p, unwrapPathError(err)
+		}
+		if !st.IsDir() {
+			return nil, p, fmt.Errorf("not a directory")
+		}
+		sub, err := fs.Sub(fsys, p)
+		return sub, p, err
+	}
+}
+
+// dirOpener opens a directory named relative to the manifest and returns it
+// with the name messages use for it.
+type dirOpener func(rel string) (fs.FS, string, error)
 
 // Parse decodes and validates a manifest. When cat is not nil the manifest
 // is also bound to it (see Bind). Every problem is returned at once as a
-// *catalog.ValidationError with file:line:col positions.
+// *catalog.ValidationError with file:line:col positions. A manifest that
+// names a prompt registry must be read with Load or LoadFS (Parse has no
+// directory to resolve it against).
 func Parse(file string, data []byte, cat *catalog.Catalog) (*Manifest, error) {
+	return parse(file, data, cat, nil)
+}
+
+func parse(file string, data []byte, cat *catalog.Catalog, open dirOpener) (*Manifest, error) {
 	var ps catalog.Problems
 	r := catalog.NodeReader{File: file, Problems: &ps}
-	m := decode(r, r.Parse(data))
+	m := decode(r, r.Parse(data), open)
 	if err := ps.Err(); err != nil {
 		return nil, err
 	}
@@ -75,7 +120,7 @@ func Parse(file string, data []byte, cat *catalog.Catalog) (*Manifest, error) {
 	return m.Bind(cat)
 }
 
-func decode(r catalog.NodeReader, root *yaml.Node) *Manifest {
+func decode(r catalog.NodeReader, root *yaml.Node, open dirOpener) *Manifest {
 	m := &Manifest{File: r.File}
 	f := r.Fields(root, "manifest", manifestFields, []string{"backend", "routes"})
 	if f == nil {
@@ -89,8 +134,56 @@ func decode(r catalog.NodeReader, root *yaml.Node) *Manifest {
 	m.Bindings = decodeBindings(r, f["bindings"])
 	m.SeatBuckets = decodeSeats(r, f["seat_buckets"])
 	m.RateLimit = decodeRateLimit(r, f["rate_limit"])
+	m.Flags = decodeFlags(r, f["flags"])
 	m.Routes = decodeRoutes(r, f["routes"])
+	if s, ok := r.String(f["prompt_registry"], "prompt_registry"); ok {
+		m.PromptRegistry = s
+		switch {
+		case s == "" || path.IsAbs(s) || filepath.IsAbs(s):
+			r.Errorf(f["prompt_registry"], "prompt_registry %q must be a directory relative to the manifest", s)
+		case open == nil:
+			r.Errorf(f["prompt_registry"], "prompt_registry needs the manifest to be loaded from a file (its directory is relative to the manifest)")
+		default:
+			fsys, display, err := open(s)
+			if err != nil {
+				r.Errorf(f["prompt_registry"], "prompt_registry %s: %v", display, err)
+			} else {
+				m.Prompts = loadRegistry(r.Problems, fsys, display, r.Pos(f["prompt_registry"]))
+			}
+		}
+	}
+	checkManifestRefs(r, m, f)
 	return m
+}
+
+// checkManifestRefs checks what routes refer to at the manifest level: the
+// prompt registry and flags.
+func checkManifestRefs(r catalog.NodeReader, m *Manifest, f map[string]*yaml.Node) {
+	promptRoutes := 0
+	for _, rt := range m.Routes {
+		needsRegistry := rt.Prompt
+		for _, br := range rt.Body {
+			for _, c := range br.Cases {
+				if c.PromptFrom != nil {
+					needsRegistry = true
+				}
+			}
+		}
+		if rt.Prompt {
+			promptRoutes++
+		}
+		if needsRegistry && f["prompt_registry"] == nil {
+			r.Problems.Add(rt.Pos, "route %q reads prompts but the manifest names no prompt_registry", rt.ID)
+		}
+		for _, h := range rt.RefuseHeaders {
+			if _, ok := m.Flags[h.Flag]; h.Flag != "" && !ok {
+				r.Problems.Add(h.Pos, "flag %q is not declared in the manifest's flags", h.Flag)
+			}
+		}
+	}
+	if f["prompt_registry"] != nil && promptRoutes == 0 {
+		r.Errorf(f["prompt_registry"], "prompt_registry is set but no route has prompt: true, so no prompt id can be matched")
+	}
 }
 
 func decodeBindings(r catalog.NodeReader, n *yaml.Node) []Binding {
@@ -412,29 +505,82 @@ func decodeRoute(r catalog.NodeReader, n *yaml.Node) (Route, bool) {
 	}
 	if s, ok := r.String(f["detail"], "detail"); ok {
 		rt.Detail = s
-		checkDetail(r, f["detail"], s, rt.Segments)
+		prompt, _ := r.Bool(f["prompt"], "prompt")
+		checkDetail(r, f["detail"], s, rt.Segments, prompt)
 	}
+	if f["any_of"] != nil {
+		rt.AnyOf, rt.anyPos = upList(r, f["any_of"], "any_of")
+		if len(rt.AnyOf) < 2 && f["any_of"].Kind == yaml.SequenceNode {
+			r.Errorf(f["any_of"], "field \"any_of\" must list at least two unit primitives (use unit_primitives for one)")
+		}
+		for i, up := range rt.AnyOf {
+			if slices.Contains(rt.AnyOf[:i], up) || slices.Contains(rt.UnitPrimitives, up) {
+				r.Errorf(f["any_of"].Content[i], "duplicate unit primitive %q", up)
+			}
+		}
+	}
+	rt.AuthenticateOnly, _ = r.Bool(f["authenticate_only"], "authenticate_only")
+	rt.NotFound, _ = r.Bool(f["not_found"], "not_found")
+	rt.Prompt, _ = r.Bool(f["prompt"], "prompt")
+	rt.Body = decodeBody(r, f["body"])
+	rt.RefuseHeaders = decodeRefusals(r, f["refuse_headers"])
 	rt.DisallowedIssuers = r.Strings(f["disallowed_issuers"], "disallowed_issuers")
 	if f["disallowed_issuers"] != nil && len(rt.DisallowedIssuers) == 0 && f["disallowed_issuers"].Kind == yaml.SequenceNode {
 		r.Errorf(f["disallowed_issuers"], "field \"disallowed_issuers\" must list at least one issuer when set")
 	}
 
+	checkRouteKind(r, n, f, &rt)
+	switch {
+	case rt.NotFound && rt.Detail == "":
+		rt.Detail = NotFoundDetail
+	case !rt.Public && rt.Detail == "":
+		rt.Detail = DefaultDetail
+	}
+	return rt, true
+}
+
+// checkRouteKind checks that the route's fields make one coherent kind:
+// public; not found; authenticate only; a unit primitive header (proxy); or
+// fixed unit primitives (all-of and any-of), a prompt and body rules, which
+// combine.
+func checkRouteKind(r catalog.NodeReader, n *yaml.Node, f map[string]*yaml.Node, rt *Route) {
+	authFields := []string{"unit_primitives", "any_of", "unit_primitive_header", "prompt", "body", "authenticate_only", "refuse_headers"}
+	set := func(keys ...string) []string {
+		var out []string
+		for _, k := range keys {
+			if f[k] != nil {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
 	switch {
 	case rt.Public:
-		for _, k := range []string{"unit_primitives", "unit_primitive_header", "detail", "disallowed_issuers", "dry_run"} {
+		for _, k := range append(authFields, "detail", "disallowed_issuers", "dry_run", "not_found") {
 			if f[k] != nil {
 				r.Errorf(f[k], "a public route cannot set %q", k)
 			}
 		}
-	case rt.UnitPrimitives != nil && rt.HeaderUP != nil:
-		r.Errorf(n, "route %q sets both unit_primitives and unit_primitive_header; use one", rt.ID)
-	case f["unit_primitives"] == nil && f["unit_primitive_header"] == nil:
-		r.Errorf(n, "route %q needs unit_primitives, unit_primitive_header or public: true", rt.ID)
+	case rt.NotFound:
+		for _, k := range authFields {
+			if f[k] != nil {
+				r.Errorf(f[k], "a not_found route cannot set %q", k)
+			}
+		}
+	case rt.AuthenticateOnly:
+		for _, k := range set("unit_primitives", "any_of", "unit_primitive_header", "prompt", "body") {
+			r.Errorf(f[k], "an authenticate_only route cannot set %q", k)
+		}
+	case rt.HeaderUP != nil:
+		for _, k := range set("unit_primitives", "any_of", "prompt", "body") {
+			r.Errorf(f[k], "route %q sets both unit_primitive_header and %s; use one", rt.ID, k)
+		}
+	case len(set("unit_primitives", "any_of", "prompt", "body")) == 0:
+		r.Errorf(n, "route %q needs unit_primitives, any_of, unit_primitive_header, prompt, body, authenticate_only, not_found or public: true", rt.ID)
 	}
-	if !rt.Public && rt.Detail == "" {
-		rt.Detail = DefaultDetail
+	if rt.Prompt && (len(rt.Segments) == 0 || rt.Segments[len(rt.Segments)-1].Kind != SegWildcard) {
+		r.Errorf(f["prompt"], "a prompt route's path must end in \"*\" (the prompt id)")
 	}
-	return rt, true
 }
 
 func parsePattern(r catalog.NodeReader, n *yaml.Node, p string) []Segment {
@@ -485,14 +631,14 @@ func parsePattern(r catalog.NodeReader, n *yaml.Node, p string) []Segment {
 	return segs
 }
 
-func checkDetail(r catalog.NodeReader, n *yaml.Node, detail string, segs []Segment) {
+func checkDetail(r catalog.NodeReader, n *yaml.Node, detail string, segs []Segment, prompt bool) {
 	if strings.TrimSpace(detail) == "" {
 		r.Errorf(n, "field \"detail\" must not be empty")
 		return
 	}
 	for _, m := range placeholder.FindAllStringSubmatch(detail, -1) {
 		name := m[1]
-		if name == "unit_primitive" {
+		if name == "unit_primitive" || (prompt && name == "prompt_id") {
 			continue
 		}
 		found := false
@@ -502,7 +648,7 @@ func checkDetail(r catalog.NodeReader, n *yaml.Node, detail string, segs []Segme
 			}
 		}
 		if !found {
-			r.Errorf(n, "detail uses {%s}, which is neither {unit_primitive} nor a parameter of the route's path", name)
+			r.Errorf(n, "detail uses {%s}, which is neither {unit_primitive}, {prompt_id} (prompt routes) nor a parameter of the route's path", name)
 		}
 	}
 }

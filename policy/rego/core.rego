@@ -27,18 +27,31 @@ www_invalid_token := {"www-authenticate": `Bearer error="invalid_token"`}
 
 www_invalid_request := {"www-authenticate": `Bearer error="invalid_request"`}
 
-# Request headers, each read by a constant key (object.get with a constant
-# name counts as one for the decision cache).
+# Request headers, each read by a constant key (absent reads as "").
 
-auth_type := object.get(input.request.headers, "x-gitlab-authentication-type", "")
+default auth_type := ""
 
-up_header := object.get(input.request.headers, "x-gitlab-unit-primitive", "")
+auth_type := input.request.headers["x-gitlab-authentication-type"]
 
-instance_id_header := object.get(input.request.headers, "x-gitlab-instance-id", "")
+default up_header := ""
 
-global_user_id_header := object.get(input.request.headers, "x-gitlab-global-user-id", "")
+up_header := input.request.headers["x-gitlab-unit-primitive"]
 
-realm_header := object.get(input.request.headers, "x-gitlab-realm", "")
+default instance_id_header := ""
+
+instance_id_header := input.request.headers["x-gitlab-instance-id"]
+
+default global_user_id_header := ""
+
+global_user_id_header := input.request.headers["x-gitlab-global-user-id"]
+
+default realm_header := ""
+
+realm_header := input.request.headers["x-gitlab-realm"]
+
+default seat_count_header := ""
+
+seat_count_header := input.request.headers["x-gitlab-duo-seat-count"]
 
 # The verified claims; {} when the token is not valid.
 claims := input.token.claims if {
@@ -54,52 +67,23 @@ else := "instance"
 scopes := {object.get(gen.canonical_scopes, s, s) | some s in claims.scopes}
 
 # Routing: an exact route wins; otherwise the most specific pattern route
-# (the manifest loader rejects ambiguous overlaps).
+# (the manifest loader rejects ambiguous overlaps). The generated rules are
+# indexed on method and path, so no route list is iterated.
 
 path_parts := split(trim_prefix(input.request.path, "/"), "/")
 
-pattern_matches contains r if {
-	some r in gen.pattern_routes
-	input.request.method in r.methods
-	pattern_match(r)
+matched := [id, ""] if {
+	id := gen.exact_route
+} else := [m[1], m[2]] if {
+	best := max({m[0] | some m in gen.pattern_route})
+	some m in gen.pattern_route
+	m[0] == best
 }
 
-pattern_match(r) if {
-	not r.wildcard
-	count(path_parts) == count(r.segments)
-	every i, s in r.segments {
-		segment_match(s, path_parts[i])
-	}
-}
+matched_route_id := matched[0]
 
-pattern_match(r) if {
-	r.wildcard
-	count(path_parts) > count(r.segments)
-	every i, s in r.segments {
-		segment_match(s, path_parts[i])
-	}
-	concat("/", array.slice(path_parts, count(r.segments), count(path_parts))) != ""
-}
-
-# A literal segment matches itself; a parameter ("") any non-empty segment.
-segment_match(s, p) if {
-	s == ""
-	p != ""
-}
-
-segment_match(s, p) if {
-	s != ""
-	s == p
-}
-
-matched_route_id := id if {
-	id := gen.exact_routes[input.request.path][input.request.method]
-} else := id if {
-	best := max({r.rank | some r in pattern_matches})
-	some r in pattern_matches
-	r.rank == best
-	id := r.id
-}
+# The path the route's final "*" matched (a prompt id on prompt routes).
+wildcard_rest := matched[1]
 
 default route_id := ""
 
@@ -116,7 +100,9 @@ default dry_run := false
 
 dry_run := route.dry_run
 
-# Unit primitives.
+# Unit primitives. required: the route's all-of list (or the header's unit
+# primitive on proxy routes); any_of: at least one; derived: from the prompt
+# registry or the request body, each with the detail that names it.
 
 header_up := gen.known_unit_primitives[up_header]
 
@@ -124,27 +110,70 @@ required_unit_primitives := route.unit_primitives if not route.header_mode
 
 else := [header_up]
 
-default checked_unit_primitives := []
-
-checked_unit_primitives := required_unit_primitives if not route.public
-
 required_set := route.unit_primitive_set if not route.header_mode
 
 else := {header_up}
 
 missing_set := required_set - scopes
 
+any_of_held := [up | some up in route.any_of; up in scopes]
+
+any_of_missing if {
+	count(route.any_of) > 0
+	count(any_of_held) == 0
+}
+
+prompt_id := wildcard_rest if route.prompt
+
+# [unit primitive, detail template] pairs, in order.
+derived := [[up, route.detail] | some up in gen.prompts[prompt_id]] if {
+	route.prompt
+} else := gen.body_eval[matched_route_id].ups if {
+	route.body
+} else := []
+
+derived_missing := [p | some p in derived; not p[0] in scopes]
+
+default checked_unit_primitives := []
+
+checked_unit_primitives := dedup(array.concat(array.concat(required_unit_primitives, any_of_held), [p[0] | some p in derived])) if {
+	not route.public
+	not route.not_found
+}
+
+dedup(a) := [x | some i, x in a; not x in array.slice(a, 0, i)]
+
+# The detail of a 403 and the unit primitive it names.
 detail_up := up if {
 	some up in required_unit_primitives
 	up in missing_set
 	not up_missing_before(up)
 } else := up if {
+	any_of_missing
+	up := concat(" or ", route.any_of)
+} else := up if {
+	up := derived_missing[0][0]
+} else := up if {
 	up := required_unit_primitives[0]
+} else := up if {
+	count(route.any_of) > 0
+	up := concat(" or ", route.any_of)
+} else := up if {
+	up := derived[0][0]
 } else := up_header
 
+detail_template := derived_missing[0][1] if {
+	count(missing_set) == 0
+	not any_of_missing
+	count(derived_missing) > 0
+} else := route.detail
+
 detail := strings.replace_n(
-	object.union(param_replacements, {"{unit_primitive}": detail_up}),
-	route.detail,
+	object.union(
+		object.union(param_replacements, {"{prompt_id}": wildcard_rest}),
+		{"{unit_primitive}": detail_up},
+	),
+	detail_template,
 )
 
 # up_missing_before(up) holds when a required unit primitive listed before up
@@ -155,6 +184,28 @@ up_missing_before(up) if {
 	some j, v in required_unit_primitives
 	j < i
 	v in missing_set
+}
+
+# The request body, for routes with body rules.
+
+default body_status := "absent"
+
+body_status := input.request.body_status
+
+body_status_error := {"status": 400, "reason": "body_missing", "detail": "Request body required"} if {
+	body_status in {"", "absent"}
+} else := {"status": 413, "reason": "body_too_large", "detail": "Request body too large"} if {
+	body_status == "too_large"
+} else := {"status": 400, "reason": "body_invalid", "detail": "Request body truncated"} if {
+	body_status == "truncated"
+} else := {"status": 400, "reason": "body_invalid", "detail": "Request body is not valid JSON"} if {
+	body_status != "ok"
+}
+
+body_error := body_status_error if {
+	route.body
+} else := gen.body_eval[matched_route_id].error if {
+	route.body
 }
 
 # Claim ↔ header bindings, only for non-empty claims: the generated module
@@ -208,6 +259,16 @@ outcome := {"allow": true, "status": 200, "reason": "public", "body": {}, "respo
 	not route
 	o := deny(404, "no_route", {"detail": "Not Found"}, {})
 } else := o if {
+	route.not_found
+	o := deny(404, "no_route", {"detail": route.detail}, {})
+} else := o if {
+	route.prompt
+	not gen.prompts[prompt_id]
+	o := deny(404, "no_route", {"detail": "Not found"}, {})
+} else := o if {
+	e := body_error
+	o := deny(e.status, e.reason, {"detail": e.detail}, www_invalid_request)
+} else := o if {
 	issuer_disallowed
 	o := deny(403, "issuer_not_allowed", {"detail": detail}, insufficient_scope)
 } else := o if {
@@ -220,12 +281,22 @@ outcome := {"allow": true, "status": 200, "reason": "public", "body": {}, "respo
 	msg := sprintf("Unknown unit primitive header %s", [up_header])
 	o := deny(400, "unknown_unit_primitive", {"detail": msg}, www_invalid_request)
 } else := o if {
+	# The AI gateway checks the scope before the feature-category map.
+	count(missing_set) > 0
+	o := deny(403, "insufficient_scope", {"detail": detail}, insufficient_scope)
+} else := o if {
 	route.header_mode
 	not header_up in route.allow
 	msg := sprintf("This endpoint cannot be used for %s purpose", [up_header])
 	o := deny(400, "unit_primitive_not_allowed", {"detail": msg}, www_invalid_request)
 } else := o if {
-	count(missing_set) > 0
+	any_of_missing
+	o := deny(403, "insufficient_scope", {"detail": detail}, insufficient_scope)
+} else := o if {
+	msg := gen.refused[matched_route_id]
+	o := deny(403, "header_refused", {"detail": msg}, {})
+} else := o if {
+	count(derived_missing) > 0
 	o := deny(403, "insufficient_scope", {"detail": detail}, insufficient_scope)
 } else := o if {
 	count(extra_denials) > 0
@@ -237,8 +308,16 @@ insufficient_scope := {"www-authenticate": sprintf(
 	[scope_hint],
 )}
 
-scope_hint := s if {
-	s := concat(" ", required_unit_primitives)
+# The scope the 403 names: the missing all-of unit primitives, else the
+# any-of alternatives, else the missing derived ones.
+scope_hint := concat(" ", [up | some up in required_unit_primitives; up in missing_set]) if {
+	count(missing_set) > 0
+} else := concat(" ", route.any_of) if {
+	any_of_missing
+} else := concat(" ", dedup([p[0] | some p in derived_missing])) if {
+	count(derived_missing) > 0
+} else := s if {
+	s := concat(" ", array.concat(required_unit_primitives, route.any_of))
 } else := up_header
 
 header_rate_class := c if {
@@ -301,7 +380,7 @@ rate_realm := object.get(unknown_if_empty, realm_header, realm_header)
 
 # X-Gitlab-Duo-Seat-Count → bucket; anything but a positive integer is "any".
 seat_count := n if {
-	n := to_number(object.get(input.request.headers, "x-gitlab-duo-seat-count", ""))
+	n := to_number(seat_count_header)
 	n >= 1
 	n == floor(n)
 }
@@ -314,20 +393,29 @@ seat_bucket := "small" if {
 	seat_count
 } else := "any"
 
+# Routes with fixed unit primitives carry their rate entries as data; the
+# others (header, any-of, prompt, body, authenticate-only) take the unit
+# primitives checked for this request.
 rate_unit_primitive := route.rate_unit_primitive if {
-	not route.header_mode
-	not route.public
+	route.rate_unit_primitive != ""
 } else := u if {
 	route.header_mode
 	u := header_up
+} else := concat(",", checked_unit_primitives) if {
+	count(checked_unit_primitives) > 0
 } else := "none"
 
 rate_class := route.rate_class if {
-	not route.header_mode
-	not route.public
+	route.rate_class != ""
 } else := c if {
 	route.header_mode
 	c := header_rate_class
+} else := c if {
+	c := gen.rate_classes[checked_unit_primitives[0]]
+} else := gen.default_rate_class if {
+	not route.public
+	not route.not_found
+	route
 } else := "none"
 
 rate_entries := {
@@ -372,11 +460,10 @@ full_decision := {
 # route with fixed unit primitives, and then equals it.
 fast_allow := d if {
 	input.token.status == "valid"
-	object.get(input.request.headers, "x-gitlab-authentication-type", "") == "oidc"
-	id := gen.exact_routes[input.request.path][input.request.method]
+	input.request.headers["x-gitlab-authentication-type"] == "oidc"
+	id := gen.exact_route
 	r := gen.routes[id]
-	not r.public
-	not r.header_mode
+	r.fast
 	not gen.header_mismatch
 	c := input.token.claims
 	is_object(c)
@@ -412,9 +499,9 @@ fast_allow := d if {
 				"backend": gen.backend,
 				"unit_primitive": r.rate_unit_primitive,
 				# An absent or empty header is "unknown".
-				"instance_id": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-instance-id", ""), object.get(input.request.headers, "x-gitlab-instance-id", "")),
-				"global_user_id": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-global-user-id", ""), object.get(input.request.headers, "x-gitlab-global-user-id", "")),
-				"realm": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-realm", ""), object.get(input.request.headers, "x-gitlab-realm", "")),
+				"instance_id": rate_instance_id,
+				"global_user_id": rate_global_user_id,
+				"realm": rate_realm,
 				"seat_bucket": seat_bucket,
 				"rate_class": r.rate_class,
 			}},

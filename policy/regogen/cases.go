@@ -207,27 +207,35 @@ func cases(cat *catalog.Catalog, m *manifest.Manifest) []Case {
 		Name: "no_route", Input: in,
 		Expect: deny("", 404, "no_route", map[string]any{"detail": "Not Found"}, false),
 	})
-	return append(out, policyCases(m)...)
+	return append(out, policyCases(cat, m)...)
 }
 
 // policyCases exercise the parts of the core no single route does: seat
 // buckets, user tokens, upstream headers, unknown methods. They use the
 // first route with fixed unit primitives.
-func policyCases(m *manifest.Manifest) []Case {
+func policyCases(cat *catalog.Catalog, m *manifest.Manifest) []Case {
 	var r *manifest.Route
-	for i := range m.Routes {
-		if !m.Routes[i].Public && m.Routes[i].HeaderUP == nil && !m.Routes[i].DryRun {
-			r = &m.Routes[i]
-			break
+	for _, fixedOnly := range []bool{true, false} {
+		for i := range m.Routes {
+			rt := m.Routes[i]
+			if r == nil && !rt.Public && !rt.NotFound && rt.HeaderUP == nil && !rt.DryRun && (!fixedOnly || FastRoute(rt)) {
+				r = &m.Routes[i]
+			}
 		}
 	}
 	if r == nil {
 		return nil
 	}
-	base := validInput(m, *r, r.UnitPrimitives, "")
+	sc := baseScenario(cat, m, *r)
+	base := sc.input(m, *r, sc.allScopes())
+	checked := sc.checked(sc.allScopes())
+	upEntry, classEntry := "none", m.RateLimit.DefaultClass
+	if len(checked) > 0 {
+		upEntry, classEntry = strings.Join(checked, ","), m.RateClassOf(checked[0])
+	}
 	allowed := func(entries, headers map[string]string) Expect {
 		return Expect{Allow: true, Status: 200, Reason: "allowed", Body: map[string]any{}, Route: r.ID,
-			UnitPrimitives: r.UnitPrimitives, RateLimitEntries: entries, Headers: headers}
+			UnitPrimitives: checked, RateLimitEntries: entries, Headers: headers}
 	}
 	var out []Case
 	sb := m.SeatBuckets
@@ -246,12 +254,12 @@ func policyCases(m *manifest.Manifest) []Case {
 		})
 		out = append(out, Case{Name: tc.name, Input: in, Expect: allowed(map[string]string{
 			"seat_bucket": tc.bucket, "backend": m.Backend,
-			"unit_primitive": strings.Join(r.UnitPrimitives, ","), "rate_class": m.RateClassOf(r.UnitPrimitives[0]),
+			"unit_primitive": upEntry, "rate_class": classEntry,
 		}, nil)})
 	}
 	out = append(out, Case{Name: "allowed_sets_identity_headers", Input: base, Expect: allowed(nil, map[string]string{
 		"x-ccauthz-decision": "allow", "x-ccauthz-route": r.ID, "x-ccauthz-issuer": testIssuerName,
-		"x-ccauthz-unit-primitive": strings.Join(r.UnitPrimitives, ","),
+		"x-ccauthz-unit-primitive": strings.Join(checked, ","),
 	})})
 	// A user token: sub binds the user header (instance bindings of sub do
 	// not apply).
@@ -290,28 +298,39 @@ func routeCases(cat *catalog.Catalog, m *manifest.Manifest, r manifest.Route) []
 		return out
 	}
 
-	var required []string
-	upHeader := ""
-	if r.HeaderUP != nil {
-		upHeader = r.HeaderUP.Allow[0]
-		required = []string{upHeader}
-	} else {
-		required = r.UnitPrimitives
-	}
-	base := validInput(m, r, required, upHeader)
+	sc := baseScenario(cat, m, r)
+	all := sc.allScopes()
+	base := sc.input(m, r, all)
 	dry := r.DryRun
-	add("allowed", base, Expect{Allow: true, Status: 200, Reason: "allowed", Body: map[string]any{}, DryRun: dry, Route: r.ID, UnitPrimitives: required})
+	if r.NotFound {
+		add("denied_not_found", base, deny(r.ID, 404, "no_route", map[string]any{"detail": r.Detail}, dry))
+	} else {
+		add("allowed", base, Expect{Allow: true, Status: 200, Reason: "allowed", Body: map[string]any{}, DryRun: dry, Route: r.ID, UnitPrimitives: sc.checked(all)})
+	}
 
-	add("denied_without_unit_primitive",
-		with(base, func(_, _, _, c map[string]any) { c["scopes"] = []any{} }),
-		deny(r.ID, 403, "insufficient_scope", map[string]any{"detail": renderDetail(r, required[0])}, dry))
-
-	if len(required) > 1 {
+	scopeDenial := func(name string, scopes []string) {
+		allow, detail := sc.outcome(r, scopes)
+		if allow || r.NotFound {
+			return
+		}
+		add(name, with(base, func(_, _, _, c map[string]any) { c["scopes"] = toAny(scopes) }),
+			deny(r.ID, 403, "insufficient_scope", map[string]any{"detail": detail}, dry))
+	}
+	scopeDenial("denied_without_unit_primitive", []string{})
+	if len(all) > 1 {
 		// Holding all but the last required unit primitive is not enough.
-		last := required[len(required)-1]
-		add("denied_without_all_unit_primitives",
-			with(base, func(_, _, _, c map[string]any) { c["scopes"] = toAny(required[:len(required)-1]) }),
-			deny(r.ID, 403, "insufficient_scope", map[string]any{"detail": renderDetail(r, last)}, dry))
+		scopeDenial("denied_without_all_unit_primitives", all[:len(all)-1])
+	}
+	for i, up := range sc.anyOf {
+		if i == 0 {
+			continue // the allowed case holds the first
+		}
+		scopes := append(slices.Clone(sc.allOf), up)
+		for _, d := range sc.derived {
+			scopes = append(scopes, d.up)
+		}
+		add("allowed_with_any_of_"+up, with(base, func(_, _, _, c map[string]any) { c["scopes"] = toAny(scopes) }),
+			Expect{Allow: true, Status: 200, Reason: "allowed", Body: map[string]any{}, DryRun: dry, Route: r.ID, UnitPrimitives: sc.checked(scopes)})
 	}
 
 	// A token for another backend: the verifier rejects the audience, so the
@@ -375,12 +394,15 @@ func routeCases(cat *catalog.Catalog, m *manifest.Manifest, r manifest.Route) []
 			deny(r.ID, 401, "header_mismatch", map[string]any{"error": fmt.Sprintf("Header mismatch '%s'", firstUserMismatch(m, b))}, dry))
 		break
 	}
+	if r.NotFound {
+		return out
+	}
 
 	if len(r.DisallowedIssuers) > 0 {
 		iss := r.DisallowedIssuers[0]
 		add("denied_disallowed_issuer",
 			with(base, func(_, _, _, c map[string]any) { c["iss"] = iss }),
-			deny(r.ID, 403, "issuer_not_allowed", map[string]any{"detail": renderDetail(r, required[0])}, dry))
+			deny(r.ID, 403, "issuer_not_allowed", map[string]any{"detail": sc.render(r, r.Detail, sc.firstUP())}, dry))
 	}
 
 	if r.HeaderUP != nil {
@@ -397,7 +419,30 @@ func routeCases(cat *catalog.Catalog, m *manifest.Manifest, r manifest.Route) []
 					c["scopes"] = []any{other}
 				}),
 				deny(r.ID, 400, "unit_primitive_not_allowed", map[string]any{"detail": fmt.Sprintf("This endpoint cannot be used for %s purpose", other)}, dry))
+			// The gateway checks the scope before the feature map: a unit
+			// primitive outside the allow-list that the token lacks is a 403.
+			add("denied_scope_before_feature_map",
+				with(base, func(_, h, _, c map[string]any) {
+					h["x-gitlab-unit-primitive"] = other
+					c["scopes"] = toAny(r.HeaderUP.Allow[:1])
+				}),
+				deny(r.ID, 403, "insufficient_scope", map[string]any{"detail": renderDetail(r, other)}, dry))
 		}
+	}
+	for i, h := range r.RefuseHeaders {
+		in := with(base, func(_, hs, _, _ map[string]any) { hs[h.HeaderKey()] = h.Values[0] })
+		name := fmt.Sprintf("refused_header_%d", i)
+		if h.Flag != "" && !m.Flags[h.Flag] {
+			add(name+"_flag_off", in, Expect{Allow: true, Status: 200, Reason: "allowed", Body: map[string]any{}, DryRun: dry, Route: r.ID})
+			continue
+		}
+		add(name, in, deny(r.ID, 403, "header_refused", map[string]any{"detail": h.Detail}, dry))
+	}
+	if r.Prompt {
+		out = append(out, promptCases(m, r, sc, base)...)
+	}
+	if r.HasBody() {
+		out = append(out, bodyCases(cat, m, r, sc, base)...)
 	}
 	return out
 }

@@ -18,7 +18,7 @@ import (
 // Version is the generator version stamped into every generated file. Bump it
 // whenever the generated Rego changes shape, so a revision names both the
 // inputs and the generator that read them.
-const Version = "1"
+const Version = "2"
 
 // Generated file names, relative to the output directory.
 const (
@@ -161,7 +161,8 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	}
 	fmt.Fprintf(&b, "bindings := %s\n\n", lit(bindings))
 	// The first binding, in manifest order, whose non-empty claim differs
-	// from its header (only read once the token is valid).
+	// from its header (only read once the token is valid). An absent header
+	// differs from every non-empty claim.
 	for i, bd := range m.Bindings {
 		if i == 0 {
 			fmt.Fprintf(&b, "header_mismatch := %s if {\n", lit(bd.Header))
@@ -174,73 +175,91 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		case "instance":
 			b.WriteString("\tinput.token.kind != \"user\"\n")
 		}
-		fmt.Fprintf(&b, "\tc := input.token.claims[%s]\n\tc != null\n\tc != \"\"\n\tobject.get(input.request.headers, %s, \"\") != c\n", lit(bd.Claim), lit(bd.HeaderKey()))
+		fmt.Fprintf(&b, "\tc := input.token.claims[%s]\n\tc != null\n\tc != \"\"\n\tnot input.request.headers[%s] == c\n", lit(bd.Claim), lit(bd.HeaderKey()))
 	}
 	if len(m.Bindings) > 0 {
 		b.WriteString("}\n\n")
 	}
 
-	// Routes.
-	exact := map[string]map[string]string{}
-	var patterns []map[string]any
+	// Routing: one rule per route and method, with constant equality on the
+	// method (and on the path for exact routes), so OPA's rule index picks
+	// the candidates without iterating over a route list.
+	b.WriteString("# Exact routes: indexed on method and path.\n")
 	params := map[string]map[string]int{}
 	routes := map[string]map[string]any{}
 	upSets := map[string]string{}
+	var patternRules []string
 	for _, r := range m.Routes {
 		if r.IsExact() {
-			if exact[r.Path] == nil {
-				exact[r.Path] = map[string]string{}
-			}
 			for _, meth := range r.Methods {
-				exact[r.Path][meth] = r.ID
+				fmt.Fprintf(&b, "exact_route := %s if {\n\tinput.request.method == %s\n\tinput.request.path == %s\n}\n\n", lit(r.ID), lit(meth), lit(r.Path))
 			}
 		} else {
-			segs := make([]string, 0, len(r.Segments))
-			wildcard := false
+			var conds []string
 			ps := map[string]int{}
+			rest := `""`
+			n := len(r.Segments)
 			for i, s := range r.Segments {
 				switch s.Kind {
 				case manifest.SegLiteral:
-					segs = append(segs, s.Value)
+					conds = append(conds, fmt.Sprintf("p[%d] == %s", i, lit(s.Value)))
 				case manifest.SegParam:
-					segs = append(segs, "")
+					conds = append(conds, fmt.Sprintf("p[%d] != \"\"", i))
 					ps[s.Value] = i
 				case manifest.SegWildcard:
-					wildcard = true
+					n = i
+					rest = "rest"
 				}
 			}
-			patterns = append(patterns, map[string]any{
-				"id": r.ID, "methods": r.Methods, "segments": segs, "wildcard": wildcard, "rank": r.Rank(),
-			})
+			if rest == "rest" {
+				conds = append([]string{fmt.Sprintf("count(p) > %d", n)}, conds...)
+				conds = append(conds, fmt.Sprintf("rest := concat(\"/\", array.slice(p, %d, count(p)))", n), `rest != ""`)
+			} else {
+				conds = append([]string{fmt.Sprintf("count(p) == %d", n)}, conds...)
+			}
+			for _, meth := range r.Methods {
+				var rb strings.Builder
+				fmt.Fprintf(&rb, "pattern_route contains [%s, %s, %s] if {\n\tinput.request.method == %s\n\tp := path_parts\n", lit(r.Rank()), lit(r.ID), rest, lit(meth))
+				for _, c := range conds {
+					rb.WriteString("\t" + c + "\n")
+				}
+				rb.WriteString("}\n\n")
+				patternRules = append(patternRules, rb.String())
+			}
 			if len(ps) > 0 {
 				params[r.ID] = ps
 			}
 		}
-		def := map[string]any{"public": r.Public, "dry_run": r.DryRun, "header_mode": r.HeaderUP != nil}
-		if !r.Public {
-			def["detail"] = r.Detail
-			def["disallowed_issuers"] = nonNil(r.DisallowedIssuers)
-			def["unit_primitives"] = nonNil(r.UnitPrimitives)
-			allow := []string{}
-			if r.HeaderUP != nil {
-				allow = r.HeaderUP.Allow
-			}
-			def["allow"] = allow
-			upSets[r.ID] = litSet(r.UnitPrimitives)
-			if r.HeaderUP == nil {
-				def["rate_unit_primitive"] = strings.Join(r.UnitPrimitives, ",")
-				def["rate_class"] = m.RateClassOf(r.UnitPrimitives[0])
-			}
+		// Every definition has every key (the type checker then knows
+		// them all, whatever the manifest uses); rate entries are "" where
+		// the core computes them per request.
+		def := map[string]any{
+			"public": r.Public, "dry_run": r.DryRun, "header_mode": r.HeaderUP != nil,
+			"fast": FastRoute(r), "body": r.HasBody(), "prompt": r.Prompt, "not_found": r.NotFound,
+			"detail": r.Detail, "disallowed_issuers": nonNil(r.DisallowedIssuers),
+			"unit_primitives": nonNil(r.UnitPrimitives), "any_of": nonNil(r.AnyOf),
+			"allow": []string{}, "rate_unit_primitive": "", "rate_class": "",
+		}
+		upSets[r.ID] = litSet(r.UnitPrimitives)
+		if r.HeaderUP != nil {
+			def["allow"] = r.HeaderUP.Allow
+		}
+		if !r.Public && len(r.UnitPrimitives) > 0 && r.HeaderUP == nil && len(r.AnyOf) == 0 && !r.HasBody() && !r.Prompt {
+			def["rate_unit_primitive"] = strings.Join(r.UnitPrimitives, ",")
+			def["rate_class"] = m.RateClassOf(r.UnitPrimitives[0])
 		}
 		routes[r.ID] = def
 	}
-	sort.Slice(patterns, func(i, j int) bool { return patterns[i]["id"].(string) < patterns[j]["id"].(string) })
-	writeTable(&b, "exact_routes", exact)
-	b.WriteString("pattern_routes := [\n")
-	for _, p := range patterns {
-		fmt.Fprintf(&b, "\t%s,\n", lit(p))
+	if len(patternRules) > 0 {
+		b.WriteString("# The path split once per evaluation (a complete rule is cached).\n")
+		b.WriteString("path_parts := split(trim_prefix(input.request.path, \"/\"), \"/\")\n\n")
+		b.WriteString("# Pattern routes: indexed on method; [rank, route id, wildcard rest].\n")
+		for _, pr := range patternRules {
+			b.WriteString(pr)
+		}
+	} else {
+		b.WriteString("pattern_route := set()\n\n")
 	}
-	b.WriteString("]\n\n")
 	fmt.Fprintf(&b, "route_params := %s\n\n", lit(params))
 	// Each route's definition; unit_primitive_set is a Rego set (the core
 	// subtracts the token's scopes from it), which JSON cannot spell, so it is
@@ -254,6 +273,49 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		fmt.Fprintf(&b, "\t%s: %s,\n", lit(id), def)
 	}
 	b.WriteString("}\n\n")
+
+	// Header refusals whose flag is on (or that have none): constant header
+	// keys, one rule per route.
+	// A route's refusals form one else chain: the first that holds decides.
+	refusals := false
+	for _, r := range m.Routes {
+		var chain []ruleBody
+		for _, h := range r.RefuseHeaders {
+			if h.Flag != "" && !m.Flags[h.Flag] {
+				continue
+			}
+			chain = append(chain, ruleBody{head: lit(h.Detail), lines: []string{
+				fmt.Sprintf("input.request.headers[%s] in %s", lit(h.HeaderKey()), litSetOf(h.Values)),
+			}})
+		}
+		if len(chain) > 0 {
+			refusals = true
+			fmt.Fprintf(&b, "refused[%s] := ", lit(r.ID))
+			writeChain(&b, chain)
+		}
+	}
+	if !refusals {
+		b.WriteString("refused := {}\n\n")
+	}
+
+	// The prompt registry: prompt id → every unit primitive it lists.
+	prompts := map[string][]string{}
+	for _, p := range m.Prompts {
+		prompts[p.ID] = p.UnitPrimitives
+	}
+	writeTable(&b, "prompts", prompts)
+
+	// Body rules.
+	bodies := false
+	for _, r := range m.Routes {
+		if r.HasBody() {
+			bodies = true
+			bodyRules(&b, r)
+		}
+	}
+	if !bodies {
+		b.WriteString("body_eval := {}\n\n")
+	}
 
 	// Unit primitives: every catalog name and alias (for the "unknown unit
 	// primitive" check) and, for the ones routes use, the scope names that
@@ -276,6 +338,13 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	}
 	fmt.Fprintf(&b, "canonical_scopes := %s\n", lit(canonical))
 	return b.String()
+}
+
+// FastRoute reports whether the core's one-body fast allow path covers the
+// route: an exact path with fixed unit primitives and nothing else to decide.
+func FastRoute(r manifest.Route) bool {
+	return r.IsExact() && !r.Public && r.HeaderUP == nil && len(r.UnitPrimitives) > 0 && len(r.AnyOf) == 0 &&
+		!r.HasBody() && !r.Prompt && !r.NotFound && !r.AuthenticateOnly && len(r.RefuseHeaders) == 0
 }
 
 // writeTable writes a lookup table as one object, one sorted key per line.

@@ -153,14 +153,31 @@ func TestEveryRouteHasItsProofs(t *testing.T) {
 	}
 	for _, r := range bound.Routes {
 		want := []string{"allowed", "denied_without_unit_primitive", "denied_foreign_audience", "denied_header_mismatch"}
-		if r.Public {
+		switch {
+		case r.Public:
 			want = []string{"allowed_without_token"}
+		case r.NotFound:
+			want = []string{"denied_not_found", "denied_missing_authorization"}
+		case r.AuthenticateOnly:
+			want = []string{"allowed", "denied_foreign_audience", "denied_header_mismatch"}
+		}
+		for _, up := range r.AnyOf[min(1, len(r.AnyOf)):] {
+			want = append(want, "allowed_with_any_of_"+up)
+		}
+		if r.Prompt {
+			want = append(want, "denied_unknown_prompt", "allowed_prompt_chat_explain_code", "denied_prompt_review_merge_request_without_include_merge_request_context")
+		}
+		if r.HasBody() {
+			want = append(want, "denied_body_absent", "denied_body_too_large", "denied_body_truncated", "denied_body_not_json", "denied_body_not_an_object", "denied_body_wrong_type")
+		}
+		if len(r.RefuseHeaders) > 0 {
+			want = append(want, "refused_header_0")
 		}
 		if len(r.DisallowedIssuers) > 0 {
 			want = append(want, "denied_disallowed_issuer")
 		}
 		if r.HeaderUP != nil {
-			want = append(want, "denied_missing_unit_primitive_header", "denied_unknown_unit_primitive_header", "denied_unit_primitive_not_allowed")
+			want = append(want, "denied_missing_unit_primitive_header", "denied_unknown_unit_primitive_header", "denied_unit_primitive_not_allowed", "denied_scope_before_feature_map")
 		}
 		for _, w := range want {
 			if !names[r.ID][w] {
