@@ -38,6 +38,12 @@ type Options struct {
 	ReadinessInterval time.Duration
 	// HTTP tunes the HTTP check listener.
 	HTTP HTTPOptions
+	// GRPC tunes the gRPC listener; Admin the admin listener.
+	GRPC  GRPCOptions
+	Admin AdminOptions
+	// DrainDelay is how long health reports NOT_SERVING, with checks still
+	// answered, before the graceful stop begins. 0: stop at once.
+	DrainDelay time.Duration
 }
 
 func (o *Options) defaults() {
@@ -51,6 +57,8 @@ func (o *Options) defaults() {
 		o.ReadinessInterval = time.Second
 	}
 	o.HTTP.defaults(o.CheckTimeout)
+	o.GRPC.defaults()
+	o.Admin.defaults()
 }
 
 // Deps are what a server is built from.

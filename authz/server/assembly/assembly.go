@@ -78,6 +78,9 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 			WriteTimeout:    cfg.HTTPCheck.WriteTimeout,
 			IdleTimeout:     cfg.HTTPCheck.IdleTimeout,
 		},
+		GRPC:       GRPCOptions(cfg.GRPCServer),
+		Admin:      server.AdminOptions(cfg.AdminServer),
+		DrainDelay: cfg.DrainDelay,
 	})
 	if err != nil {
 		ver.Close()
@@ -117,7 +120,8 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 	if err != nil {
 		return nil, err
 	}
-	p, err := policy.Build(cat, m, policy.BuildOptions{ExtraDir: bc.ExtraRego, CacheSize: cfg.Caches.Decisions})
+	p, err := policy.Build(cat, m, policy.BuildOptions{ExtraDir: bc.ExtraRego, CacheSize: cfg.Caches.Decisions,
+		AllowBuiltins: bc.ExtraRegoBuiltins})
 	if err != nil {
 		return nil, err
 	}
