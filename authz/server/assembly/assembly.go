@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -193,7 +195,29 @@ func LoadCatalog(path string) (*catalog.Catalog, error) {
 		}
 		return catalog.Example(), nil
 	}
+	if root, ok := pinnedRoot(path); ok {
+		return catalog.LoadFS(os.DirFS(root), ".", path)
+	}
 	return catalog.Load(path)
+}
+
+// pinnedRoot resolves a catalog directory reached through a swapped link
+// once, so one load reads one revision even if the link is swapped
+// mid-load: a git-sync style root (`current → rev-N`) or a ConfigMap volume
+// (`..data → ..2026_…`). ok is false for anything else.
+func pinnedRoot(path string) (string, bool) {
+	target := path
+	if info, err := os.Lstat(filepath.Join(path, "..data")); err == nil && info.Mode()&os.ModeSymlink != 0 {
+		target = filepath.Join(path, "..data")
+	}
+	real, err := filepath.EvalSymlinks(target)
+	if err != nil || real == path {
+		return "", false
+	}
+	if info, err := os.Stat(real); err != nil || !info.IsDir() {
+		return "", false
+	}
+	return real, true
 }
 
 // LoadManifest loads the manifest at path, or a bundled example for
