@@ -69,7 +69,10 @@ func serveCatalog(t *testing.T, path string) func() int {
 		t.Fatal(err)
 	}
 	watched := make(chan struct{})
-	go func() { defer close(watched); a.Server.Watch(ctx, cfg.WatchedPaths(), 20*time.Millisecond, 40*time.Millisecond) }()
+	go func() {
+		defer close(watched)
+		a.Server.Watch(ctx, cfg.WatchedPaths(), 20*time.Millisecond, 40*time.Millisecond)
+	}()
 	t.Cleanup(func() { cancel(); <-watched; a.Close() })
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
