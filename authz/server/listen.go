@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"math"
 	"net/http"
 	"time"
@@ -110,8 +111,18 @@ func (s *Server) adminServer(tlsConfig *tls.Config) *http.Server {
 		ReadTimeout:       o.ReadTimeout,
 		WriteTimeout:      o.WriteTimeout,
 		IdleTimeout:       o.IdleTimeout,
-		TLSConfig:         tlsConfig,
+		TLSConfig:         cloneTLS(tlsConfig),
+		ErrorLog:          slog.NewLogLogger(s.deps.Logger.Handler(), slog.LevelWarn),
 	}
+}
+
+// cloneTLS gives each server its own copy: net/http adds its ALPN
+// protocols to the config it is given, so listeners must not share one.
+func cloneTLS(c *tls.Config) *tls.Config {
+	if c == nil {
+		return nil
+	}
+	return c.Clone()
 }
 
 // WatchTLS re-reads the sources' files when they change (polled every

@@ -52,7 +52,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 			IdleTimeout:       o.IdleTimeout,
 			MaxHeaderBytes:    o.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.deps.Logger.Handler(), slog.LevelWarn),
-			TLSConfig:         ls.TLS.HTTP,
+			TLSConfig:         cloneTLS(ls.TLS.HTTP),
 		}
 	}
 	errc := make(chan error, 3)
