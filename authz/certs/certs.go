@@ -110,6 +110,12 @@ func (s *Source) ServerConfig() *tls.Config {
 			if m.clients != nil {
 				c.ClientAuth = tls.RequireAndVerifyClientCert
 				c.ClientCAs = m.clients
+				// A resumed session is not verified again against the
+				// current CA bundle: without tickets, removing a CA from
+				// client_ca_file shuts out its clients on their next
+				// connection. (Check connections are long-lived; a full
+				// handshake per connection costs little.)
+				c.SessionTicketsDisabled = true
 			}
 			return c, nil
 		},

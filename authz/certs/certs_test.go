@@ -193,3 +193,59 @@ func TestMutualTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestRemovedClientCAShutsOutItsClients: after the CA bundle drops a CA, a
+// client it signed cannot connect again, not even by resuming an earlier
+// TLS session.
+func TestRemovedClientCAShutsOutItsClients(t *testing.T) {
+	dir := t.TempDir()
+	ca := certstest.NewCA(t, dir, "ca")
+	oldCA := certstest.NewCA(t, dir, "old-client-ca")
+	srv := ca.Server(t, dir, "server")
+	client := oldCA.Client(t, dir, "envoy")
+	bundle := filepath.Join(dir, "bundle.crt")
+	pemOf := func(path string) []byte {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if err := os.WriteFile(bundle, pemOf(oldCA.File), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, err := certs.Load(certs.Files{CertFile: srv.CertFile, KeyFile: srv.KeyFile, ClientCAFile: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, src.ServerConfig())
+	cfg := &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{client.TLS},
+		ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, c) // reads the session ticket, if any was sent
+	c.Close()
+
+	newCA := certstest.NewCA(t, dir, "new-client-ca")
+	if err := os.WriteFile(bundle, pemOf(newCA.File), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	c, err = tls.Dial("tcp", addr, cfg)
+	if err == nil {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Write([]byte("ping\n"))
+		_, err = bufio.NewReader(c).ReadString('\n')
+		if c.ConnectionState().DidResume {
+			t.Error("a session was resumed past the CA bundle")
+		}
+		c.Close()
+	}
+	if err == nil {
+		t.Fatal("a client of the removed CA was answered")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,10 +16,13 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/ccauthz/ccauthz/authz/certs/certstest"
 )
@@ -85,7 +89,7 @@ func (b *e2eBalancer) pick() *e2eReplica {
 // client that sends checks continuously, restarts one (SIGTERM, a new
 // process) and then stops the other, and expects every check answered.
 func testServeRollingRestart(t *testing.T, bin string) {
-	drainDelay := "1s"
+	drainDelay := "2s"
 	if v := os.Getenv("CCAUTHZ_E2E_DRAIN_DELAY"); v != "" {
 		drainDelay = v // to see the test fail without a drain delay: 0s
 	}
@@ -96,6 +100,7 @@ func testServeRollingRestart(t *testing.T, bin string) {
 backends: [{name: ai_gateway, manifest: embedded:ai_gateway}]
 issuers: [{name: gitlab, issuer: %s, jwks_url: %s}]
 logging: {allow_sample_rate: 0}
+check_timeout: 10s
 drain_delay: %s
 drain_timeout: 5s
 `, e2eGitlabIss, ks.srv.URL, drainDelay))
@@ -139,7 +144,9 @@ drain_timeout: 5s
 					time.Sleep(5 * time.Millisecond)
 					continue
 				}
-				cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				// Generous: the test counts checks lost to the restart, not
+				// slow ones on a loaded machine.
+				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				resp, err := r.client.Check(cctx, req)
 				cancel()
 				if err != nil || resp.GetOkResponse() == nil {
@@ -278,5 +285,46 @@ watch: {interval: 50ms, debounce: 50ms}
 	}
 	if serial, err := check(old); err != nil || serial != first.Cert.SerialNumber.String() {
 		t.Errorf("the connection from before the rotation: %v (serial %s)", err, serial)
+	}
+}
+
+// testServeDefaultReflection: the embedded default (make run) keeps gRPC
+// reflection on, so its printed grpcurl commands find the services; a config
+// file that does not ask for it gets none.
+func testServeDefaultReflection(t *testing.T, bin string) {
+	list := func(p *e2eProc) ([]string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stream, err := reflectionpb.NewServerReflectionClient(p.conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			return nil, err
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			out = append(out, s.GetName())
+		}
+		return out, nil
+	}
+	def := e2eStart(t, bin)
+	services, err := list(def)
+	if err != nil || !slices.Contains(services, "envoy.service.auth.v3.Authorization") {
+		t.Errorf("embedded default: reflection lists %v, %v", services, err)
+	}
+	key := e2eNewKey(t)
+	ks := e2eNewKeyServer(t, key)
+	cfg := filepath.Join(t.TempDir(), "ccauthz.yaml")
+	e2eWriteFile(t, cfg, fmt.Sprintf(`catalog: embedded:example
+backends: [{name: ai_gateway, manifest: embedded:ai_gateway}]
+issuers: [{name: gitlab, issuer: %s, jwks_url: %s}]
+`, e2eGitlabIss, ks.srv.URL))
+	if services, err := list(e2eStart(t, bin, "--config", cfg)); status.Code(err) != codes.Unimplemented {
+		t.Errorf("configured without reflection: %v, %v; want Unimplemented", services, err)
 	}
 }

@@ -55,6 +55,7 @@ func TestServeE2E(t *testing.T) {
 	t.Run("configured backends", func(t *testing.T) { testServeConfigured(t, bin) })
 	t.Run("rolling restart under load", func(t *testing.T) { testServeRollingRestart(t, bin) })
 	t.Run("TLS and mTLS", func(t *testing.T) { testServeTLS(t, bin) })
+	t.Run("reflection only in the embedded default", func(t *testing.T) { testServeDefaultReflection(t, bin) })
 }
 
 // e2eProc is a started ccauthz serve.

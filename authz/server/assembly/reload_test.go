@@ -95,7 +95,7 @@ func serveCatalog(t *testing.T, path string) func() int {
 // waitStatus polls the check until it answers want (bounded).
 func waitStatus(t *testing.T, check func() int, want int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second) // a reload rebuilds the policy; the CI box may be loaded
 	got := check()
 	for got != want && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
