@@ -29,7 +29,7 @@ type served struct {
 	stop              func()
 }
 
-func serveOn(t *testing.T, h *harness, lt ListenerTLS) served {
+func serveOn(t testing.TB, h *harness, lt ListenerTLS) served {
 	t.Helper()
 	var ls []net.Listener
 	for range 3 {
