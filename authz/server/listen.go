@@ -134,16 +134,21 @@ func (s *Server) WatchTLS(ctx context.Context, sources []*certs.Source, interval
 	for _, src := range sources {
 		paths = append(paths, src.Files().Paths()...)
 	}
-	WatchFiles(ctx, paths, interval, debounce, func() {
-		for _, src := range sources {
-			f := src.Files()
-			if err := src.Reload(); err != nil {
-				s.deps.Logger.Error("TLS reload failed; keeping the last good certificate", "cert_file", f.CertFile, "error", err.Error())
-				continue
-			}
-			leaf := src.Leaf()
-			s.deps.Logger.Info("TLS material reloaded", "cert_file", f.CertFile,
-				"serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	WatchFiles(ctx, paths, interval, debounce, func() { s.ReloadTLS(sources) })
+}
+
+// ReloadTLS re-reads every source's files now (SIGHUP, or WatchTLS on a
+// change) and logs each outcome; a source that fails keeps its last good
+// material.
+func (s *Server) ReloadTLS(sources []*certs.Source) {
+	for _, src := range sources {
+		f := src.Files()
+		if err := src.Reload(); err != nil {
+			s.deps.Logger.Error("TLS reload failed; keeping the last good certificate", "cert_file", f.CertFile, "error", err.Error())
+			continue
 		}
-	})
+		leaf := src.Leaf()
+		s.deps.Logger.Info("TLS material reloaded", "cert_file", f.CertFile,
+			"serial", leaf.SerialNumber.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 }

@@ -43,8 +43,9 @@ nginx auth_request, forward-auth, POST /v1/check) and the admin endpoints.
   --http ADDR      HTTP check listen address; overrides listeners.http
                    ("" turns it off).
 
-Signals: SIGHUP reloads the catalog, manifests and extra Rego (as a file
-change does); SIGTERM or SIGINT drains and stops.
+Signals: SIGHUP reloads the catalog, manifests, extra Rego and TLS files (as
+a file change does); SIGTERM or SIGINT reports NOT_SERVING, keeps answering
+checks for drain_delay, then drains and stops.
 `
 
 // Dev defaults: the instance the example tokens are minted for.
@@ -169,6 +170,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 				return
 			case <-hup:
 				_ = a.Server.Reload(ctx, "SIGHUP")
+				a.Server.ReloadTLS(tlsSources)
 			}
 		}
 	}()
