@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -291,5 +293,63 @@ func TestDrainDelay(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not stop after the drain delay")
+	}
+}
+
+// TestAdminReadTimeout: a client that never finishes its request is cut
+// after admin_server.read_timeout instead of holding the connection.
+func TestAdminReadTimeout(t *testing.T) {
+	h := newHarness(t, Options{Admin: AdminOptions{ReadTimeout: 200 * time.Millisecond}}, aiGateway())
+	s := serveOn(t, h, ListenerTLS{})
+	c, err := net.Dial("tcp", s.admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil { // no final CRLF
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	buf := make([]byte, 512)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("the admin listener kept a half-sent request open for 10s")
+			}
+			break // closed by the server (after any 408 it wrote)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cut after %v, want about the 200ms read timeout", d)
+	}
+}
+
+// TestMaxConnectionAge: a connection older than max_connection_age is
+// closed (GOAWAY) and the client reconnects, so checks spread over replicas
+// added later; checks keep succeeding across it.
+func TestMaxConnectionAge(t *testing.T) {
+	h := newHarness(t, Options{GRPC: GRPCOptions{MaxConnectionAge: 200 * time.Millisecond, MaxConnectionAgeGrace: time.Second}}, aiGateway())
+	s := serveOn(t, h, ListenerTLS{})
+	var dials atomic.Int32
+	conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for dials.Load() < 2 && time.Now().Before(deadline) {
+		if resp, _, err := grpcCheck(t, conn); err != nil || resp.GetOkResponse() == nil {
+			t.Fatalf("check failed across a connection-age close: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if dials.Load() < 2 {
+		t.Errorf("one connection served checks for 20s: max_connection_age not enforced")
 	}
 }
