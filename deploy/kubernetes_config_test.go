@@ -62,6 +62,7 @@ func TestKubernetesConfigMap(t *testing.T) {
 	if data == "" {
 		t.Fatal("the ConfigMap has no config.yaml")
 	}
+	data = k8sMountTLSSecret(t, pod, c, data)
 	dir := filepath.Join(t.TempDir(), strings.TrimPrefix(mountDir, "/"))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

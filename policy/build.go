@@ -41,6 +41,9 @@ type BuildOptions struct {
 	// may only further restrict: each message in their `deny` set turns an
 	// otherwise-allowed request into a 403 extra_policy_deny.
 	ExtraDir string
+	// AllowBuiltins names the ExcludedBuiltins the extra modules may call
+	// (config: the backend's extra_rego_builtins). Default none.
+	AllowBuiltins []string
 	// CacheSize bounds the decision cache (entries). 0 means
 	// DefaultCacheSize; a negative value disables the cache.
 	CacheSize int
@@ -117,7 +120,14 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 			return nil, fmt.Errorf("policy: %s: package %s: %w", name, strings.TrimPrefix(got, "data."), ErrExtraPackage)
 		}
 	}
-	compiler := ast.NewCompiler()
+	caps, err := capabilities(opts.AllowBuiltins)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExtraBuiltins(modules, extraFiles, opts.AllowBuiltins); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	compiler := ast.NewCompiler().WithCapabilities(caps)
 	compiler.Compile(modules)
 	if compiler.Failed() {
 		return nil, fmt.Errorf("policy: compile: %w", compiler.Errors)

@@ -78,6 +78,20 @@ type Config struct {
 	// (docs/request-path.md); keep them equal to the gateway's.
 	RequestPath RequestPath `yaml:"request_path"`
 
+	// TLS configures TLS and mTLS on the listeners (docs/configuration.md
+	// "TLS and listener hygiene"). Default: plaintext.
+	TLS TLS `yaml:"tls"`
+	// GRPCServer tunes the gRPC listener (reflection, streams, keepalive,
+	// connection age).
+	GRPCServer GRPCServer `yaml:"grpc_server"`
+	// AdminServer tunes the admin listener's timeouts.
+	AdminServer AdminServer `yaml:"admin_server"`
+	// DrainDelay is how long, after SIGTERM, health reports NOT_SERVING
+	// (gRPC health and /readyz) while checks are still answered, so load
+	// balancers and Envoy health checks move traffic away before the
+	// graceful stop (bounded by drain_timeout) begins. Default 0s; the
+	// Kubernetes example sets it.
+	DrainDelay time.Duration `yaml:"drain_delay"`
 	// File is the path the config was read from ("" for the built-in
 	// default); not a YAML key.
 	File string `yaml:"-"`
@@ -137,6 +151,11 @@ type Backend struct {
 	Hosts []string `yaml:"hosts"`
 	// DryRun puts only this backend in dry-run mode.
 	DryRun bool `yaml:"dry_run"`
+	// ExtraRegoBuiltins lets this backend's extra Rego call the named
+	// builtins that are otherwise refused: the network and
+	// non-deterministic ones (http.send, net.lookup_ip_addr, opa.runtime,
+	// rand.intn, time.now_ns, uuid.rfc4122, …; docs/policy.md lists them).
+	ExtraRegoBuiltins []string `yaml:"extra_rego_builtins"`
 }
 
 // Caches bounds the in-memory caches.

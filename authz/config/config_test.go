@@ -72,6 +72,8 @@ func TestDecodeGood(t *testing.T) {
 		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: "reject"},
 		File:         "/etc/ccauthz/config.yaml",
 	}
+	d := Default()
+	want.TLS, want.GRPCServer, want.AdminServer = d.TLS, d.GRPCServer, d.AdminServer
 	issuers := cfg.Issuers
 	cfg.Issuers = nil
 	if !reflect.DeepEqual(*cfg, want) {

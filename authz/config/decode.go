@@ -20,10 +20,10 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "request_path"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
-	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
+	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run", "extra_rego_builtins"}
 	cacheFields    = []string{"tokens", "token_bytes", "decisions"}
 	loggingFields  = []string{"level", "allow_sample_rate"}
 	watchFields    = []string{"interval", "debounce"}
@@ -36,7 +36,7 @@ var (
 // Default returns the configuration every field starts from before a file
 // is decoded over it. It has no catalog, backends or issuers.
 func Default() Config {
-	return Config{
+	c := Config{
 		Listeners: Listeners{GRPC: DefaultGRPCAddress, Admin: DefaultAdminAddress, HTTP: DefaultHTTPAddress},
 		HTTPCheck: HTTPCheck{
 			EnvoyPathPrefix: DefaultEnvoyPathPrefix, MaxHeaderBytes: DefaultHTTPMaxHeader, MaxBodyBytes: DefaultHTTPMaxBody,
@@ -49,6 +49,8 @@ func Default() Config {
 		StateDir:     DefaultStateDir,
 		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: string(requestpath.EscapedSlashesReject)},
 	}
+	defaultListen(&c)
+	return c
 }
 
 // Load reads and decodes the config file at path.
@@ -72,6 +74,7 @@ func Decode(file string, data []byte) (*Config, error) {
 	f := r.Fields(root, "config", topFields, []string{"catalog", "backends", "issuers"})
 	if f != nil {
 		decode(r, f, &cfg)
+		decodeListen(r, f, filepath.Dir(file), &cfg)
 	}
 	if err := probs.Err(); err != nil {
 		return nil, err
@@ -261,6 +264,7 @@ func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]b
 		if v, ok := r.Bool(bf["dry_run"], "dry_run"); ok {
 			b.DryRun = v
 		}
+		b.ExtraRegoBuiltins = extraBuiltins(r, bf["extra_rego_builtins"])
 		out = append(out, b)
 	}
 	return out

@@ -23,7 +23,8 @@ import (
 // of the server to outlive it.
 func TestServeAndDrain(t *testing.T) {
 	before := runtime.NumGoroutine()
-	h := newHarness(t, Options{DrainTimeout: 2 * time.Second, ReadinessInterval: 10 * time.Millisecond}, aiGateway())
+	h := newHarness(t, Options{DrainTimeout: 2 * time.Second, ReadinessInterval: 10 * time.Millisecond,
+		GRPC: GRPCOptions{Reflection: true}}, aiGateway())
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 )
 
@@ -28,35 +27,28 @@ const MaxCheckRequestBytes = 1 << 20
 // (the HTTP checks) is optional.
 type Listeners struct {
 	GRPC, Admin, HTTP net.Listener
+	// TLS is each listener's TLS; the zero value serves plaintext.
+	TLS ListenerTLS
 }
 
-// Serve serves ext_authz, health and reflection on the gRPC listener, the
-// HTTP checks on the HTTP listener (when set) and the admin endpoints on
-// the admin listener until ctx is done, then shuts down in order: health
-// NOT_SERVING (and /readyz 503), graceful stop of gRPC and the HTTP checks
-// bounded by DrainTimeout (then a hard stop), admin listener last so
-// /metrics stays scrapeable during the drain. It returns nil after a clean
+// Serve serves ext_authz, health and (when enabled) reflection on the gRPC
+// listener, the HTTP checks on the HTTP listener (when set) and the admin
+// endpoints on the admin listener, each over TLS when ls.TLS says so, until
+// ctx is done, then shuts down in order: health NOT_SERVING (and /readyz
+// 503) with checks still answered for DrainDelay, graceful stop of gRPC and
+// the HTTP checks bounded by DrainTimeout (then a hard stop), admin listener
+// last so /metrics stays scrapeable during the drain. It returns nil after a clean
 // shutdown, or the first serve error.
 func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	grpcLis, adminLis := ls.GRPC, ls.Admin
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(MaxCheckRequestBytes),
-		// A CheckRequest with non-UTF-8 strings is a 400, not INTERNAL.
-		grpc.ForceServerCodecV2(newCheckCodec()),
-		// Envoy may keep idle HTTP/2 connections alive with pings; grpc-go's
-		// default (one ping per 5 min) would answer a tighter Envoy
-		// connection_keepalive with GOAWAY and fail the checks in flight.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	gs := grpc.NewServer(s.grpcServerOptions(ls.TLS.GRPC)...)
 	authv3.RegisterAuthorizationServer(gs, s)
 	healthgrpc.RegisterHealthServer(gs, s.health)
-	reflection.Register(gs)
-
-	admin := &http.Server{
-		Handler:           s.AdminHandler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       60 * time.Second,
+	if s.opts.GRPC.Reflection {
+		reflection.Register(gs)
 	}
+
+	admin := s.adminServer(ls.TLS.Admin)
 	var checks *http.Server
 	if ls.HTTP != nil {
 		o := s.opts.HTTP
@@ -68,12 +60,18 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 			IdleTimeout:       o.IdleTimeout,
 			MaxHeaderBytes:    o.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.deps.Logger.Handler(), slog.LevelWarn),
+			TLSConfig:         cloneTLS(ls.TLS.HTTP),
 		}
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	serveHTTP := func(hs *http.Server, l net.Listener) {
-		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		serve := hs.Serve
+		if hs.TLSConfig != nil {
+			// The certificate comes from TLSConfig (per handshake), not files.
+			serve = func(l net.Listener) error { return hs.ServeTLS(l, "", "") }
+		}
+		if err := serve(l); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 			return
 		}
@@ -110,9 +108,15 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 		s.deps.Logger.Error("listener failed", "error", serveErr)
 	}
 
-	// Drain.
+	// Drain: report NOT_SERVING first and keep answering checks for the
+	// drain delay, so health-checking clients (Envoy, a Kubernetes Service
+	// via /readyz) stop sending before the listeners close.
 	s.draining.Store(true)
 	s.health.Shutdown()
+	if d := s.opts.DrainDelay; d > 0 && serveErr == nil {
+		s.deps.Logger.Info("not serving; answering checks during the drain delay", "drain_delay", d.String())
+		time.Sleep(d)
+	}
 	s.deps.Logger.Info("draining", "timeout", s.opts.DrainTimeout.String())
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
 	httpStopped := make(chan struct{})

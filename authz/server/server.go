@@ -43,6 +43,12 @@ type Options struct {
 	// RequestPath are the canonical path choices (config request_path);
 	// nil is requestpath.Default(), what the shipped gateways do.
 	RequestPath *requestpath.Options
+	// GRPC tunes the gRPC listener; Admin the admin listener.
+	GRPC  GRPCOptions
+	Admin AdminOptions
+	// DrainDelay is how long health reports NOT_SERVING, with checks still
+	// answered, before the graceful stop begins. 0: stop at once.
+	DrainDelay time.Duration
 }
 
 func (o *Options) defaults() {
@@ -60,6 +66,8 @@ func (o *Options) defaults() {
 		d := requestpath.Default()
 		o.RequestPath = &d
 	}
+	o.GRPC.defaults()
+	o.Admin.defaults()
 }
 
 // Deps are what a server is built from.

@@ -43,8 +43,9 @@ nginx auth_request, forward-auth, POST /v1/check) and the admin endpoints.
   --http ADDR      HTTP check listen address; overrides listeners.http
                    ("" turns it off).
 
-Signals: SIGHUP reloads the catalog, manifests and extra Rego (as a file
-change does); SIGTERM or SIGINT drains and stops.
+Signals: SIGHUP reloads the catalog, manifests, extra Rego and TLS files (as
+a file change does); SIGTERM or SIGINT reports NOT_SERVING, keeps answering
+checks for drain_delay, then drains and stops.
 `
 
 // Dev defaults: the instance the example tokens are minted for.
@@ -129,6 +130,13 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	}
 	defer a.Close()
 
+	listenerTLS, tlsSources, err := assembly.TLS(cfg.TLS)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz serve: cannot start:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return exitInvalid
+	}
+	setMemoryLimit(logger, os.Getenv, os.ReadFile)
+
 	grpcLis, err := net.Listen("tcp", cfg.Listeners.GRPC)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz serve: gRPC listener: %v\n", err)
@@ -162,11 +170,13 @@ func runServe(ctx context.Context, e *env, args []string) int {
 				return
 			case <-hup:
 				_ = a.Server.Reload(ctx, "SIGHUP")
+				a.Server.ReloadTLS(tlsSources)
 			}
 		}
 	}()
 	if cfg.Watch.Interval > 0 {
 		go a.Server.Watch(ctx, cfg.WatchedPaths(), cfg.Watch.Interval, cfg.Watch.Debounce)
+		go a.Server.WatchTLS(ctx, tlsSources, cfg.Watch.Interval, cfg.Watch.Debounce)
 	}
 	if dev != nil {
 		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -180,7 +190,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
 		}
 	}
-	if err := a.Server.Serve(ctx, server.Listeners{GRPC: grpcLis, Admin: adminLis, HTTP: httpLis}); err != nil {
+	if err := a.Server.Serve(ctx, server.Listeners{GRPC: grpcLis, Admin: adminLis, HTTP: httpLis, TLS: listenerTLS}); err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz serve: %v\n", err)
 		return exitInvalid
 	}
@@ -210,6 +220,8 @@ func serveDefaultConfig(stateDir string, dev *devissuer.Issuer) *config.Config {
 	// One node, nothing else to run: the manifest's limits are enforced
 	// by the embedded rate limiter.
 	cfg.RateLimit.Local = true
+	// The printed grpcurl commands find the services by reflection.
+	cfg.GRPCServer.Reflection = true
 	cfg.StateDir = stateDir
 	return &cfg
 }

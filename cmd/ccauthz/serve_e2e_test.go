@@ -53,6 +53,9 @@ func TestServeE2E(t *testing.T) {
 	t.Run("issuer down from the e2eStart", func(t *testing.T) { testServeIssuerDown(t, bin) })
 	t.Run("global dry-run", func(t *testing.T) { testServeGlobalDryRun(t, bin) })
 	t.Run("configured backends", func(t *testing.T) { testServeConfigured(t, bin) })
+	t.Run("rolling restart under load", func(t *testing.T) { testServeRollingRestart(t, bin) })
+	t.Run("TLS and mTLS", func(t *testing.T) { testServeTLS(t, bin) })
+	t.Run("reflection only in the embedded default", func(t *testing.T) { testServeDefaultReflection(t, bin) })
 }
 
 // e2eProc is a started ccauthz serve.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -91,6 +93,9 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 			IdleTimeout:     cfg.HTTPCheck.IdleTimeout,
 		},
 		RequestPath: new(cfg.RequestPath.Options()),
+		GRPC:        GRPCOptions(cfg.GRPCServer),
+		Admin:       server.AdminOptions(cfg.AdminServer),
+		DrainDelay:  cfg.DrainDelay,
 	})
 	if err != nil {
 		ver.Close()
@@ -154,7 +159,8 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 	if err != nil {
 		return nil, err
 	}
-	p, err := policy.Build(cat, m, policy.BuildOptions{ExtraDir: bc.ExtraRego, CacheSize: cfg.Caches.Decisions})
+	p, err := policy.Build(cat, m, policy.BuildOptions{ExtraDir: bc.ExtraRego, CacheSize: cfg.Caches.Decisions,
+		AllowBuiltins: bc.ExtraRegoBuiltins})
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +233,29 @@ func LoadCatalog(path string) (*catalog.Catalog, error) {
 		}
 		return catalog.Example(), nil
 	}
+	if root, ok := pinnedRoot(path); ok {
+		return catalog.LoadFS(os.DirFS(root), ".", path)
+	}
 	return catalog.Load(path)
+}
+
+// pinnedRoot resolves a catalog directory reached through a swapped link
+// once, so one load reads one revision even if the link is swapped
+// mid-load: a git-sync style root (`current → rev-N`) or a ConfigMap volume
+// (`..data → ..2026_…`). ok is false for anything else.
+func pinnedRoot(path string) (string, bool) {
+	target := path
+	if info, err := os.Lstat(filepath.Join(path, "..data")); err == nil && info.Mode()&os.ModeSymlink != 0 {
+		target = filepath.Join(path, "..data")
+	}
+	real, err := filepath.EvalSymlinks(target)
+	if err != nil || real == path {
+		return "", false
+	}
+	if info, err := os.Stat(real); err != nil || !info.IsDir() {
+		return "", false
+	}
+	return real, true
 }
 
 // LoadManifest loads the manifest at path, or a bundled example for
