@@ -12,12 +12,28 @@ RATELIMIT_VERSION := v1.4.1-0.20260122083618-3fb702589d36
 # Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZ_PKGS := ./catalog ./authz/token ./proto/...
 
-.PHONY: all build run test unit policy-test lint fmt bench fuzz tools clean
+# `ccauthz version` and ccauthz_build_info report these (git describe and
+# the commit; "devel"/"unknown" outside a git checkout).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
+# Where `make install` puts the binary (a directory on PATH).
+PREFIX    ?= $(HOME)/.local
+
+.PHONY: all build install run test unit policy-test lint fmt bench fuzz tools clean
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/ccauthz
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ccauthz
+
+# Copies bin/ccauthz to $(PREFIX)/bin (default ~/.local/bin), so the docs'
+# commands work as `ccauthz ...`; they are written as `bin/ccauthz ...`,
+# which works from the clone without installing.
+install: build
+	install -d $(PREFIX)/bin
+	install -m 0755 $(BIN) $(PREFIX)/bin/ccauthz
+	@echo "installed $(PREFIX)/bin/ccauthz"
 
 # Serves on loopback with the embedded example catalog, the AI gateway manifest
 # and a dev issuer; prints commands that show an allow and a deny.

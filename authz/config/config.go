@@ -38,6 +38,9 @@ const (
 // documented where it is declared (the yaml tag is its key) and in the
 // server reference in docs/configuration.md; a test keeps the two in step.
 type Config struct {
+	// inputs are where the file names the catalog and manifests (not
+	// configuration: filled by Decode for CheckInputs).
+	inputs []inputRef
 	// Listeners are the addresses served.
 	Listeners Listeners `yaml:"listeners"`
 	// Catalog is the unit-primitive catalog: a directory in the

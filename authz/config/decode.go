@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy/manifest"
 	"github.com/ccauthz/ccauthz/proto/httpcheck"
 )
 
@@ -95,7 +98,9 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 			if v == "" {
 				r.Errorf(n, "field \"catalog\" must not be empty")
 			}
+			embeddedName(r, n, "catalog", v, []string{"example"})
 			cfg.Catalog = v
+			cfg.inputs = append(cfg.inputs, inputRef{field: "catalog", pos: r.Pos(n)})
 		}
 	}
 	cfg.Issuers = token.DecodeIssuers(r, f["issuers"])
@@ -104,7 +109,7 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 		issuerNames[ic.Name] = true
 	}
 	if n := f["backends"]; n != nil {
-		cfg.Backends = decodeBackends(r, n, issuerNames)
+		cfg.Backends = decodeBackends(r, n, issuerNames, cfg)
 	}
 	if cf := r.Fields(f["caches"], "caches", cacheFields, nil); cf != nil {
 		cacheSize(r, cf["tokens"], "tokens", &cfg.Caches.Tokens)
@@ -196,7 +201,7 @@ func decodeHTTPCheck(r catalog.NodeReader, f map[string]*yaml.Node, h *HTTPCheck
 	positiveDuration(r, f["idle_timeout"], "idle_timeout", &h.IdleTimeout)
 }
 
-func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]bool) []Backend {
+func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]bool, cfg *Config) []Backend {
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
 		r.Errorf(n, "field \"backends\" must be a non-empty list of backends")
 		return nil
@@ -224,7 +229,9 @@ func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]b
 			if v == "" {
 				r.Errorf(bf["manifest"], "field \"manifest\" must not be empty")
 			}
+			embeddedName(r, bf["manifest"], "manifest", v, manifest.ExampleNames())
 			b.Manifest = v
+			cfg.inputs = append(cfg.inputs, inputRef{field: "manifest", backend: len(out), pos: r.Pos(bf["manifest"])})
 		}
 		b.ExtraRego, _ = r.String(bf["extra_rego"], "extra_rego")
 		b.Issuers = r.Strings(bf["issuers"], "issuers")
@@ -250,6 +257,17 @@ func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]b
 		out = append(out, b)
 	}
 	return out
+}
+
+// embeddedName checks that an `embedded:NAME` reference names a bundled
+// input, so a misspelling is reported with its position when the config is
+// read, before any key is fetched or policy built.
+func embeddedName(r catalog.NodeReader, n *yaml.Node, field, v string, known []string) {
+	name, ok := strings.CutPrefix(v, EmbeddedPrefix)
+	if !ok || slices.Contains(known, name) {
+		return
+	}
+	r.Errorf(n, "field %q: no bundled %s %q%s (bundled: %s)", field, field, name, catalog.DidYouMean(name, known), strings.Join(known, ", "))
 }
 
 func address(r catalog.NodeReader, n *yaml.Node, field string, dst *string) {
@@ -300,6 +318,50 @@ func (c *Config) resolve(dir string) {
 	for i := range c.Issuers {
 		c.Issuers[i].JWKSFile = abs(c.Issuers[i].JWKSFile)
 	}
+}
+
+// inputRef is where the config names an input file (the catalog or a
+// backend's manifest), for CheckInputs' positioned messages.
+type inputRef struct {
+	field   string // "catalog" or "manifest"
+	backend int    // index into Backends, for "manifest"
+	pos     catalog.Position
+}
+
+// CheckInputs reports, positioned at the config line that names it, every
+// catalog or manifest file that does not exist, with a "did you mean" among
+// the files beside it. Serve runs it right after reading the config, so a
+// misspelled file name is the first thing said, not an error after the
+// issuers' keys loaded. Decode does not: a config may be checked on a machine
+// where its paths do not exist (CI checking a Kubernetes ConfigMap).
+func (c *Config) CheckInputs() error {
+	var ps catalog.Problems
+	for _, in := range c.inputs {
+		p := c.Catalog
+		if in.field == "manifest" {
+			if in.backend >= len(c.Backends) {
+				continue
+			}
+			p = c.Backends[in.backend].Manifest
+		}
+		if p == "" || strings.HasPrefix(p, EmbeddedPrefix) {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			ps.Add(in.pos, "%s %s: %v", in.field, p, err)
+			continue
+		}
+		var siblings []string
+		if entries, err := os.ReadDir(filepath.Dir(p)); err == nil {
+			for _, e := range entries {
+				siblings = append(siblings, e.Name())
+			}
+		}
+		ps.Add(in.pos, "%s %s: no such file or directory%s", in.field, p, catalog.DidYouMean(filepath.Base(p), siblings))
+	}
+	return ps.Err()
 }
 
 // WatchedPaths are the inputs a reload re-reads: the catalog, every

@@ -112,7 +112,7 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		idPrefix:  hex.EncodeToString(id[:]) + "-",
 		notReady:  map[string]string{},
 	}
-	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel)
+	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel, opts.DryRun)
 	if err := s.metrics.Registry.Register(&cacheCollector{srv: s}); err != nil {
 		return nil, fmt.Errorf("server: cache metrics: %w", err)
 	}
@@ -137,7 +137,7 @@ func (s *Server) prepare(snap *Snapshot) error {
 	for _, name := range snap.Names() {
 		b := snap.backends[name]
 		b.meta = envoy.NewBackendMeta(b.Name, b.Decider.Revision())
-		b.counters = s.metrics.forBackend(b.Name)
+		b.counters = s.metrics.forBackend(b.Name, s.opts.DryRun || b.DryRun)
 	}
 	return nil
 }

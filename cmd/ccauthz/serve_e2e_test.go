@@ -325,6 +325,10 @@ func testServeDefault(t *testing.T, bin string) {
 		t.Errorf("%d decision logs, want 4 (2 gRPC, 2 HTTP)", n)
 	}
 	tok := regexp.MustCompile(`Bearer ([A-Za-z0-9_.-]+)`).FindStringSubmatch(out)[1]
+	// The docs' curl examples read $TOKEN: make run prints the line to set it.
+	if !strings.Contains(out, "\nexport TOKEN="+tok+"\n") {
+		t.Errorf("no export TOKEN line for the printed token:\n%s", out)
+	}
 	if strings.Contains(logs, tok) || strings.Contains(logs, strings.Split(tok, ".")[2]) {
 		t.Error("the token was logged")
 	}

@@ -194,7 +194,7 @@ func TestProblems(t *testing.T) {
 			[]string{`m.yaml:5:48: unit "fortnight" must be one of second, minute, hour, day`}},
 		{"class without unit primitives", head + "  - {id: a, methods: [GET], path: /a, public: true}\nrate_limit:\n  default_class: std\n  classes:\n    - {name: std, unit_primitives: [], per_user: {requests_per_unit: 5, unit: minute}}\n    - {name: other, unit_primitives: []}\n",
 			[]string{`m.yaml:8:7: rate class "other" lists no unit primitives and is not the default_class "std"`}},
-		{"syntax error", "backend: [\n", []string{"m.yaml:1: YAML syntax error: did not find expected node content"}},
+		{"syntax error", "backend: [\n", []string{"m.yaml:1:1: YAML syntax error: did not find expected node content"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
