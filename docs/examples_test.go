@@ -30,6 +30,7 @@ var pages = []string{
 	"deploy.md",
 	"rate-limits.md",
 	"architecture.md",
+	"api.md",
 }
 
 // session is one console block.

@@ -76,6 +76,9 @@ type Config struct {
 	// RateLimit configures the embedded rate limiter (docs/rate-limits.md "Rate
 	// limiting"). Default off; on in the embedded default of `ccauthz serve`.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// API serves ccauthz's own API (ccauthz.v1: CatalogService) on the
+	// gRPC listener and as JSON on the admin listener (docs/api.md).
+	API API `yaml:"api"`
 
 	// File is the path the config was read from ("" for the built-in
 	// default); not a YAML key.
@@ -181,3 +184,18 @@ type RateLimit struct {
 	// 0 is the default, 100000.
 	MaxBuckets int `yaml:"max_buckets"`
 }
+
+// API configures ccauthz's own API (proto/ccauthz/v1).
+type API struct {
+	// Serve is auto, on or off. auto (the default) serves the API on each
+	// listener (gRPC, admin) that listens on loopback only; on serves it on
+	// both wherever they listen; off serves it nowhere.
+	Serve string `yaml:"serve"`
+}
+
+// API serve modes.
+const (
+	APIServeAuto = "auto"
+	APIServeOn   = "on"
+	APIServeOff  = "off"
+)

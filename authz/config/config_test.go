@@ -45,6 +45,7 @@ drain_timeout: 3s
 watch: {interval: 500ms, debounce: 0s}
 dry_run: true
 state_dir: /var/lib/ccauthz
+api: {serve: off}
 `
 
 func TestDecodeGood(t *testing.T) {
@@ -69,6 +70,7 @@ func TestDecodeGood(t *testing.T) {
 		Watch:        Watch{Interval: 500 * time.Millisecond, Debounce: 0},
 		DryRun:       true,
 		StateDir:     "/var/lib/ccauthz",
+		API:          API{Serve: APIServeOff},
 		File:         "/etc/ccauthz/config.yaml",
 	}
 	issuers := cfg.Issuers
@@ -163,6 +165,9 @@ backends:
 		{"caches", base + "caches: {tokens: -2, token_bytes: 0}\n", []string{
 			`c.yaml:5:18: field "tokens" must be -1 (off), 0 (default) or a positive size, got -2`,
 			`c.yaml:5:35: field "token_bytes" must be positive, got 0`,
+		}},
+		{"api", base + "api: {serve: offf}\n", []string{
+			`c.yaml:5:14: field "serve" must be auto, on or off, got "offf" (did you mean "off"?)`,
 		}},
 		{"misspelled bundled names", `catalog: embedded:exmaple
 backends:

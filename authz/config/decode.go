@@ -22,7 +22,8 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "api"}
+	apiFields      = []string{"serve"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
@@ -48,6 +49,7 @@ func Default() Config {
 		DrainTimeout: DefaultDrainTimeout,
 		Watch:        Watch{Interval: DefaultWatchInterval, Debounce: DefaultReloadDebounce},
 		StateDir:     DefaultStateDir,
+		API:          API{Serve: APIServeAuto},
 	}
 }
 
@@ -165,6 +167,15 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 				r.Errorf(rf["max_buckets"], "field \"max_buckets\" must be 0 (default) or a positive bound, got %d", v)
 			}
 			cfg.RateLimit.MaxBuckets = v
+		}
+	}
+	if af := r.Fields(f["api"], "api", apiFields, nil); af != nil {
+		if v, ok := r.String(af["serve"], "serve"); ok {
+			known := []string{APIServeAuto, APIServeOn, APIServeOff}
+			if !slices.Contains(known, v) {
+				r.Errorf(af["serve"], "field \"serve\" must be auto, on or off, got %q%s", v, catalog.DidYouMean(v, known))
+			}
+			cfg.API.Serve = v
 		}
 	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {

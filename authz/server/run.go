@@ -40,6 +40,9 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	authv3.RegisterAuthorizationServer(gs, s)
 	healthgrpc.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
+	if s.deps.API != nil {
+		s.deps.API.RegisterGRPC(gs)
+	}
 
 	admin := &http.Server{
 		Handler:           s.AdminHandler(),
@@ -158,5 +161,8 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	if s.deps.API != nil {
+		s.deps.API.AdminRoutes(mux)
+	}
 	return mux
 }

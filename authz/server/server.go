@@ -63,6 +63,9 @@ type Deps struct {
 	// RateLimiter is the embedded rate limiter; nil turns local rate
 	// limiting off (Envoy and envoyproxy/ratelimit may still enforce).
 	RateLimiter *ratelimit.Limiter
+	// API is ccauthz's own API (ccauthz.v1), served beside the checks; nil
+	// serves none.
+	API APIServices
 }
 
 // Server answers ext_authz checks from an immutable snapshot that reloads

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
+	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
@@ -49,6 +50,9 @@ type Snapshot struct {
 	names    []string
 	// Built is when the snapshot was built.
 	Built time.Time
+	// Catalog is the catalog the snapshot's policies were built from (nil
+	// if the builder does not say); the API and directory read it.
+	Catalog *catalog.Catalog
 }
 
 // NewSnapshot validates and indexes backends: names must be non-empty and

@@ -34,6 +34,7 @@ import (
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/policy/manifest"
+	ccauthzv1 "github.com/ccauthz/ccauthz/proto/ccauthz/v1"
 )
 
 // The end-to-end tests build the real binary once (into the top test's temp
@@ -310,6 +311,21 @@ func testServeDefault(t *testing.T, bin string) {
 		if info, err := os.Stat(path); err != nil || info.Mode() != mode {
 			t.Errorf("%s: %v %v, want mode %v", path, info.Mode(), err, mode)
 		}
+	}
+	// The ccauthz.v1 API is on (the listeners are loopback): the catalog
+	// being served, over gRPC and as JSON on the admin listener.
+	bs, err := ccauthzv1.NewCatalogServiceClient(p.conn).ListBackends(context.Background(), &ccauthzv1.ListBackendsRequest{})
+	if err != nil || len(bs.GetBackends()) != len(catalog.Example().BackendServices) || bs.GetCatalog().GetDigest() != catalog.Example().Digest() {
+		t.Errorf("CatalogService.ListBackends = %v, %v", bs, err)
+	}
+	resp, err := http.Post("http://"+p.admin+"/api/ccauthz.v1.CatalogService/Grant", "application/json", strings.NewReader(`{"add_ons":["duo_pro"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"complete_code"`) {
+		t.Errorf("admin Grant: %d %s", resp.StatusCode, body)
 	}
 	// Health: overall and per backend SERVING.
 	h := healthpb.NewHealthClient(p.conn)

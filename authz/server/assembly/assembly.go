@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/ccauthz/ccauthz/authz/api"
 	"github.com/ccauthz/ccauthz/authz/config"
 	"github.com/ccauthz/ccauthz/authz/jwks"
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
@@ -62,9 +64,22 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		limiter = ratelimit.NewLimiter(cfg.RateLimit.MaxBuckets, deps.Now)
 		metrics.Registry.MustRegister(limiter.Collectors()...)
 	}
-	srv, err := server.New(ctx, server.Deps{
+	// The API reads the catalog of the snapshot being served; srv is set
+	// before Serve can call it.
+	var srv *server.Server
+	apiSvc := &api.Services{
+		Catalog: api.NewCatalogService(func() *catalog.Catalog {
+			if srv == nil || srv.Snapshot() == nil {
+				return nil
+			}
+			return srv.Snapshot().Catalog
+		}, deps.Now),
+		GRPC:  apiOn(cfg.API.Serve, cfg.Listeners.GRPC),
+		Admin: apiOn(cfg.API.Serve, cfg.Listeners.Admin),
+	}
+	srv, err = server.New(ctx, server.Deps{
 		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
-		RateLimiter: limiter,
+		RateLimiter: limiter, API: apiSvc,
 	}, server.Options{
 		CheckTimeout:     cfg.CheckTimeout,
 		DrainTimeout:     cfg.DrainTimeout,
@@ -108,7 +123,12 @@ func Builder(cfg *config.Config, ver *token.Verifier, now func() time.Time) serv
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
-		return server.NewSnapshot(backends, now())
+		snap, err := server.NewSnapshot(backends, now())
+		if err != nil {
+			return nil, err
+		}
+		snap.Catalog = cat
+		return snap, nil
 	}
 }
 
@@ -178,6 +198,27 @@ func keysReady(ver *token.Verifier, issuers []string) func() error {
 		}
 		return nil
 	}
+}
+
+// apiOn reports whether the API is served on a listener at addr: always
+// with "on", never with "off", and with "auto" only when addr is loopback
+// (127.0.0.0/8, ::1 or localhost), so it is not exposed by default.
+func apiOn(mode, addr string) bool {
+	switch mode {
+	case config.APIServeOn:
+		return true
+	case config.APIServeOff:
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // LoadCatalog loads the catalog at path, or the bundled example for
