@@ -15,21 +15,72 @@ RATELIMIT_VERSION := v1.4.1-0.20260122083618-3fb702589d36
 # Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZ_PKGS := ./catalog ./authz/config ./authz/jwks ./authz/token ./policy/manifest ./proto/...
 
-.PHONY: all build run test unit policy-test lint fmt bench fuzz tools clean
+# `ccauthz version` and ccauthz_build_info report these (git describe and
+# the commit; "devel"/"unknown" outside a git checkout).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
+# Where `make install` puts the binary (a directory on PATH).
+PREFIX    ?= $(HOME)/.local
+
+.PHONY: all build install run test unit policy-test lint fmt bench fuzz tools clean proto proto-check
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/ccauthz
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ccauthz
+
+# Copies bin/ccauthz to $(PREFIX)/bin (default ~/.local/bin), so the docs'
+# commands work as `ccauthz ...`; they are written as `bin/ccauthz ...`,
+# which works from the clone without installing.
+install: build
+	install -d $(PREFIX)/bin
+	install -m 0755 $(BIN) $(PREFIX)/bin/ccauthz
+	@echo "installed $(PREFIX)/bin/ccauthz"
 
 # Serves on loopback with the embedded example catalog, the AI gateway manifest
 # and a dev issuer; prints commands that show an allow and a deny.
 run: build
 	./$(BIN) serve
 
-# Everything CI checks: formatting and vet, unit and e2e tests with the race
-# detector, then the generated `opa test` suites.
-test: lint unit policy-test
+# Everything CI checks: formatting and vet, generated API code up to date,
+# unit and e2e tests with the race detector, then the generated policy test
+# suites.
+test: lint proto-check unit policy-test
+
+# The ccauthz.v1 API: Go code generated from proto/ccauthz/v1/*.proto and
+# committed next to it. protoc and the well-known types are Debian's
+# protobuf-compiler and libprotobuf-dev (.ci/run installs them); the plugins
+# are the go tools pinned in go.mod.
+PROTO_FILES := $(wildcard proto/ccauthz/v1/*.proto)
+PROTOC      ?= protoc
+PROTOC_GEN   = $(PROTOC) --plugin=protoc-gen-go=$(1)/protoc-gen-go --plugin=protoc-gen-go-grpc=$(1)/protoc-gen-go-grpc \
+	--go_out=$(2) --go_opt=module=github.com/ccauthz/ccauthz \
+	--go-grpc_out=$(2) --go-grpc_opt=module=github.com/ccauthz/ccauthz \
+	-I proto $(PROTO_FILES:proto/%=%)
+
+proto:
+	@command -v $(PROTOC) >/dev/null || { echo "make proto: protoc not found (apt-get install protobuf-compiler libprotobuf-dev)"; exit 1; }
+	$(GO) build -o bin/tools/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	$(GO) build -o bin/tools/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	$(call PROTOC_GEN,bin/tools,.)
+
+# Fails when the committed generated code differs from what `make proto`
+# writes (a .proto edited without regenerating, or generated code edited by
+# hand). Skips, saying so, where protoc is absent; CI installs it.
+proto-check:
+	@if ! command -v $(PROTOC) >/dev/null; then echo "proto-check: SKIP: protoc not installed (apt-get install protobuf-compiler libprotobuf-dev)"; exit 0; fi; \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  $(GO) build -o $$tmp/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go && \
+	  $(GO) build -o $$tmp/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc && \
+	  $(call PROTOC_GEN,$$tmp,$$tmp) && \
+	  for f in $$(cd $$tmp && find proto -name '*.pb.go'); do \
+	    cmp -s $$tmp/$$f $$f || { echo "proto-check: $$f is stale or edited: run 'make proto'"; exit 1; }; \
+	  done && \
+	  for f in $$(find proto/ccauthz -name '*.pb.go'); do \
+	    [ -f $$tmp/$$f ] || { echo "proto-check: $$f has no .proto: remove it or run 'make proto'"; exit 1; }; \
+	  done && \
+	  echo "proto-check: generated code is up to date"
 
 unit:
 	$(GO) test -race -count=1 ./...

@@ -1,7 +1,5 @@
 package catalog
 
-import "fmt"
-
 // builder assembles a catalog from entities decoded one by one (layout files,
 // JSON array items) and runs the checks that need all of them: duplicate
 // names, alias collisions, dangling references and the cut-off rule.
@@ -170,8 +168,5 @@ func slicesContainsRef(refs []ref, name string) bool {
 
 // hint suggests the closest known name, for "did you mean" messages.
 func hint(name string, known firstSeen) string {
-	if c := closest(name, sortedKeys(known)); c != "" {
-		return fmt.Sprintf(" (did you mean %q?)", c)
-	}
-	return ""
+	return DidYouMean(name, sortedKeys(known))
 }

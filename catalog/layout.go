@@ -44,7 +44,12 @@ func (l *loader) loadLayout(dir string) *Catalog {
 		}
 	})
 	c := New(ShapeLayout, l.label)
-	b.finish(c)
+	// A file that did not parse is missing from the catalog: checking the
+	// others' references to it would bury its syntax error under follow-on
+	// "unknown unit primitive" problems sorting before it.
+	if l.unparsed == 0 {
+		b.finish(c)
+	}
 	return c
 }
 
@@ -77,6 +82,8 @@ func (l *loader) eachEntity(dir, kind string, decode func(r NodeReader, n *yaml.
 		r := NodeReader{File: label, Problems: &l.ps}
 		if n := r.Parse(data); n != nil {
 			decode(r, n, name)
+		} else {
+			l.unparsed++
 		}
 	}
 }

@@ -73,6 +73,8 @@ type loader struct {
 	root  string
 	label string
 	ps    Problems
+	// unparsed counts layout files that failed to parse.
+	unparsed int
 }
 
 // name is how the file at fs path p is called in messages.

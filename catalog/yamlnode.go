@@ -52,7 +52,7 @@ func (r NodeReader) Parse(data []byte) *yaml.Node {
 			r.Problems.Add(Position{File: r.File, Line: 1, Col: 1}, "file is empty")
 			return nil
 		}
-		r.syntax(err)
+		r.syntax(err, data)
 		return nil
 	}
 	var extra yaml.Node
@@ -72,18 +72,60 @@ func (r NodeReader) Parse(data []byte) *yaml.Node {
 	return root
 }
 
-func (r NodeReader) syntax(err error) {
+// syntax records a YAML syntax error. yaml.v3 reports the line of the
+// enclosing construct rather than of the offending character (a tab on line 4
+// comes out as line 3, a bad dedent as the line its mapping started on) and
+// no column, so the position is recomputed: the problem is on the first line
+// whose prefix of the document already fails with the same message.
+func (r NodeReader) syntax(err error, data []byte) {
 	msg := err.Error()
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		msg = strings.Join(te.Errors, "; ")
 	}
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		r.Problems.Add(Position{File: r.File, Line: line}, "YAML syntax error: %s", m[2])
-		return
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	r.Problems.Add(Position{File: r.File, Line: 1}, "YAML syntax error: %s", strings.TrimPrefix(msg, "yaml: "))
+	line, col := syntaxPosition(data, msg)
+	r.Problems.Add(Position{File: r.File, Line: line, Col: col}, "YAML syntax error: %s", msg)
+}
+
+// syntaxPosition finds the line and column of a syntax error whose message is
+// msg: the smallest number of leading lines that fails to parse with msg
+// (found by bisection: once a prefix fails, longer ones fail the same way),
+// and on that line the first tab for tab errors, else the first non-blank
+// character.
+func syntaxPosition(data []byte, msg string) (line, col int) {
+	lines := strings.SplitAfter(string(data), "\n")
+	failsAt := func(n int) bool {
+		var doc yaml.Node
+		err := yaml.NewDecoder(strings.NewReader(strings.Join(lines[:n], ""))).Decode(&doc)
+		if err == nil {
+			return false
+		}
+		return strings.HasSuffix(err.Error(), msg)
+	}
+	lo, hi := 1, len(lines) // invariant: the answer is in [lo, hi]
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if failsAt(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	text := strings.TrimRight(lines[lo-1], "\r\n")
+	if strings.Contains(msg, "tab") {
+		if i := strings.IndexByte(text, '\t'); i >= 0 {
+			return lo, i + 1
+		}
+	}
+	if i := strings.IndexFunc(text, func(c rune) bool { return c != ' ' && c != '\t' }); i >= 0 {
+		return lo, i + 1
+	}
+	return lo, 1
 }
 
 // Fields checks that n is a mapping whose keys are all in known and that every
@@ -111,11 +153,7 @@ func (r NodeReader) Fields(n *yaml.Node, what string, known, required []string) 
 			continue
 		}
 		if !slices.Contains(known, k.Value) {
-			if hint := closest(k.Value, known); hint != "" {
-				r.Errorf(k, "unknown field %q in %s (did you mean %q?)", k.Value, what, hint)
-			} else {
-				r.Errorf(k, "unknown field %q in %s", k.Value, what)
-			}
+			r.Errorf(k, "unknown field %q in %s%s", k.Value, what, DidYouMean(k.Value, known))
 			continue
 		}
 		out[k.Value] = v
@@ -240,6 +278,17 @@ func closest(s string, known []string) string {
 		}
 	}
 	return best
+}
+
+// DidYouMean returns ` (did you mean "x"?)` naming the known name closest to
+// name (within edit distance 2), or "" when none is close. Every place that
+// looks a name up (catalog entities, manifests, add-ons, backends, config
+// fields) words its hint through it, so the hints read alike.
+func DidYouMean(name string, known []string) string {
+	if c := closest(name, known); c != "" && c != name {
+		return fmt.Sprintf(" (did you mean %q?)", c)
+	}
+	return ""
 }
 
 func editDistance(a, b string) int {

@@ -39,6 +39,9 @@ const (
 // documented where it is declared (the yaml tag is its key) and in the
 // server reference in docs/configuration.md; a test keeps the two in step.
 type Config struct {
+	// inputs are where the file names the catalog and manifests (not
+	// configuration: filled by Decode for CheckInputs).
+	inputs []inputRef
 	// Listeners are the addresses served.
 	Listeners Listeners `yaml:"listeners"`
 	// Catalog is the unit-primitive catalog: a directory in the
@@ -77,6 +80,9 @@ type Config struct {
 	// RequestPath sets the canonical request path choices Envoy also offers
 	// (docs/request-path.md); keep them equal to the gateway's.
 	RequestPath RequestPath `yaml:"request_path"`
+	// API serves ccauthz's own API (ccauthz.v1: CatalogService) on the
+	// gRPC listener and as JSON on the admin listener (docs/api.md).
+	API API `yaml:"api"`
 
 	// TLS configures TLS and mTLS on the listeners (docs/configuration.md
 	// "TLS and listener hygiene"). Default: plaintext.
@@ -220,3 +226,18 @@ type RequestPath struct {
 func (r RequestPath) Options() requestpath.Options {
 	return requestpath.Options{MergeSlashes: r.MergeSlashes, EscapedSlashes: requestpath.EscapedSlashes(r.EscapedSlashes)}
 }
+
+// API configures ccauthz's own API (proto/ccauthz/v1).
+type API struct {
+	// Serve is auto, on or off. auto (the default) serves the API on each
+	// listener (gRPC, admin) that listens on loopback only; on serves it on
+	// both wherever they listen; off serves it nowhere.
+	Serve string `yaml:"serve"`
+}
+
+// API serve modes.
+const (
+	APIServeAuto = "auto"
+	APIServeOn   = "on"
+	APIServeOff  = "off"
+)

@@ -45,6 +45,7 @@ drain_timeout: 3s
 watch: {interval: 500ms, debounce: 0s}
 dry_run: true
 state_dir: /var/lib/ccauthz
+api: {serve: off}
 `
 
 func TestDecodeGood(t *testing.T) {
@@ -70,12 +71,18 @@ func TestDecodeGood(t *testing.T) {
 		DryRun:       true,
 		StateDir:     "/var/lib/ccauthz",
 		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: "reject"},
+		API:          API{Serve: APIServeOff},
 		File:         "/etc/ccauthz/config.yaml",
 	}
 	d := Default()
 	want.TLS, want.GRPCServer, want.AdminServer = d.TLS, d.GRPCServer, d.AdminServer
 	issuers := cfg.Issuers
 	cfg.Issuers = nil
+	inputs := cfg.inputs
+	cfg.inputs = nil
+	if len(inputs) != 3 {
+		t.Errorf("inputs = %+v, want the catalog and two manifests", inputs)
+	}
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", *cfg, want)
 	}
@@ -161,6 +168,19 @@ backends:
 		{"caches", base + "caches: {tokens: -2, token_bytes: 0}\n", []string{
 			`c.yaml:5:18: field "tokens" must be -1 (off), 0 (default) or a positive size, got -2`,
 			`c.yaml:5:35: field "token_bytes" must be positive, got 0`,
+		}},
+		{"api", base + "api: {serve: offf}\n", []string{
+			`c.yaml:5:14: field "serve" must be auto, on or off, got "offf" (did you mean "off"?)`,
+		}},
+		{"misspelled bundled names", `catalog: embedded:exmaple
+backends:
+  - {name: a, manifest: embedded:ai_gatway}
+  - {name: b, manifest: embedded:nothing_like_it}
+issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
+`, []string{
+			`c.yaml:1:10: field "catalog": no bundled catalog "exmaple" (did you mean "example"?) (bundled: example)`,
+			`c.yaml:3:25: field "manifest": no bundled manifest "ai_gatway" (did you mean "ai_gateway"?) (bundled: ai_gateway, duo_workflow)`,
+			`c.yaml:4:25: field "manifest": no bundled manifest "nothing_like_it" (bundled: ai_gateway, duo_workflow)`,
 		}},
 		{"issuers are checked by the token package", `catalog: x
 backends: [{name: a, manifest: m}]
@@ -294,5 +314,52 @@ func TestDecodeRequestPath(t *testing.T) {
 	}
 	if err == nil || !reflect.DeepEqual(strings.Split(err.Error(), "\n"), want) {
 		t.Errorf("got:\n%v\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestCheckInputs: a catalog or manifest file that does not exist is reported
+// at the config line naming it, with the closest file beside it.
+func TestCheckInputs(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"ai_gateway.yaml", "catalog.yml"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "c.yaml")
+	doc := `catalog: catalog.yml
+backends:
+  - {name: a, manifest: ai_gatway.yaml}
+  - {name: b, manifest: embedded:duo_workflow}
+  - {name: c, manifest: ai_gateway.yaml}
+  - {name: d, manifest: zzz/none.yaml}
+issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
+`
+	cfg, err := Decode(file, []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.CheckInputs()
+	want := []string{
+		file + `:3:25: manifest ` + filepath.Join(dir, "ai_gatway.yaml") + `: no such file or directory (did you mean "ai_gateway.yaml"?)`,
+		file + `:6:25: manifest ` + filepath.Join(dir, "zzz/none.yaml") + `: no such file or directory`,
+	}
+	if err == nil {
+		t.Fatal("CheckInputs passed with missing manifests")
+	}
+	if got := strings.Split(err.Error(), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ai_gatway.yaml"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "zzz"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "zzz/none.yaml"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckInputs(); err != nil {
+		t.Errorf("all inputs exist: %v", err)
 	}
 }

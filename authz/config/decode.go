@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,12 +17,14 @@ import (
 
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy/manifest"
 	"github.com/ccauthz/ccauthz/proto/httpcheck"
 	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path", "api"}
+	apiFields      = []string{"serve"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run", "extra_rego_builtins"}
@@ -48,6 +52,7 @@ func Default() Config {
 		Watch:        Watch{Interval: DefaultWatchInterval, Debounce: DefaultReloadDebounce},
 		StateDir:     DefaultStateDir,
 		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: string(requestpath.EscapedSlashesReject)},
+		API:          API{Serve: APIServeAuto},
 	}
 	defaultListen(&c)
 	return c
@@ -101,7 +106,9 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 			if v == "" {
 				r.Errorf(n, "field \"catalog\" must not be empty")
 			}
+			embeddedName(r, n, "catalog", v, []string{"example"})
 			cfg.Catalog = v
+			cfg.inputs = append(cfg.inputs, inputRef{field: "catalog", pos: r.Pos(n)})
 		}
 	}
 	cfg.Issuers = token.DecodeIssuers(r, f["issuers"])
@@ -110,7 +117,7 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 		issuerNames[ic.Name] = true
 	}
 	if n := f["backends"]; n != nil {
-		cfg.Backends = decodeBackends(r, n, issuerNames)
+		cfg.Backends = decodeBackends(r, n, issuerNames, cfg)
 	}
 	if cf := r.Fields(f["caches"], "caches", cacheFields, nil); cf != nil {
 		cacheSize(r, cf["tokens"], "tokens", &cfg.Caches.Tokens)
@@ -179,6 +186,15 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 			cfg.RequestPath.EscapedSlashes = v
 		}
 	}
+	if af := r.Fields(f["api"], "api", apiFields, nil); af != nil {
+		if v, ok := r.String(af["serve"], "serve"); ok {
+			known := []string{APIServeAuto, APIServeOn, APIServeOff}
+			if !slices.Contains(known, v) {
+				r.Errorf(af["serve"], "field \"serve\" must be auto, on or off, got %q%s", v, catalog.DidYouMean(v, known))
+			}
+			cfg.API.Serve = v
+		}
+	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {
 		cfg.DryRun = v
 	}
@@ -213,7 +229,7 @@ func decodeHTTPCheck(r catalog.NodeReader, f map[string]*yaml.Node, h *HTTPCheck
 	positiveDuration(r, f["idle_timeout"], "idle_timeout", &h.IdleTimeout)
 }
 
-func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]bool) []Backend {
+func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]bool, cfg *Config) []Backend {
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
 		r.Errorf(n, "field \"backends\" must be a non-empty list of backends")
 		return nil
@@ -241,7 +257,9 @@ func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]b
 			if v == "" {
 				r.Errorf(bf["manifest"], "field \"manifest\" must not be empty")
 			}
+			embeddedName(r, bf["manifest"], "manifest", v, manifest.ExampleNames())
 			b.Manifest = v
+			cfg.inputs = append(cfg.inputs, inputRef{field: "manifest", backend: len(out), pos: r.Pos(bf["manifest"])})
 		}
 		b.ExtraRego, _ = r.String(bf["extra_rego"], "extra_rego")
 		b.Issuers = r.Strings(bf["issuers"], "issuers")
@@ -268,6 +286,17 @@ func decodeBackends(r catalog.NodeReader, n *yaml.Node, issuerNames map[string]b
 		out = append(out, b)
 	}
 	return out
+}
+
+// embeddedName checks that an `embedded:NAME` reference names a bundled
+// input, so a misspelling is reported with its position when the config is
+// read, before any key is fetched or policy built.
+func embeddedName(r catalog.NodeReader, n *yaml.Node, field, v string, known []string) {
+	name, ok := strings.CutPrefix(v, EmbeddedPrefix)
+	if !ok || slices.Contains(known, name) {
+		return
+	}
+	r.Errorf(n, "field %q: no bundled %s %q%s (bundled: %s)", field, field, name, catalog.DidYouMean(name, known), strings.Join(known, ", "))
 }
 
 func address(r catalog.NodeReader, n *yaml.Node, field string, dst *string) {
@@ -318,6 +347,50 @@ func (c *Config) resolve(dir string) {
 	for i := range c.Issuers {
 		c.Issuers[i].JWKSFile = abs(c.Issuers[i].JWKSFile)
 	}
+}
+
+// inputRef is where the config names an input file (the catalog or a
+// backend's manifest), for CheckInputs' positioned messages.
+type inputRef struct {
+	field   string // "catalog" or "manifest"
+	backend int    // index into Backends, for "manifest"
+	pos     catalog.Position
+}
+
+// CheckInputs reports, positioned at the config line that names it, every
+// catalog or manifest file that does not exist, with a "did you mean" among
+// the files beside it. Serve runs it right after reading the config, so a
+// misspelled file name is the first thing said, not an error after the
+// issuers' keys loaded. Decode does not: a config may be checked on a machine
+// where its paths do not exist (CI checking a Kubernetes ConfigMap).
+func (c *Config) CheckInputs() error {
+	var ps catalog.Problems
+	for _, in := range c.inputs {
+		p := c.Catalog
+		if in.field == "manifest" {
+			if in.backend >= len(c.Backends) {
+				continue
+			}
+			p = c.Backends[in.backend].Manifest
+		}
+		if p == "" || strings.HasPrefix(p, EmbeddedPrefix) {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			ps.Add(in.pos, "%s %s: %v", in.field, p, err)
+			continue
+		}
+		var siblings []string
+		if entries, err := os.ReadDir(filepath.Dir(p)); err == nil {
+			for _, e := range entries {
+				siblings = append(siblings, e.Name())
+			}
+		}
+		ps.Add(in.pos, "%s %s: no such file or directory%s", in.field, p, catalog.DidYouMean(filepath.Base(p), siblings))
+	}
+	return ps.Err()
 }
 
 // WatchedPaths are the inputs a reload re-reads: the catalog, every

@@ -191,6 +191,8 @@ func (s *Server) account(c *checkState, start time.Time) {
 	if wouldDeny {
 		if ctr, ok := counters.wouldDeny[c.decision.Reason]; ok {
 			ctr.Inc()
+		} else {
+			s.metrics.wouldDeny.WithLabelValues(counterLabel(c.backend), string(c.decision.Reason)).Inc()
 		}
 	}
 	counters.latency.Observe(latency.Seconds())

@@ -110,17 +110,28 @@ type counterKey struct {
 	reason   policy.Reason
 }
 
-func (m *Metrics) forBackend(label string) *backendCounters {
+// forBackend pre-creates the series a backend can produce, and only those:
+// allows with allowed or public, denials with every other reason, and, when
+// dryRun (the backend's or the server's), the would-be denials that were
+// allowed. An impossible pair such as decision="deny",reason="allowed" never
+// appears in /metrics.
+func (m *Metrics) forBackend(label string, dryRun bool) *backendCounters {
 	c := &backendCounters{
 		checks:    make(map[counterKey]prometheus.Counter, 2*len(knownReasons)),
 		wouldDeny: make(map[policy.Reason]prometheus.Counter, len(knownReasons)),
 		latency:   m.latency.WithLabelValues(label),
 	}
 	for _, r := range knownReasons {
-		for _, d := range []string{decisionAllow, decisionDeny} {
-			c.checks[counterKey{d, r}] = m.checks.WithLabelValues(label, d, string(r))
+		allowReason := r == policy.ReasonAllowed || r == policy.ReasonPublic
+		if allowReason || dryRun {
+			c.checks[counterKey{decisionAllow, r}] = m.checks.WithLabelValues(label, decisionAllow, string(r))
 		}
-		c.wouldDeny[r] = m.wouldDeny.WithLabelValues(label, string(r))
+		if !allowReason {
+			c.checks[counterKey{decisionDeny, r}] = m.checks.WithLabelValues(label, decisionDeny, string(r))
+			if dryRun {
+				c.wouldDeny[r] = m.wouldDeny.WithLabelValues(label, string(r))
+			}
+		}
 	}
 	return c
 }

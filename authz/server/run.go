@@ -47,6 +47,9 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	if s.opts.GRPC.Reflection {
 		reflection.Register(gs)
 	}
+	if s.deps.API != nil {
+		s.deps.API.RegisterGRPC(gs)
+	}
 
 	admin := s.adminServer(ls.TLS.Admin)
 	var checks *http.Server
@@ -176,6 +179,9 @@ func (s *Server) AdminHandler() http.Handler {
 	}))
 	for pattern, h := range s.deps.AdminRoutes {
 		mux.Handle(pattern, h)
+	}
+	if s.deps.API != nil {
+		s.deps.API.AdminRoutes(mux)
 	}
 	return mux
 }

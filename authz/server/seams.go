@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/policy"
@@ -48,3 +51,11 @@ type IssuerStats struct {
 // inputs on disk (catalog, manifests, extra Rego). It is called at start and
 // on every reload; it must validate fully and never return a partial snapshot.
 type Builder func(ctx context.Context) (*Snapshot, error)
+
+// APIServices are the APIs served beside the checks (ccauthz.v1, see
+// authz/api): registered on the gRPC server and mounted on the admin mux,
+// once each, when Serve starts.
+type APIServices interface {
+	RegisterGRPC(gs *grpc.Server)
+	AdminRoutes(mux *http.ServeMux)
+}

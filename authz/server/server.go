@@ -83,6 +83,9 @@ type Deps struct {
 	// AdminRoutes are extra handlers on the admin listener, by ServeMux
 	// pattern (the unit-primitive directory under /catalog/).
 	AdminRoutes map[string]http.Handler
+	// API is ccauthz's own API (ccauthz.v1), served beside the checks; nil
+	// serves none.
+	API APIServices
 }
 
 // Server answers ext_authz checks from an immutable snapshot that reloads
@@ -135,7 +138,7 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		idPrefix:  hex.EncodeToString(id[:]) + "-",
 		notReady:  map[string]string{},
 	}
-	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel)
+	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel, opts.DryRun)
 	if err := s.metrics.Registry.Register(&cacheCollector{srv: s}); err != nil {
 		return nil, fmt.Errorf("server: cache metrics: %w", err)
 	}
@@ -160,7 +163,7 @@ func (s *Server) prepare(snap *Snapshot) error {
 	for _, name := range snap.Names() {
 		b := snap.backends[name]
 		b.meta = envoy.NewBackendMeta(b.Name, b.Decider.Revision())
-		b.counters = s.metrics.forBackend(b.Name)
+		b.counters = s.metrics.forBackend(b.Name, s.opts.DryRun || b.DryRun)
 	}
 	return nil
 }

@@ -506,10 +506,38 @@ func TestMetricsExposition(t *testing.T) {
 		`ccauthz_reloads_total{result="success"} 1`,
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
+		// Pre-created at zero: every series the backend can produce.
+		`ccauthz_checks_total{backend="ai_gateway",decision="deny",reason="insufficient_scope"} 0`,
+		`ccauthz_checks_total{backend="ai_gateway",decision="allow",reason="public"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// ...and none it cannot: no allow with a denial reason outside dry-run,
+	// no deny with an allow reason, no would-deny counters.
+	for _, never := range []string{
+		`decision="deny",reason="allowed"`,
+		`decision="deny",reason="public"`,
+		`decision="allow",reason="insufficient_scope"`,
+		`ccauthz_dry_run_would_deny_total{`,
+	} {
+		if strings.Contains(body, never) {
+			t.Errorf("/metrics has the impossible series %s:\n%s", never, grep(body, never))
+		}
+	}
+	// In dry-run a denial reason may be allowed, and is pre-created so.
+	body = scrape(t, newHarness(t, Options{DryRun: true}, aiGateway()).srv)
+	for _, want := range []string{
+		`ccauthz_checks_total{backend="ai_gateway",decision="allow",reason="insufficient_scope"} 0`,
+		`ccauthz_dry_run_would_deny_total{backend="ai_gateway",reason="insufficient_scope"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dry-run /metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `decision="deny",reason="allowed"`) {
+		t.Error("dry-run /metrics has deny/allowed")
 	}
 }
 

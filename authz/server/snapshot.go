@@ -55,9 +55,8 @@ type Snapshot struct {
 	names    []string
 	// Built is when the snapshot was built.
 	Built time.Time
-	// Catalog is the catalog every backend's policy was built from, kept
-	// for the unit-primitive directory (never read on the check path); nil
-	// when unknown.
+	// Catalog is the catalog the snapshot's policies were built from (nil
+	// if the builder does not say); the API and directory read it.
 	Catalog *catalog.Catalog
 }
 

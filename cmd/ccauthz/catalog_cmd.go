@@ -67,7 +67,7 @@ func newCatalogFlags(e *env, name, args string) *catalogFlags {
 	fs.SetOutput(e.stderr)
 	s := &catalogFlags{FlagSet: fs, e: e, name: name, args: args}
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: ccauthz catalog %s%s\n", name, args)
+		fmt.Fprintf(fs.Output(), "usage: ccauthz catalog %s%s\n", name, args)
 		fs.PrintDefaults()
 	}
 	return s
@@ -76,20 +76,8 @@ func newCatalogFlags(e *env, name, args string) *catalogFlags {
 // parse parses flags wherever they appear and returns the positional
 // arguments; code is the exit code to return when ok is false.
 func (s *catalogFlags) parse(args []string) (positional []string, code int, ok bool) {
-	for {
-		if err := s.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, exitOK, false
-			}
-			return nil, exitUsage, false
-		}
-		args = s.Args()
-		if len(args) == 0 {
-			return positional, 0, true
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
+	positional, code, done := parseFlags(s.e, s.FlagSet, args, true)
+	return positional, code, !done
 }
 
 // usageError reports malformed arguments, with the subcommand's usage.
@@ -198,13 +186,13 @@ func catalogList(e *env, args []string) int {
 	}
 	if *backend != "" {
 		if _, ok := c.Backend(*backend); !ok {
-			return fs.argError("unknown backend %q (known: %s)", *backend, strings.Join(catBackendNames(c), ", "))
+			return fs.argError("unknown backend %q%s (known: %s)", *backend, catalog.DidYouMean(*backend, catBackendKeys(c)), strings.Join(catBackendNames(c), ", "))
 		}
 		ups = c.UnitPrimitivesOfBackend(*backend)
 	}
 	if *addOn != "" {
 		if _, ok := c.AddOns[*addOn]; !ok {
-			return fs.argError("unknown add-on %q (known: %s)", *addOn, strings.Join(catKeys(c.AddOns), ", "))
+			return fs.argError("unknown add-on %q%s (known: %s)", *addOn, catalog.DidYouMean(*addOn, catKeys(c.AddOns)), strings.Join(catKeys(c.AddOns), ", "))
 		}
 		bundled := c.UnitPrimitivesOfAddOn(*addOn)
 		ups = slices.DeleteFunc(ups, func(u *catalog.UnitPrimitive) bool { return !slices.Contains(bundled, u) })
@@ -281,7 +269,7 @@ func catalogShow(e *env, args []string) int {
 	}
 	u, found := c.Lookup(pos[0])
 	if !found {
-		return fs.argError("unknown unit primitive %q", pos[0])
+		return fs.argError("unknown unit primitive %q%s", pos[0], catalog.DidYouMean(pos[0], catUPNames(c)))
 	}
 	var services []string
 	for _, name := range catKeys(c.Services) {
@@ -400,7 +388,7 @@ func catalogScopes(e *env, args []string) int {
 		}
 		// An unknown add-on would silently grant nothing: say so instead.
 		if _, known := c.AddOns[a]; !known {
-			return fs.argError("unknown add-on %q (known: %s)", a, strings.Join(catKeys(c.AddOns), ", "))
+			return fs.argError("unknown add-on %q%s (known: %s)", a, catalog.DidYouMean(a, catKeys(c.AddOns)), strings.Join(catKeys(c.AddOns), ", "))
 		}
 		addOns = append(addOns, a)
 	}
@@ -463,6 +451,27 @@ func catBackendNames(c *catalog.Catalog) []string {
 	var out []string
 	for _, name := range catKeys(c.BackendServices) {
 		out = append(out, fmt.Sprintf("%s (%s)", name, c.BackendServices[name].JWTAud))
+	}
+	return out
+}
+
+// catBackendKeys are the names a backend may be looked up by: catalog names
+// and audiences.
+func catBackendKeys(c *catalog.Catalog) []string {
+	var out []string
+	for _, name := range catKeys(c.BackendServices) {
+		out = append(out, name, c.BackendServices[name].JWTAud)
+	}
+	return out
+}
+
+// catUPNames are the names a unit primitive may be looked up by: its own
+// and its aliases.
+func catUPNames(c *catalog.Catalog) []string {
+	var out []string
+	for _, name := range c.UnitPrimitiveNames() {
+		out = append(out, name)
+		out = append(out, c.UnitPrimitives[name].AliasNames...)
 	}
 	return out
 }

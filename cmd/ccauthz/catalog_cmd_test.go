@@ -71,9 +71,21 @@ func TestCatalogUsage(t *testing.T) {
 			t.Errorf("%v: a failure must print to stderr only; stdout %q", tc.args, stdout)
 		}
 	}
-	_, _, stderr := runCLI(t, "catalog", "show", "duo_chatt")
-	if stderr != "ccauthz catalog show: unknown unit primitive \"duo_chatt\"\n" {
-		t.Errorf("unknown unit primitive: %q", stderr)
+	// Every name lookup suggests the closest known name, worded alike.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"catalog", "show", "duo_chats"}, "ccauthz catalog show: unknown unit primitive \"duo_chats\" (did you mean \"duo_chat\"?)\n"},
+		{[]string{"catalog", "show", "xyzzy"}, "ccauthz catalog show: unknown unit primitive \"xyzzy\"\n"},
+		{[]string{"catalog", "list", "--add-on", "duo_prp"}, "ccauthz catalog list: unknown add-on \"duo_prp\" (did you mean \"duo_pro\"?) (known: "},
+		{[]string{"catalog", "scopes", "--add-ons", "duo_entreprise"}, "ccauthz catalog scopes: unknown add-on \"duo_entreprise\" (did you mean \"duo_enterprise\"?) (known: "},
+		{[]string{"catalog", "list", "--backend", "ai_gatway"}, "ccauthz catalog list: unknown backend \"ai_gatway\" (did you mean \"ai_gateway\"?) (known: "},
+	} {
+		code, _, stderr := runCLI(t, tc.args...)
+		if code != exitUsage || !strings.HasPrefix(stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want prefix %q", tc.args, code, stderr, tc.want)
+		}
 	}
 }
 

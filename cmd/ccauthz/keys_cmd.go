@@ -43,15 +43,15 @@ func (s *tokStrings) Set(v string) error { *s = append(*s, v); return nil }
 func keysFlagSet(e *env, name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("ccauthz keys "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, keysUsage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), keysUsage) }
 	return fs
 }
 
 func keysGenerate(e *env, args []string) int {
 	fs := keysFlagSet(e, "generate")
 	out := fs.String("out", "signing-key.pem", "file to write the private key to (mode 0600, never overwritten)")
-	if err := fs.Parse(args); err != nil {
-		return keysFlagExit(err)
+	if _, code, done := parseFlags(e, fs, args, false); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "ccauthz keys generate: unexpected argument %q\n", fs.Arg(0))
@@ -98,8 +98,8 @@ func keysJWKS(e *env, args []string) int {
 	var keyFiles tokStrings
 	fs.Var(&keyFiles, "key", "PEM key file (private or public); repeat for several keys")
 	out := fs.String("out", "", "write the JWKS to this file instead of stdout")
-	if err := fs.Parse(args); err != nil {
-		return keysFlagExit(err)
+	if _, code, done := parseFlags(e, fs, args, false); done {
+		return code
 	}
 	if fs.NArg() > 0 || len(keyFiles) == 0 {
 		fmt.Fprint(e.stderr, "ccauthz keys jwks: give at least one --key FILE and no other argument\n")
@@ -159,14 +159,6 @@ func keysWriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return nil
-}
-
-// keysFlagExit maps a flag parse error to an exit code (-h is not an error).
-func keysFlagExit(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	return exitUsage
 }
 
 // tokReadSmall reads at most limit bytes from r, failing beyond.

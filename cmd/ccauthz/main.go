@@ -3,7 +3,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -44,6 +47,7 @@ func commands() map[string]command {
 		"token":     {"mint and inspect Cloud Connector tokens", runToken},
 		"serve":     {"serve Envoy ext_authz checks", runServe},
 		"ratelimit": {"generate rate-limit configuration", runRatelimit},
+		"version":   {"print the version, commit, Go and OPA versions", runVersion},
 	}
 }
 
@@ -56,11 +60,13 @@ func main() {
 
 func run(ctx context.Context, e *env, args []string) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(e.stderr, cmds)
-		if len(args) == 0 {
-			return exitUsage
-		}
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(e.stdout, cmds)
 		return exitOK
 	}
 	c, ok := cmds[args[0]]
@@ -83,6 +89,43 @@ func usage(w io.Writer, cmds map[string]command) {
 		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'ccauthz <command> -h' for a command's help.")
+}
+
+// parseFlags parses args with fs the one way every subcommand does: -h,
+// -help and --help print the usage to stdout and end the command with exit
+// 0; a bad flag prints the problem and the usage to stderr and ends it with
+// exit 2 (done is true then, and the command returns code). With interleaved,
+// flags may also follow positional arguments (`catalog show NAME --at T`);
+// pos are the positional arguments. A flag set's Usage writes to its
+// Output(), which is stderr again once parsing is over.
+func parseFlags(e *env, fs *flag.FlagSet, args []string, interleaved bool) (pos []string, code int, done bool) {
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	defer fs.SetOutput(e.stderr)
+	for {
+		err := fs.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			_, _ = e.stdout.Write(buf.Bytes())
+			return nil, exitOK, true
+		case err != nil:
+			_, _ = e.stderr.Write(buf.Bytes())
+			return nil, exitUsage, true
+		}
+		if !interleaved {
+			return fs.Args(), 0, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, 0, false
+		}
+		// After "--" everything is positional.
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), 0, false
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 // subcommands dispatches `ccauthz <name> <sub> ...` to subs[sub]: no

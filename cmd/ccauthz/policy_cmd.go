@@ -26,18 +26,46 @@ subcommands:
             --manifest FILE|NAME --out DIR [--catalog PATH] [--extra DIR]
   eval    evaluate one request and print the decision as JSON
             --manifest FILE|NAME --input FILE|- [--catalog PATH] [--extra DIR]
+  test    run the opa test suites of a build output directory
+            DIR [-v] [--coverage] [--run REGEX]
 
 Without --catalog the bundled example catalog is used. --manifest takes a
 manifest file or the name of a bundled example (%s).
 build writes DIR/core.rego, DIR/generated.rego, DIR/tests/<route>_test.rego
-(and DIR/extra/*.rego with --extra); run them with: go tool opa test --coverage DIR
-The eval input is the policy input document as JSON:
+(and DIR/extra/*.rego with --extra); run them with: ccauthz policy test DIR
+` + policyInputHelp + `Exit codes: 0 ok, 1 invalid catalog, manifest, extra module or input, 2 usage,
+3 a policy test failed.
+`
+
+// policyInputHelp describes the --input document of policy eval.
+const policyInputHelp = `The eval input is the policy input document as JSON: the request as the
+server maps it (header names lower case) and the token as the verifier
+judged it; docs/examples/eval-input.json is a complete one (an allow):
   {"backend": "ai_gateway",
-   "request": {"method": "POST", "path": "/v2/code/completions", "query": "", "host": "",
-               "headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-realm": "saas"}},
-   "token": {"status": "valid", "reason": "ok", "issuer": "gitlab_com", "kind": "instance",
-             "claims": {"sub": "...", "scopes": ["complete_code"]}}}
-Exit codes: 0 ok, 1 invalid catalog, manifest, extra module or input, 2 usage.
+   "request": {"method": "POST", "path": "/v2/code/completions", "host": "cloud.gitlab.com",
+               "headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-realm": "self-managed",
+                           "x-gitlab-instance-id": "..."}},
+   "token": {"status": "valid", "reason": "ok", "issuer": "dev", "kind": "instance",
+             "claims": {"sub": "...", "gitlab_realm": "self-managed", "scopes": ["complete_code"]}}}
+token.status is valid, missing, invalid or unavailable; backend defaults to
+the manifest's.
+`
+
+const policyEvalUsage = `usage: ccauthz policy eval --manifest FILE|NAME --input FILE|- [--catalog PATH] [--extra DIR]
+
+Evaluate one request against the policy built from the catalog and manifest
+and print the decision as JSON (the same decision serve enforces).
+
+` + policyInputHelp + `
+Flags:
+`
+
+const policyBuildUsage = `usage: ccauthz policy build --manifest FILE|NAME --out DIR [--catalog PATH] [--extra DIR]
+
+Generate and compile the Rego for one backend and write it with its opa test
+suites to DIR; then run them with: ccauthz policy test DIR
+
+Flags:
 `
 
 // runPolicy implements `ccauthz policy`.
@@ -46,6 +74,7 @@ func runPolicy(ctx context.Context, e *env, args []string) int {
 	return subcommands(e, "policy", usage, args, map[string]func([]string) int{
 		"build": func(a []string) int { return policyBuild(e, a) },
 		"eval":  func(a []string) int { return policyEval(ctx, e, a) },
+		"test":  func(a []string) int { return policyTest(ctx, e, a) },
 	})
 }
 
@@ -94,7 +123,7 @@ func loadManifest(arg string) (*manifest.Manifest, error) {
 	if slices.Contains(manifest.ExampleNames(), arg) {
 		return manifest.Example(arg)
 	}
-	return nil, fmt.Errorf("manifest %q: no such file, and not a bundled example (%s)", arg, strings.Join(manifest.ExampleNames(), ", "))
+	return nil, fmt.Errorf("manifest %q: no such file, and not a bundled example%s (bundled: %s)", arg, catalog.DidYouMean(arg, manifest.ExampleNames()), strings.Join(manifest.ExampleNames(), ", "))
 }
 
 func printProblems(w io.Writer, err error) {
@@ -108,19 +137,25 @@ func printProblems(w io.Writer, err error) {
 	fmt.Fprintln(w, err)
 }
 
-func policyFlagSet(e *env, name string) *flag.FlagSet {
+// policyFlagSet is a subcommand's flag set; its usage text is head followed
+// by the flag defaults.
+func policyFlagSet(e *env, name, head string) *flag.FlagSet {
 	fs := flag.NewFlagSet("ccauthz policy "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), head)
+		fs.PrintDefaults()
+	}
 	return fs
 }
 
 func policyBuild(e *env, args []string) int {
-	fs := policyFlagSet(e, "build")
+	fs := policyFlagSet(e, "build", policyBuildUsage)
 	var pi policyInputs
 	pi.register(fs)
 	out := fs.String("out", "", "output directory (created; a previous build there is replaced)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	if _, code, done := parseFlags(e, fs, args, false); done {
+		return code
 	}
 	if pi.manifestArg == "" || *out == "" || fs.NArg() != 0 {
 		fmt.Fprintln(e.stderr, "ccauthz policy build: --manifest and --out are required, and no positional arguments")
@@ -204,12 +239,12 @@ func writeOutput(dir string, files []regogen.File) error {
 }
 
 func policyEval(ctx context.Context, e *env, args []string) int {
-	fs := policyFlagSet(e, "eval")
+	fs := policyFlagSet(e, "eval", policyEvalUsage)
 	var pi policyInputs
 	pi.register(fs)
-	inputPath := fs.String("input", "", "request JSON file, or - for stdin")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	inputPath := fs.String("input", "", "policy input JSON file (see docs/examples/eval-input.json), or - for stdin")
+	if _, code, done := parseFlags(e, fs, args, false); done {
+		return code
 	}
 	if pi.manifestArg == "" || *inputPath == "" || fs.NArg() != 0 {
 		fmt.Fprintln(e.stderr, "ccauthz policy eval: --manifest and --input are required, and no positional arguments")

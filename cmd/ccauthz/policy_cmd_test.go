@@ -147,7 +147,11 @@ func TestPolicyUsage(t *testing.T) {
 		}
 	}
 	code, _, errOut := policyCLI(t, "", "policy", "eval", "--manifest", "no_such_example", "--input", "-")
-	if code != exitInvalid || !strings.Contains(errOut, "not a bundled example (ai_gateway, duo_workflow)") {
+	if code != exitInvalid || !strings.Contains(errOut, "not a bundled example (bundled: ai_gateway, duo_workflow)") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+	code, _, errOut = policyCLI(t, "", "policy", "eval", "--manifest", "ai_gatewya", "--input", "-")
+	if code != exitInvalid || !strings.Contains(errOut, `not a bundled example (did you mean "ai_gateway"?)`) {
 		t.Errorf("exit %d: %s", code, errOut)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -50,7 +49,7 @@ func (s *ratelimitList) Set(v string) error { *s = append(*s, v); return nil }
 func ratelimitConfig(e *env, args []string, usage string) int {
 	fs := flag.NewFlagSet("ccauthz ratelimit config", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, usage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage) }
 	var manifests ratelimitList
 	fs.Var(&manifests, "manifest", "service manifest file or bundled example name (repeatable)")
 	catalogPath := fs.String("catalog", "", "catalog path (default: the bundled example catalog)")
@@ -104,7 +103,7 @@ func ratelimitConfig(e *env, args []string, usage string) int {
 func ratelimitActions(e *env, args []string, usage string) int {
 	fs := flag.NewFlagSet("ccauthz ratelimit envoy-actions", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, usage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage) }
 	out := fs.String("out", "", "output file (default stdout)")
 	if code, done := ratelimitFlags(fs, args, e, usage); done {
 		return code
@@ -119,11 +118,8 @@ func ratelimitActions(e *env, args []string, usage string) int {
 
 // ratelimitFlags parses args; done is true when the command must end with code.
 func ratelimitFlags(fs *flag.FlagSet, args []string, e *env, usage string) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK, true
-		}
-		return exitUsage, true
+	if _, code, done := parseFlags(e, fs, args, false); done {
+		return code, true
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "%s: unexpected argument %q\n\n%s", fs.Name(), fs.Arg(0), usage)

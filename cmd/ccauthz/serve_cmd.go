@@ -59,18 +59,15 @@ const (
 func runServe(ctx context.Context, e *env, args []string) int {
 	fs := flag.NewFlagSet("ccauthz serve", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, serveUsage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), serveUsage) }
 	configPath := fs.String("config", "", "configuration file")
 	stateDir := fs.String("state-dir", "", "state directory")
 	grpcAddr := fs.String("grpc", "", "gRPC listen address")
 	adminAddr := fs.String("admin", "", "admin HTTP listen address")
 	var httpAddr *string
 	fs.Func("http", "HTTP check listen address", func(v string) error { httpAddr = &v; return nil })
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if _, code, done := parseFlags(e, fs, args, false); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "ccauthz serve: unexpected argument %q\n\n%s", fs.Arg(0), serveUsage)
@@ -81,6 +78,11 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	var dev *devissuer.Issuer
 	if *configPath != "" {
 		c, err := config.Load(*configPath)
+		if err == nil {
+			// Missing inputs are named first, positioned, before any
+			// issuer's keys are fetched.
+			err = c.CheckInputs()
+		}
 		if err != nil {
 			printServeConfigError(e.stderr, err)
 			return exitInvalid
@@ -201,7 +203,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 func printServeConfigError(w io.Writer, err error) {
 	var ve *catalog.ValidationError
 	if errors.As(err, &ve) {
-		fmt.Fprintf(w, "ccauthz serve: invalid configuration (%d problems):\n%s\n", len(ve.Problems), ve.Error())
+		fmt.Fprintf(w, "ccauthz serve: invalid configuration (%s):\n%s\n", catPlural(len(ve.Problems), "problem"), ve.Error())
 		return
 	}
 	fmt.Fprintf(w, "ccauthz serve: %v\n", err)
@@ -248,7 +250,11 @@ func printDevCommands(w io.Writer, dev *devissuer.Issuer, grpcAddr, adminAddr, h
   whose key and JWKS are kept in %s.
 
 The token below is an instance token for %s with scope complete_code,
-valid for %s (run 'make run' again for a fresh one).
+valid for %s (run 'make run' again for a fresh one). Paste this line into
+the shell you run the docs' curl examples from (docs/http-checks.md):
+
+export TOKEN=%s
+
 Install grpcurl once with: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 
 # Allowed: code completions need complete_code, which the token has.
@@ -265,7 +271,7 @@ curl -s http://%s/metrics | grep '^ccauthz_checks_total'
 # The unit-primitive directory (every unit primitive, add-on and backend, the
 # routes that require each, a grant calculator), live in a browser:
 #   http://%s%s
-`, grpcAddr, adminAddr, devissuer.IssuerURL, filepath.Dir(dev.JWKSFile), devInstanceID, devTokenTTL,
+`, grpcAddr, adminAddr, devissuer.IssuerURL, filepath.Dir(dev.JWKSFile), devInstanceID, devTokenTTL, tok,
 		allow, grpcAddr, deny, grpcAddr, grpcAddr, adminAddr, adminAddr, adminAddr, assembly.DirectoryPath)
 	if httpAddr != "" {
 		jsonAllow, err := devJSONCheck("/v2/code/completions", tok)
@@ -332,8 +338,15 @@ func devCheckRequest(path, tok string) (string, error) {
 	return string(b), nil
 }
 
+// Set by the Makefile's build (-ldflags -X) from git; empty in a plain
+// `go build`, where the toolchain's own VCS stamp is used.
+var (
+	buildVersion string
+	buildCommit  string
+)
+
 // serveBuildInfo reads the module version and VCS revision the binary was built
-// from, when the toolchain recorded them.
+// from, when the toolchain or the Makefile recorded them.
 func serveBuildInfo() server.BuildInfo {
 	bi := server.BuildInfo{Version: "devel", Revision: "unknown"}
 	if info, ok := debug.ReadBuildInfo(); ok {
@@ -345,6 +358,12 @@ func serveBuildInfo() server.BuildInfo {
 				bi.Revision = s.Value
 			}
 		}
+	}
+	if buildVersion != "" {
+		bi.Version = buildVersion
+	}
+	if buildCommit != "" {
+		bi.Revision = buildCommit
 	}
 	return bi
 }

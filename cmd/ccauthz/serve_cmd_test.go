@@ -28,8 +28,9 @@ func TestServeUsage(t *testing.T) {
 		if code := run(context.Background(), e, tc.args); code != tc.code {
 			t.Errorf("%v: exit %d, want %d (stderr %q)", tc.args, code, tc.code, stderr.String())
 		}
-		if !strings.Contains(stderr.String(), tc.want) {
-			t.Errorf("%v: stderr %q lacks %q", tc.args, stderr.String(), tc.want)
+		// Help goes to stdout, problems to stderr (TestEveryCommandHelp).
+		if got := stdout.String() + stderr.String(); !strings.Contains(got, tc.want) {
+			t.Errorf("%v: output %q lacks %q", tc.args, got, tc.want)
 		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/policy/manifest"
+	ccauthzv1 "github.com/ccauthz/ccauthz/proto/ccauthz/v1"
 )
 
 // The end-to-end tests build the real binary once (into the top test's temp
@@ -314,6 +315,21 @@ func testServeDefault(t *testing.T, bin string) {
 			t.Errorf("%s: %v %v, want mode %v", path, info.Mode(), err, mode)
 		}
 	}
+	// The ccauthz.v1 API is on (the listeners are loopback): the catalog
+	// being served, over gRPC and as JSON on the admin listener.
+	bs, err := ccauthzv1.NewCatalogServiceClient(p.conn).ListBackends(context.Background(), &ccauthzv1.ListBackendsRequest{})
+	if err != nil || len(bs.GetBackends()) != len(catalog.Example().BackendServices) || bs.GetCatalog().GetDigest() != catalog.Example().Digest() {
+		t.Errorf("CatalogService.ListBackends = %v, %v", bs, err)
+	}
+	resp, err := http.Post("http://"+p.admin+"/api/ccauthz.v1.CatalogService/Grant", "application/json", strings.NewReader(`{"add_ons":["duo_pro"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"complete_code"`) {
+		t.Errorf("admin Grant: %d %s", resp.StatusCode, body)
+	}
 	// Health: overall and per backend SERVING.
 	h := healthpb.NewHealthClient(p.conn)
 	for _, svc := range []string{"", "ai_gateway", "envoy.service.auth.v3.Authorization"} {
@@ -328,6 +344,10 @@ func testServeDefault(t *testing.T, bin string) {
 		t.Errorf("%d decision logs, want 4 (2 gRPC, 2 HTTP)", n)
 	}
 	tok := regexp.MustCompile(`Bearer ([A-Za-z0-9_.-]+)`).FindStringSubmatch(out)[1]
+	// The docs' curl examples read $TOKEN: make run prints the line to set it.
+	if !strings.Contains(out, "\nexport TOKEN="+tok+"\n") {
+		t.Errorf("no export TOKEN line for the printed token:\n%s", out)
+	}
 	if strings.Contains(logs, tok) || strings.Contains(logs, strings.Split(tok, ".")[2]) {
 		t.Error("the token was logged")
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -45,7 +46,7 @@ func runToken(ctx context.Context, e *env, args []string) int {
 func tokFlagSet(e *env, name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("ccauthz token "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.Usage = func() { fmt.Fprint(e.stderr, tokenUsage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), tokenUsage) }
 	return fs
 }
 
@@ -74,12 +75,23 @@ func tokenMint(e *env, args []string) int {
 	var audiences, claims tokStrings
 	fs.Var(&audiences, "audience", "aud value; repeat for several")
 	fs.Var(&claims, "claim", "extra claim k=v; repeat for several")
-	if err := fs.Parse(args); err != nil {
-		return keysFlagExit(err)
+	if _, code, done := parseFlags(e, fs, args, false); done {
+		return code
 	}
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(e.stderr, "ccauthz token mint: "+format+"\n", a...)
 		return exitUsage
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, f := range []struct {
+		name, v string
+	}{{"key", *keyFile}, {"issuer", *issuer}, {"subject", *subject}} {
+		// `--subject "$(some-command)"` whose command failed gives an empty
+		// value: say so, not that the flag is missing.
+		if set[f.name] && strings.TrimSpace(f.v) == "" {
+			return usageErr("--%s is empty", f.name)
+		}
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -131,7 +143,7 @@ func tokenMint(e *env, args []string) int {
 		held := tokSplitList(*addOns)
 		for _, a := range held {
 			if _, ok := cat.AddOns[a]; !ok {
-				fmt.Fprintf(e.stderr, "ccauthz token mint: warning: add-on %q is not in the catalog; it grants nothing\n", a)
+				fmt.Fprintf(e.stderr, "ccauthz token mint: warning: add-on %q is not in the catalog%s; it grants nothing\n", a, catalog.DidYouMean(a, catKeys(cat.AddOns)))
 			}
 		}
 		g := cat.Grant(held, now)
@@ -156,25 +168,14 @@ func tokenMint(e *env, args []string) int {
 	return exitOK
 }
 
-// tokParseInterleaved parses flags that may come after the positional
-// argument (`inspect TOKEN --config x`).
-func tokParseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
+// tokJWTShape matches a compact JWS as given on a command line: three
+// base64url segments, optionally after "Bearer ".
+var tokJWTShape = regexp.MustCompile(`^(?i:bearer\s+)?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$`)
 
 // tokRead returns the token named by arg: - is stdin, an existing file is
-// read, anything else is the token itself. Surrounding space and a leading
-// "Bearer " are removed.
+// read, an argument shaped like a JWT is the token itself, and anything
+// else is a file name that does not exist (a misspelled token.jwt must not be
+// decoded as a token). Surrounding space and a leading "Bearer " are removed.
 func tokRead(e *env, arg string) (string, error) {
 	var data []byte
 	var err error
@@ -182,14 +183,20 @@ func tokRead(e *env, arg string) (string, error) {
 	case arg == "-":
 		data, err = tokReadSmall(e.stdin, 1<<20)
 	default:
-		if st, serr := os.Stat(arg); serr == nil && st.Mode().IsRegular() {
+		st, serr := os.Stat(arg)
+		switch {
+		case serr == nil && st.Mode().IsRegular():
 			var f *os.File
 			if f, err = os.Open(arg); err == nil {
 				data, err = tokReadSmall(f, 1<<20)
 				f.Close()
 			}
-		} else {
+		case serr == nil:
+			return "", fmt.Errorf("%s is not a regular file", arg)
+		case tokJWTShape.MatchString(strings.TrimSpace(arg)):
 			data = []byte(arg)
+		default:
+			return "", fmt.Errorf("%s: no such file, and not a token (a JWT is three dot-separated base64url parts)", arg)
 		}
 	}
 	if err != nil {
@@ -210,9 +217,9 @@ func tokenInspect(ctx context.Context, e *env, args []string) int {
 	config := fs.String("config", "", "YAML file with an issuers list: verify the token")
 	audience := fs.String("audience", "", "the backend's jwt_aud to verify for (with --config)")
 	timeout := fs.Duration("timeout", 15*time.Second, "how long to wait for the issuer's keys (with --config)")
-	pos, err := tokParseInterleaved(fs, args)
-	if err != nil {
-		return keysFlagExit(err)
+	pos, code, done := parseFlags(e, fs, args, true)
+	if done {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprint(e.stderr, "ccauthz token inspect: give exactly one TOKEN, FILE or -\n")
@@ -221,6 +228,20 @@ func tokenInspect(ctx context.Context, e *env, args []string) int {
 	if (*config == "") != (*audience == "") {
 		fmt.Fprint(e.stderr, "ccauthz token inspect: --config and --audience go together\n")
 		return exitUsage
+	}
+	// The config is read first: a bad --config fails before anything of
+	// the token is printed.
+	var v *token.Verifier
+	if *config != "" {
+		issuers, err := token.ReadIssuersFile(*config)
+		if err != nil {
+			printProblems(e.stderr, err)
+			return exitInvalid
+		}
+		if v, err = token.NewVerifier(issuers, token.Options{Now: e.now}); err != nil {
+			fmt.Fprintf(e.stderr, "ccauthz token inspect: %v\n", err)
+			return exitInvalid
+		}
 	}
 	tok, err := tokRead(e, pos[0])
 	if err != nil {
@@ -234,18 +255,8 @@ func tokenInspect(ctx context.Context, e *env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "header (unverified):\n%s\nclaims (unverified):\n%s\n", tokIndent(header), tokIndent(claims))
 	fmt.Fprintf(e.stdout, "expiry: %s\n", tokExpiry(claims["exp"], e.now()))
-	if *config == "" {
+	if v == nil {
 		return exitOK
-	}
-	issuers, err := token.ReadIssuersFile(*config)
-	if err != nil {
-		printProblems(e.stderr, err)
-		return exitInvalid
-	}
-	v, err := token.NewVerifier(issuers, token.Options{Now: e.now})
-	if err != nil {
-		fmt.Fprintf(e.stderr, "ccauthz token inspect: %v\n", err)
-		return exitInvalid
 	}
 	defer v.Close()
 	v.Start(ctx)

@@ -167,7 +167,12 @@ func TestTokenUsageErrors(t *testing.T) {
 		{"bad claim", append(slices.Clone(base), "--scopes", "a", "--audience", "x", "--claim", "novalue"), exitUsage, `--claim "novalue" is not k=v`},
 		{"reserved claim", append(slices.Clone(base), "--scopes", "a", "--audience", "x", "--claim", "exp=1"), exitInvalid, `extra claim "exp" would replace a standard claim`},
 		{"missing key file", []string{"token", "mint", "--key", keyFile + ".nope", "--issuer", "i", "--subject", "s", "--scopes", "a", "--audience", "x"}, exitInvalid, "no such file"},
-		{"inspect garbage", []string{"token", "inspect", "not-a-token"}, exitInvalid, "not a JWT"},
+		{"inspect garbage", []string{"token", "inspect", "not.a-token!"}, exitInvalid, "no such file, and not a token"},
+		{"inspect malformed JWT", []string{"token", "inspect", "abc.def.ghi"}, exitInvalid, "not a JWT"},
+		{"inspect misspelled file", []string{"token", "inspect", "tokne.jwt"}, exitInvalid, "tokne.jwt: no such file, and not a token"},
+		{"empty subject", []string{"token", "mint", "--key", keyFile, "--issuer", "i", "--subject", "", "--scopes", "a", "--audience", "x"}, exitUsage, "--subject is empty"},
+		{"blank issuer", []string{"token", "mint", "--key", keyFile, "--issuer", " ", "--subject", "s", "--scopes", "a", "--audience", "x"}, exitUsage, "--issuer is empty"},
+		{"missing subject", []string{"token", "mint", "--key", keyFile, "--issuer", "i", "--scopes", "a", "--audience", "x"}, exitUsage, "--key, --issuer and --subject are required"},
 		{"inspect config without audience", []string{"token", "inspect", "a.b.c", "--config", "x.yaml"}, exitUsage, "--config and --audience go together"},
 	}
 	for _, tt := range tests {
@@ -187,8 +192,16 @@ func TestTokenInspectBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, out, _ := tokCLI(t, "", "token", "mint", "--key", keyFile, "--issuer", "i", "--subject", "s", "--scopes", "a", "--audience", "x")
-	code, _, errOut := tokCLI(t, "", "token", "inspect", strings.TrimSpace(out), "--config", bad, "--audience", "x")
+	code, stdout, errOut := tokCLI(t, "", "token", "inspect", strings.TrimSpace(out), "--config", bad, "--audience", "x")
 	if code != exitInvalid || !strings.Contains(errOut, bad+`:4:17: algorithm "HS256" is never accepted`) {
 		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	// Nothing of the token is printed before the config is known good.
+	if stdout != "" {
+		t.Errorf("printed before failing on --config:\n%s", stdout)
+	}
+	code, stdout, _ = tokCLI(t, "", "token", "inspect", strings.TrimSpace(out), "--config", bad+".missing", "--audience", "x")
+	if code != exitInvalid || stdout != "" {
+		t.Errorf("missing --config: exit %d, stdout %q", code, stdout)
 	}
 }

@@ -226,7 +226,7 @@ func TestProblems(t *testing.T) {
 			[]string{`m.yaml:8:9: flag "cutoff" is not declared in the manifest's flags`}},
 		{"not_found route with unit primitives", head + "  - {id: a, methods: [POST], path: '/a/{x}', not_found: true, unit_primitives: [duo_chat]}\n",
 			[]string{`m.yaml:3:80: a not_found route cannot set "unit_primitives"`}},
-		{"syntax error", "backend: [\n", []string{"m.yaml:1: YAML syntax error: did not find expected node content"}},
+		{"syntax error", "backend: [\n", []string{"m.yaml:1:1: YAML syntax error: did not find expected node content"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,9 +3,9 @@
 # every bundled example manifest, and for the real legacy catalog
 # (../shared/reference-catalog, skipped with a message when absent) with the
 # legacy manifests in policy/testdata/manifests, then runs
-# `go tool opa test --coverage` on each. Any failure fails the script (exit 3,
-# the policy-test exit code); the coverage of each suite is printed and must
-# reach COVERAGE_MIN percent (85 by default: manifests without
+# `ccauthz policy test --coverage` (OPA's test runner) on each. Any failure
+# fails the script (exit 3, the policy-test exit code); each suite prints its
+# pass count and coverage summary, and the coverage must reach COVERAGE_MIN percent (85 by default: manifests without
 # pattern or header routes leave those core branches uncovered).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,17 +28,15 @@ run_suite() { # name, then `ccauthz policy build` arguments
     failed=1
     return
   fi
-  if ! go tool opa test "$out"; then
-    echo "policy-test: FAIL: $name: opa test failed (verbose run follows)" >&2
-    go tool opa test -v "$out" | grep -E 'FAIL|ERROR' >&2 || true
+  local report coverage
+  if ! report="$("$work/ccauthz" policy test --coverage "$out")"; then
+    printf '%s\n' "$report"
+    echo "policy-test: FAIL: $name: policy tests failed" >&2
     failed=1
     return
   fi
-  local report coverage
-  report="$(go tool opa test --coverage "$out")"
-  # The overall figure is the last "coverage" key of the report.
-  coverage="$(printf '%s\n' "$report" | grep '"coverage":' | tail -n 1 | sed -E 's/.*"coverage": *([0-9.]+).*/\1/')"
-  echo "policy-test: $name: coverage ${coverage}%"
+  printf '%s\n' "$report"
+  coverage="$(printf '%s\n' "$report" | sed -nE 's/^coverage: ([0-9.]+)%$/\1/p')"
   if ! awk -v c="$coverage" -v min="$COVERAGE_MIN" 'BEGIN { exit !(c + 0 >= min + 0) }'; then
     echo "policy-test: FAIL: $name: coverage ${coverage}% is below ${COVERAGE_MIN}%" >&2
     failed=1

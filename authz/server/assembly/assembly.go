@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ccauthz/ccauthz/authz/api"
 	"github.com/ccauthz/ccauthz/authz/config"
 	"github.com/ccauthz/ccauthz/authz/jwks"
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
@@ -74,10 +76,21 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	// The directory reads the serving snapshot on every request, so it
 	// follows reloads; srv is set before the admin listener serves.
 	var srv *server.Server
+	// The API reads the catalog of the snapshot being served.
+	apiSvc := &api.Services{
+		Catalog: api.NewCatalogService(func() *catalog.Catalog {
+			if srv == nil || srv.Snapshot() == nil {
+				return nil
+			}
+			return srv.Snapshot().Catalog
+		}, deps.Now),
+		GRPC:  apiOn(cfg.API.Serve, cfg.Listeners.GRPC),
+		Admin: apiOn(cfg.API.Serve, cfg.Listeners.Admin),
+	}
 	directory := dir.Handler(func() (site.Source, error) { return DirectorySource(srv.Snapshot()) }, deps.Now, deps.Logger)
 	srv, err = server.New(ctx, server.Deps{
 		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
-		RateLimiter: limiter,
+		RateLimiter: limiter, API: apiSvc,
 		AdminRoutes: map[string]http.Handler{DirectoryPath: http.StripPrefix(strings.TrimSuffix(DirectoryPath, "/"), directory)},
 	}, server.Options{
 		CheckTimeout:     cfg.CheckTimeout,
@@ -222,6 +235,27 @@ func keysReady(ver *token.Verifier, issuers []string) func() error {
 		}
 		return nil
 	}
+}
+
+// apiOn reports whether the API is served on a listener at addr: always
+// with "on", never with "off", and with "auto" only when addr is loopback
+// (127.0.0.0/8, ::1 or localhost), so it is not exposed by default.
+func apiOn(mode, addr string) bool {
+	switch mode {
+	case config.APIServeOn:
+		return true
+	case config.APIServeOff:
+		return false
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // LoadCatalog loads the catalog at path, or the bundled example for

@@ -109,3 +109,28 @@ func BenchmarkRequestOnly(b *testing.B) {
 		sink = checkRequest("/v2/code/completions", "Bearer x")
 	}
 }
+
+// TestAPIOn: the API is on by default only where a listener is loopback,
+// and the config switch turns it on or off everywhere.
+func TestAPIOn(t *testing.T) {
+	for _, tc := range []struct {
+		mode, addr string
+		want       bool
+	}{
+		{"auto", "127.0.0.1:9191", true},
+		{"auto", "127.1.2.3:0", true},
+		{"auto", "[::1]:9191", true},
+		{"auto", "localhost:9191", true},
+		{"auto", "0.0.0.0:9191", false},
+		{"auto", "[::]:9191", false},
+		{"auto", ":9191", false},
+		{"auto", "10.0.0.5:9191", false},
+		{"auto", "not-an-address", false},
+		{"on", "0.0.0.0:9191", true},
+		{"off", "127.0.0.1:9191", false},
+	} {
+		if got := apiOn(tc.mode, tc.addr); got != tc.want {
+			t.Errorf("apiOn(%q, %q) = %v, want %v", tc.mode, tc.addr, got, tc.want)
+		}
+	}
+}
