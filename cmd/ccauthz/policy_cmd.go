@@ -17,6 +17,7 @@ import (
 	"github.com/ccauthz/ccauthz/policy/manifest"
 	corerego "github.com/ccauthz/ccauthz/policy/rego"
 	"github.com/ccauthz/ccauthz/policy/regogen"
+	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
 const policyUsage = `usage: ccauthz policy <subcommand> [arguments]
@@ -269,6 +270,12 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 	in, err := policy.ParseInputJSON(data)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: %v\n", *inputPath, err)
+		return exitInvalid
+	}
+	// The path is what a client sent; serve judges its canonical form
+	// (docs/request-path.md), and so does eval.
+	if in.Path, err = requestpath.Default().Path(in.Path); err != nil {
+		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: request.path: %v\n", *inputPath, err)
 		return exitInvalid
 	}
 	if in.Backend == "" {

@@ -53,6 +53,30 @@ func TestPolicyEval(t *testing.T) {
 	}
 }
 
+// TestPolicyEvalCanonicalPath is the issue's example: a token with only
+// duo_chat must not pass /v1/proxy/anthropic/../../../v2/code/generations
+// as the proxy route; eval judges the path the backend serves.
+func TestPolicyEvalCanonicalPath(t *testing.T) {
+	in := strings.Replace(strings.Replace(evalInput, "%s", `["duo_chat"]`, 1),
+		`"path": "/v2/code/completions"`, `"path": "/v1/proxy/anthropic/../../../v2/code/generations"`, 1)
+	code, out, errOut := policyCLI(t, in, "policy", "eval", "--manifest", "ai_gateway", "--input", "-")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var d map[string]any
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out)
+	}
+	if d["allow"] != false || d["route"] == "proxy_anthropic" {
+		t.Errorf("decision %v: the traversal was judged on the proxy route", d)
+	}
+	in = strings.Replace(strings.Replace(evalInput, "%s", `["complete_code"]`, 1), `"path": "/v2/code/completions"`, `"path": "/v2/code%2Fcompletions"`, 1)
+	code, _, errOut = policyCLI(t, in, "policy", "eval", "--manifest", "ai_gateway", "--input", "-")
+	if code != exitInvalid || !strings.Contains(errOut, "request.path: the request path has an encoded slash") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
 func TestPolicyEvalBadInput(t *testing.T) {
 	code, _, errOut := policyCLI(t, `{"request": {"method": "GET", "path": "/x"}, "token": {"status": "fine"}}`,
 		"policy", "eval", "--manifest", "ai_gateway", "--input", "-")
