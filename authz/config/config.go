@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
 // EmbeddedPrefix marks a catalog or manifest path that names a bundled
@@ -32,6 +33,10 @@ const (
 	DefaultTokenCacheSize   = token.DefaultCacheEntries
 	DefaultDecisionCacheSz  = 10000
 	DefaultTokenCacheMemory = token.DefaultCacheBytes
+	DefaultRequestBodyMax   = envoy.DefaultMaxBodyBytes
+	// MaxClockSkew bounds tokens.clock_skew: a larger leeway would keep
+	// expired tokens alive for long.
+	MaxClockSkew = 5 * time.Minute
 )
 
 // Config is the whole `ccauthz serve` configuration. Every field is
@@ -73,6 +78,11 @@ type Config struct {
 	// RateLimit configures the embedded rate limiter (docs/rate-limits.md "Rate
 	// limiting"). Default off; on in the embedded default of `ccauthz serve`.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// RequestBody bounds the request bodies checks hand to the policy
+	// (docs/http-checks.md "Request bodies").
+	RequestBody RequestBody `yaml:"request_body"`
+	// Tokens tunes token verification beyond the issuers (docs/tokens.md).
+	Tokens Tokens `yaml:"tokens"`
 
 	// File is the path the config was read from ("" for the built-in
 	// default); not a YAML key.
@@ -177,4 +187,22 @@ type RateLimit struct {
 	// MaxBuckets bounds the limiter's token buckets, and so its memory.
 	// 0 is the default, 100000.
 	MaxBuckets int `yaml:"max_buckets"`
+}
+
+// RequestBody bounds the request bodies body rules read.
+type RequestBody struct {
+	// MaxBytes is the largest body a check gives the policy: Envoy's
+	// with_request_body, the forwarded body of the HTTP modes and the JSON
+	// API's body. A larger one (or one whose Content-Length says so) is
+	// too_large and never decoded. Keep it equal to max_request_bytes in
+	// Envoy's with_request_body. Default 1048576 (1 MiB).
+	MaxBytes int `yaml:"max_bytes"`
+}
+
+// Tokens tunes token verification.
+type Tokens struct {
+	// ClockSkew is the leeway on exp and nbf (iat is never compared with
+	// the clock, as at the AI gateway). Default 0s, as the gateway; at most
+	// 5m.
+	ClockSkew time.Duration `yaml:"clock_skew"`
 }

@@ -19,7 +19,7 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "request_body", "tokens"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
@@ -27,6 +27,8 @@ var (
 	loggingFields  = []string{"level", "allow_sample_rate"}
 	watchFields    = []string{"interval", "debounce"}
 	rateFields     = []string{"local", "max_buckets"}
+	bodyFields     = []string{"max_bytes"}
+	tokensFields   = []string{"clock_skew"}
 
 	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 )
@@ -45,6 +47,7 @@ func Default() Config {
 		DrainTimeout: DefaultDrainTimeout,
 		Watch:        Watch{Interval: DefaultWatchInterval, Debounce: DefaultReloadDebounce},
 		StateDir:     DefaultStateDir,
+		RequestBody:  RequestBody{MaxBytes: DefaultRequestBodyMax},
 	}
 }
 
@@ -160,6 +163,22 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 				r.Errorf(rf["max_buckets"], "field \"max_buckets\" must be 0 (default) or a positive bound, got %d", v)
 			}
 			cfg.RateLimit.MaxBuckets = v
+		}
+	}
+	if bf := r.Fields(f["request_body"], "request_body", bodyFields, nil); bf != nil {
+		if v, ok := r.Int(bf["max_bytes"], "max_bytes"); ok {
+			if v < 1024 || v > 16<<20 {
+				r.Errorf(bf["max_bytes"], "field \"max_bytes\" must be between 1024 and 16777216 bytes, got %d", v)
+			}
+			cfg.RequestBody.MaxBytes = v
+		}
+	}
+	if tf := r.Fields(f["tokens"], "tokens", tokensFields, nil); tf != nil {
+		if v, ok := r.Duration(tf["clock_skew"], "clock_skew"); ok {
+			if v < 0 || v > MaxClockSkew {
+				r.Errorf(tf["clock_skew"], "field \"clock_skew\" must be between 0s and %s, got %s", MaxClockSkew, v)
+			}
+			cfg.Tokens.ClockSkew = v
 		}
 	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {

@@ -66,6 +66,8 @@ func (s *Server) decideRequest(ctx context.Context, c *checkState) {
 	}
 	c.backend = b
 	c.req.Input.Backend = b.Name
+	// The body is decoded here, once per check, for every protocol alike.
+	c.req.Input.Body = envoy.DecodeBody(c.req.Body, s.opts.MaxRequestBodyBytes)
 
 	// Envoy sends its own (usually tighter) deadline with each call; only
 	// add ours when it is earlier, which saves a timer per check.

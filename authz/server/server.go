@@ -38,6 +38,11 @@ type Options struct {
 	ReadinessInterval time.Duration
 	// HTTP tunes the HTTP check listener.
 	HTTP HTTPOptions
+	// MaxRequestBodyBytes bounds the request body a check may give the
+	// policy (Envoy with_request_body, the JSON API's body); a larger one
+	// reaches the policy as too_large, undecoded. Default
+	// envoy.DefaultMaxBodyBytes.
+	MaxRequestBodyBytes int
 }
 
 func (o *Options) defaults() {
@@ -49,6 +54,9 @@ func (o *Options) defaults() {
 	}
 	if o.ReadinessInterval <= 0 {
 		o.ReadinessInterval = time.Second
+	}
+	if o.MaxRequestBodyBytes <= 0 {
+		o.MaxRequestBodyBytes = envoy.DefaultMaxBodyBytes
 	}
 	o.HTTP.defaults(o.CheckTimeout)
 }

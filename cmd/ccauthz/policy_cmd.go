@@ -17,6 +17,7 @@ import (
 	"github.com/ccauthz/ccauthz/policy/manifest"
 	corerego "github.com/ccauthz/ccauthz/policy/rego"
 	"github.com/ccauthz/ccauthz/policy/regogen"
+	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
 const policyUsage = `usage: ccauthz policy <subcommand> [arguments]
@@ -25,7 +26,7 @@ subcommands:
   build   generate, compile and write the Rego and its opa test suites
             --manifest FILE|NAME --out DIR [--catalog PATH] [--extra DIR]
   eval    evaluate one request and print the decision as JSON
-            --manifest FILE|NAME --input FILE|- [--catalog PATH] [--extra DIR]
+            --manifest FILE|NAME --input FILE|- [--body FILE] [--catalog PATH] [--extra DIR]
 
 Without --catalog the bundled example catalog is used. --manifest takes a
 manifest file or the name of a bundled example (%s).
@@ -37,6 +38,9 @@ The eval input is the policy input document as JSON:
                "headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-realm": "saas"}},
    "token": {"status": "valid", "reason": "ok", "issuer": "gitlab_com", "kind": "instance",
              "claims": {"sub": "...", "scopes": ["complete_code"]}}}
+The original request's body is request.body (any JSON value; null: no body)
+or the bytes of --body FILE (at most 1 MiB, as serve's request_body.max_bytes);
+not both.
 Exit codes: 0 ok, 1 invalid catalog, manifest, extra module or input, 2 usage.
 `
 
@@ -208,6 +212,7 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 	var pi policyInputs
 	pi.register(fs)
 	inputPath := fs.String("input", "", "request JSON file, or - for stdin")
+	bodyPath := fs.String("body", "", "file with the original request's body (raw bytes, usually JSON)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -231,11 +236,23 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %v\n", err)
 		return exitInvalid
 	}
+	data, body := splitInputBody(data)
+	if *bodyPath != "" {
+		if body.Present {
+			fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: request.body and --body both give the body; use one\n", *inputPath)
+			return exitInvalid
+		}
+		if body, err = readBodyFile(*bodyPath); err != nil {
+			fmt.Fprintf(e.stderr, "ccauthz policy eval: --body: %v\n", err)
+			return exitInvalid
+		}
+	}
 	in, err := policy.ParseInputJSON(data)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: %v\n", *inputPath, err)
 		return exitInvalid
 	}
+	in.Body = envoy.DecodeBody(body, envoy.DefaultMaxBodyBytes)
 	if in.Backend == "" {
 		in.Backend = p.Backend()
 	}
@@ -251,4 +268,53 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 		return exitInvalid
 	}
 	return exitOK
+}
+
+// splitInputBody takes request.body out of an eval input document: the
+// policy input parser knows the request line, headers and token, and the
+// body goes through the same decoding as a served check's (envoy.DecodeBody).
+// A document that is not an object of objects is returned as it is, for the
+// parser to report.
+func splitInputBody(data []byte) ([]byte, envoy.Body) {
+	none := envoy.Body{DeclaredLength: -1}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(data, &doc) != nil {
+		return data, none
+	}
+	var req map[string]json.RawMessage
+	if json.Unmarshal(doc["request"], &req) != nil {
+		return data, none
+	}
+	raw, ok := req["body"]
+	if !ok {
+		return data, none
+	}
+	delete(req, "body")
+	var err error
+	if doc["request"], err = json.Marshal(req); err != nil {
+		return data, none
+	}
+	rest, err := json.Marshal(doc)
+	if err != nil {
+		return data, none
+	}
+	if string(raw) == "null" {
+		return rest, none
+	}
+	return rest, envoy.Body{Present: true, Data: raw, DeclaredLength: -1}
+}
+
+// readBodyFile reads a --body file, one byte past the body limit so an
+// oversized body is reported as too_large to the policy, never truncated.
+func readBodyFile(path string) (envoy.Body, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return envoy.Body{}, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, envoy.DefaultMaxBodyBytes+1))
+	if err != nil {
+		return envoy.Body{}, err
+	}
+	return envoy.Body{Present: true, Data: data, DeclaredLength: -1}, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
 // policyCLI runs ccauthz in-process with stdin and returns exit code, stdout
@@ -149,5 +151,62 @@ func TestPolicyUsage(t *testing.T) {
 	code, _, errOut := policyCLI(t, "", "policy", "eval", "--manifest", "no_such_example", "--input", "-")
 	if code != exitInvalid || !strings.Contains(errOut, "not a bundled example (ai_gateway, duo_workflow)") {
 		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+func TestPolicyEvalBody(t *testing.T) {
+	withBody := strings.Replace(strings.Replace(evalInput, "%s", `["complete_code"]`, 1),
+		`"host": "cloud.gitlab.com",`, `"host": "cloud.gitlab.com", "body": {"prompt_components": [{"type": "code_editor_completion"}]},`, 1)
+	// request.body is accepted (the policy input parser alone rejects it).
+	code, out, errOut := policyCLI(t, withBody, "policy", "eval", "--manifest", "ai_gateway", "--input", "-")
+	if code != exitOK || !strings.Contains(out, `"allow": true`) {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	bodyFile := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(bodyFile, []byte(`{"a": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = policyCLI(t, withBody, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", bodyFile)
+	if code != exitInvalid || !strings.Contains(errOut, "request.body and --body both give the body; use one") {
+		t.Errorf("both: exit %d: %s", code, errOut)
+	}
+	code, _, errOut = policyCLI(t, "", "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", filepath.Join(t.TempDir(), "none"))
+	if code != exitInvalid || !strings.Contains(errOut, "--body: open") {
+		t.Errorf("missing file: exit %d: %s", code, errOut)
+	}
+}
+
+func TestSplitInputBody(t *testing.T) {
+	tests := []struct {
+		doc, rest string
+		body      *envoy.Body
+	}{
+		{`{"request": {"method": "POST", "body": {"a": [1]}}}`, `{"request":{"method":"POST"}}`,
+			&envoy.Body{Present: true, Data: []byte(`{"a": [1]}`), DeclaredLength: -1}},
+		{`{"request": {"method": "POST", "body": null}}`, `{"request":{"method":"POST"}}`, nil},
+		{`{"request": {"method": "POST"}}`, `{"request": {"method": "POST"}}`, nil},
+		{`[1]`, `[1]`, nil},
+		{`{"request": 3}`, `{"request": 3}`, nil},
+	}
+	for _, tc := range tests {
+		rest, body := splitInputBody([]byte(tc.doc))
+		want := envoy.Body{DeclaredLength: -1}
+		if tc.body != nil {
+			want = *tc.body
+		}
+		if string(rest) != tc.rest || body.Present != want.Present || string(body.Data) != string(want.Data) || body.DeclaredLength != -1 {
+			t.Errorf("%s: rest %s body %+v", tc.doc, rest, body)
+		}
+	}
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, make([]byte, envoy.DefaultMaxBodyBytes+100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := readBodyFile(big)
+	if err != nil || len(b.Data) != envoy.DefaultMaxBodyBytes+1 {
+		t.Fatalf("read %d bytes, %v", len(b.Data), err)
+	}
+	if got := envoy.DecodeBody(b, envoy.DefaultMaxBodyBytes); got.Status != "too_large" {
+		t.Errorf("status %q, want too_large", got.Status)
 	}
 }

@@ -43,6 +43,9 @@ type Request struct {
 	// it (attributes.source), "" when unknown. The rate limiter keys
 	// authentication failures on it when there is no instance id header.
 	SourceAddress string
+	// Body is the request body the check carried, not yet decoded: the
+	// server decodes it once (DecodeBody) into Input.Body. Never logged.
+	Body Body
 }
 
 // MapRequest fills r from req. It takes ownership of the request's header
@@ -112,6 +115,7 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 	}
 	in.Headers = headers
 	r.RequestID = firstNonEmpty(h.GetId(), headers["x-request-id"])
+	r.Body = EnvoyBody(h.GetRawBody(), h.GetBody(), headers)
 	return nil
 }
 

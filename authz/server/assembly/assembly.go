@@ -49,6 +49,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		Logger:       deps.Logger,
 		CacheEntries: cfg.Caches.Tokens,
 		CacheBytes:   cfg.Caches.TokenBytes,
+		ClockSkew:    cfg.Tokens.ClockSkew,
 		Metrics:      token.Metrics{KeyFetch: fetches.observe},
 	})
 	if err != nil {
@@ -66,10 +67,11 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
 		RateLimiter: limiter,
 	}, server.Options{
-		CheckTimeout:     cfg.CheckTimeout,
-		DrainTimeout:     cfg.DrainTimeout,
-		DryRun:           cfg.DryRun,
-		AllowLogSampling: cfg.Logging.AllowSampleRate,
+		CheckTimeout:        cfg.CheckTimeout,
+		DrainTimeout:        cfg.DrainTimeout,
+		DryRun:              cfg.DryRun,
+		AllowLogSampling:    cfg.Logging.AllowSampleRate,
+		MaxRequestBodyBytes: cfg.RequestBody.MaxBytes,
 		HTTP: server.HTTPOptions{
 			EnvoyPathPrefix: cfg.HTTPCheck.EnvoyPathPrefix,
 			MaxHeaderBytes:  cfg.HTTPCheck.MaxHeaderBytes,
