@@ -145,6 +145,7 @@ func (s *Server) prepare(snap *Snapshot) error {
 	for _, name := range snap.Names() {
 		b := snap.backends[name]
 		b.meta = envoy.NewBackendMeta(b.Name, b.Decider.Revision())
+		b.meta.GRPC = b.GRPC
 		b.counters = s.metrics.forBackend(b.Name)
 	}
 	return nil

@@ -148,6 +148,7 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 		Hosts:    bc.Hosts,
 		Issuers:  bc.Issuers,
 		DryRun:   bc.DryRun,
+		GRPC:     m.Protocol == manifest.ProtocolGRPC,
 		Decider:  p,
 		Ready:    keysReady(ver, issuers),
 		// Limits for the embedded limiter (nil when it is off).
