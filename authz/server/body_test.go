@@ -58,6 +58,14 @@ func TestBodyReachesPolicy(t *testing.T) {
 			grpcCheck([]byte(`"`+strings.Repeat("x", 2000)+`"`), map[string]string{"x-envoy-auth-partial-body": "false"})
 		}, policy.BodyTooLarge},
 		{"grpc no body", func() { grpcCheck(nil, nil) }, policy.BodyAbsent},
+		{"grpc body, token does not verify: not decoded", func() {
+			req := request("/v4/code/suggestions", "Bearer forged", map[string]string{"backend": "ai_gateway"}, "")
+			req.Attributes.Request.Http.RawBody = []byte(obj)
+			req.Attributes.Request.Http.Headers["x-envoy-auth-partial-body"] = "false"
+			if _, err := h.srv.Check(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+		}, policy.BodyAbsent},
 		{"envoy http_service", func() {
 			do(hd, "POST", "/ext_authz/v4/code/suggestions", map[string]string{"Authorization": "Bearer good-inst1",
 				"X-Ccauthz-Backend": "ai_gateway", "X-Envoy-Auth-Partial-Body": "false"}, obj)
