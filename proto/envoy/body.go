@@ -39,6 +39,13 @@ type Body struct {
 	DeclaredLength int64
 }
 
+// PartialBody reads the value of HeaderPartialBody: only "false" says the
+// body is whole; anything else ("true", two joined values, garbage) counts
+// as cut, so an odd header can never make a cut body look whole.
+func PartialBody(v string) bool {
+	return !strings.EqualFold(strings.TrimSpace(v), "false")
+}
+
 // EnvoyBody reads the body of an Envoy check: raw_body (pack_as_bytes) or
 // body, the partial-body header Envoy adds whenever it buffered one, and the
 // original Content-Length from headers (lower-case names). The header is
@@ -48,7 +55,7 @@ func EnvoyBody(raw []byte, body string, headers map[string]string) Body {
 	partial, sent := headers[HeaderPartialBody]
 	if sent {
 		delete(headers, HeaderPartialBody)
-		b.Partial = strings.EqualFold(strings.TrimSpace(partial), "true")
+		b.Partial = PartialBody(partial)
 	}
 	switch {
 	case len(raw) > 0:

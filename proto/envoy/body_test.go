@@ -94,6 +94,10 @@ func TestMapRequestBody(t *testing.T) {
 			Headers: map[string]string{"content-length": "900", HeaderPartialBody: "true"}}, policy.BodyTruncated, true},
 		{"shorter than content-length without the header", &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/v2/x", RawBody: []byte(obj),
 			Headers: map[string]string{"Content-Length": "900"}}, policy.BodyTruncated, false},
+		{"two joined header values count as cut", &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/v2/x", RawBody: []byte(obj),
+			Headers: map[string]string{HeaderPartialBody: "false", "X-Envoy-Auth-Partial-Body": "false"}}, policy.BodyTruncated, true},
+		{"garbage header value counts as cut", &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/v2/x", RawBody: []byte(obj),
+			Headers: map[string]string{HeaderPartialBody: "maybe"}}, policy.BodyTruncated, true},
 		{"header says whole but body empty", &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/v2/x",
 			Headers: map[string]string{HeaderPartialBody: "false"}}, policy.BodyInvalid, false},
 	}

@@ -116,8 +116,7 @@ func readBody(r *http.Request, maxBody int64, dst *envoy.Request) error {
 	headers := dst.Input.Headers
 	partial, sent := headers[envoy.HeaderPartialBody]
 	delete(headers, envoy.HeaderPartialBody)
-	b := envoy.Body{DeclaredLength: -1, Present: sent,
-		Partial: strings.EqualFold(strings.TrimSpace(partial), "true")}
+	b := envoy.Body{DeclaredLength: -1, Present: sent, Partial: sent && envoy.PartialBody(partial)}
 	if r.Body != nil && r.ContentLength != 0 {
 		data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 		if err != nil {
