@@ -104,3 +104,30 @@ func TestBodyReachesPolicy(t *testing.T) {
 		t.Errorf("the decision log lacks body_status:\n%s", logs)
 	}
 }
+
+// TestGRPCBackendHTTPService: a gRPC backend's denial through Envoy's
+// http_service mode carries grpc-status and the plain message; through
+// gRPC ext_authz the same (both rendered from the backend's flag).
+func TestGRPCBackendHTTPService(t *testing.T) {
+	dws := &Backend{Name: "duo_workflow_service", Audience: "gitlab-duo-workflow-service", GRPC: true}
+	h := newHarness(t, Options{}, dws)
+	w := do(h.srv.HTTPHandler(), "POST", "/ext_authz/DuoWorkflow/ExecuteWorkflow",
+		map[string]string{"X-Ccauthz-Backend": "duo_workflow_service", "Content-Type": "application/grpc"}, "")
+	if w.Code != 401 || w.Header().Get("Grpc-Status") != "16" || strings.HasPrefix(w.Body.String(), "{") || w.Body.Len() == 0 {
+		t.Errorf("http_service: status %d headers %v body %q", w.Code, w.Header(), w.Body.String())
+	}
+	resp, err := h.srv.Check(context.Background(), request("/DuoWorkflow/ExecuteWorkflow", "", map[string]string{"backend": "duo_workflow_service"}, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	den := resp.GetDeniedResponse()
+	var grpcStatus string
+	for _, o := range den.GetHeaders() {
+		if o.GetHeader().GetKey() == "grpc-status" {
+			grpcStatus = o.GetHeader().GetValue()
+		}
+	}
+	if den.GetStatus().GetCode() != 401 || grpcStatus != "16" || den.GetBody() != w.Body.String() {
+		t.Errorf("grpc: %v (http_service body %q)", den, w.Body.String())
+	}
+}
