@@ -38,9 +38,9 @@ The eval input is the policy input document as JSON:
                "headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-realm": "saas"}},
    "token": {"status": "valid", "reason": "ok", "issuer": "gitlab_com", "kind": "instance",
              "claims": {"sub": "...", "scopes": ["complete_code"]}}}
-The original request's body is request.body (any JSON value; null: no body)
-or the bytes of --body FILE (at most 1 MiB, as serve's request_body.max_bytes);
-not both.
+The original request's body is given in the input (request.body and
+request.body_status) or as the bytes of --body FILE, decoded as serve decodes
+a check's body (at most 1 MiB, as request_body.max_bytes); not both.
 Exit codes: 0 ok, 1 invalid catalog, manifest, extra module or input, 2 usage.
 `
 
@@ -236,10 +236,10 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %v\n", err)
 		return exitInvalid
 	}
-	data, body := splitInputBody(data)
+	var body envoy.Body
 	if *bodyPath != "" {
-		if body.Present {
-			fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: request.body and --body both give the body; use one\n", *inputPath)
+		if inputNamesBody(data) {
+			fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: request.body (or body_status) and --body both give the body; use one\n", *inputPath)
 			return exitInvalid
 		}
 		if body, err = readBodyFile(*bodyPath); err != nil {
@@ -252,7 +252,10 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: %v\n", *inputPath, err)
 		return exitInvalid
 	}
-	in.Body = envoy.DecodeBody(body, envoy.DefaultMaxBodyBytes)
+	if body.Present {
+		// The same decode a served check's body goes through.
+		in.Body = envoy.DecodeBody(body, envoy.DefaultMaxBodyBytes)
+	}
 	if in.Backend == "" {
 		in.Backend = p.Backend()
 	}
@@ -270,38 +273,19 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 	return exitOK
 }
 
-// splitInputBody takes request.body out of an eval input document: the
-// policy input parser knows the request line, headers and token, and the
-// body goes through the same decoding as a served check's (envoy.DecodeBody).
-// A document that is not an object of objects is returned as it is, for the
-// parser to report.
-func splitInputBody(data []byte) ([]byte, envoy.Body) {
-	none := envoy.Body{DeclaredLength: -1}
-	var doc map[string]json.RawMessage
+// inputNamesBody reports whether an eval input document gives the body
+// itself (request.body or request.body_status), which --body would
+// contradict. A document that does not parse is left to the input parser.
+func inputNamesBody(data []byte) bool {
+	var doc struct {
+		Request map[string]json.RawMessage `json:"request"`
+	}
 	if json.Unmarshal(data, &doc) != nil {
-		return data, none
+		return false
 	}
-	var req map[string]json.RawMessage
-	if json.Unmarshal(doc["request"], &req) != nil {
-		return data, none
-	}
-	raw, ok := req["body"]
-	if !ok {
-		return data, none
-	}
-	delete(req, "body")
-	var err error
-	if doc["request"], err = json.Marshal(req); err != nil {
-		return data, none
-	}
-	rest, err := json.Marshal(doc)
-	if err != nil {
-		return data, none
-	}
-	if string(raw) == "null" {
-		return rest, none
-	}
-	return rest, envoy.Body{Present: true, Data: raw, DeclaredLength: -1}
+	_, body := doc.Request["body"]
+	_, status := doc.Request["body_status"]
+	return body || status
 }
 
 // readBodyFile reads a --body file, one byte past the body limit so an

@@ -155,50 +155,45 @@ func TestPolicyUsage(t *testing.T) {
 }
 
 func TestPolicyEvalBody(t *testing.T) {
-	withBody := strings.Replace(strings.Replace(evalInput, "%s", `["complete_code"]`, 1),
-		`"host": "cloud.gitlab.com",`, `"host": "cloud.gitlab.com", "body": {"prompt_components": [{"type": "code_editor_completion"}]},`, 1)
-	// request.body is accepted (the policy input parser alone rejects it).
-	code, out, errOut := policyCLI(t, withBody, "policy", "eval", "--manifest", "ai_gateway", "--input", "-")
+	input := strings.Replace(evalInput, "%s", `["complete_code"]`, 1)
+	dir := t.TempDir()
+	bodyFile := filepath.Join(dir, "body.json")
+	if err := os.WriteFile(bodyFile, []byte(`{"prompt_components": [{"type": "code_editor_completion"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := policyCLI(t, input, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", bodyFile)
 	if code != exitOK || !strings.Contains(out, `"allow": true`) {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
 	}
-	bodyFile := filepath.Join(t.TempDir(), "body.json")
-	if err := os.WriteFile(bodyFile, []byte(`{"a": 1}`), 0o644); err != nil {
-		t.Fatal(err)
+	withBody := strings.Replace(input, `"host": "cloud.gitlab.com",`, `"host": "cloud.gitlab.com", "body": {"a": 1},`, 1)
+	withStatus := strings.Replace(input, `"host": "cloud.gitlab.com",`, `"host": "cloud.gitlab.com", "body_status": "too_large",`, 1)
+	for _, in := range []string{withBody, withStatus} {
+		code, _, errOut = policyCLI(t, in, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", bodyFile)
+		if code != exitInvalid || !strings.Contains(errOut, "request.body (or body_status) and --body both give the body; use one") {
+			t.Errorf("both: exit %d: %s", code, errOut)
+		}
 	}
-	code, _, errOut = policyCLI(t, withBody, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", bodyFile)
-	if code != exitInvalid || !strings.Contains(errOut, "request.body and --body both give the body; use one") {
-		t.Errorf("both: exit %d: %s", code, errOut)
-	}
-	code, _, errOut = policyCLI(t, "", "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", filepath.Join(t.TempDir(), "none"))
+	code, _, errOut = policyCLI(t, input, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", filepath.Join(dir, "none"))
 	if code != exitInvalid || !strings.Contains(errOut, "--body: open") {
 		t.Errorf("missing file: exit %d: %s", code, errOut)
 	}
 }
 
-func TestSplitInputBody(t *testing.T) {
-	tests := []struct {
-		doc, rest string
-		body      *envoy.Body
-	}{
-		{`{"request": {"method": "POST", "body": {"a": [1]}}}`, `{"request":{"method":"POST"}}`,
-			&envoy.Body{Present: true, Data: []byte(`{"a": [1]}`), DeclaredLength: -1}},
-		{`{"request": {"method": "POST", "body": null}}`, `{"request":{"method":"POST"}}`, nil},
-		{`{"request": {"method": "POST"}}`, `{"request": {"method": "POST"}}`, nil},
-		{`[1]`, `[1]`, nil},
-		{`{"request": 3}`, `{"request": 3}`, nil},
-	}
-	for _, tc := range tests {
-		rest, body := splitInputBody([]byte(tc.doc))
-		want := envoy.Body{DeclaredLength: -1}
-		if tc.body != nil {
-			want = *tc.body
-		}
-		if string(rest) != tc.rest || body.Present != want.Present || string(body.Data) != string(want.Data) || body.DeclaredLength != -1 {
-			t.Errorf("%s: rest %s body %+v", tc.doc, rest, body)
+func TestBodyFile(t *testing.T) {
+	for doc, want := range map[string]bool{
+		`{"request": {"method": "POST", "body": {"a": [1]}}}`:      true,
+		`{"request": {"method": "POST", "body": null}}`:            true,
+		`{"request": {"method": "POST", "body_status": "absent"}}`: true,
+		`{"request": {"method": "POST"}}`:                          false,
+		`[1]`:                                                      false,
+		`{"request": 3}`:                                           false,
+	} {
+		if got := inputNamesBody([]byte(doc)); got != want {
+			t.Errorf("inputNamesBody(%s) = %v, want %v", doc, got, want)
 		}
 	}
-	big := filepath.Join(t.TempDir(), "big")
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
 	if err := os.WriteFile(big, make([]byte, envoy.DefaultMaxBodyBytes+100), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -208,5 +203,12 @@ func TestSplitInputBody(t *testing.T) {
 	}
 	if got := envoy.DecodeBody(b, envoy.DefaultMaxBodyBytes); got.Status != "too_large" {
 		t.Errorf("status %q, want too_large", got.Status)
+	}
+	small := filepath.Join(dir, "small")
+	if err := os.WriteFile(small, []byte("a=b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = readBodyFile(small); err != nil || envoy.DecodeBody(b, envoy.DefaultMaxBodyBytes).Status != "invalid" {
+		t.Errorf("a non-JSON body file: %v %+v", err, b)
 	}
 }
