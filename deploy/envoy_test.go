@@ -72,7 +72,7 @@ func TestEnvoyBootstrapExtAuthz(t *testing.T) {
 		t.Error("ext_authz must fail closed (failure_mode_allow: false)")
 	}
 	if ext.GetWithRequestBody() != nil {
-		t.Error("ext_authz must not buffer request bodies")
+		t.Error("ext_authz must not buffer request bodies globally: only the body routes enable with_request_body")
 	}
 	if got := ext.GetGrpcService().GetEnvoyGrpc().GetClusterName(); got != "ccauthz" {
 		t.Errorf("grpc cluster %q", got)

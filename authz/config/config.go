@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/proto/envoy"
 	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
@@ -33,6 +34,10 @@ const (
 	DefaultTokenCacheSize   = token.DefaultCacheEntries
 	DefaultDecisionCacheSz  = 10000
 	DefaultTokenCacheMemory = token.DefaultCacheBytes
+	DefaultRequestBodyMax   = envoy.DefaultMaxBodyBytes
+	// MaxClockSkew bounds tokens.clock_skew: a larger leeway would keep
+	// expired tokens alive for long.
+	MaxClockSkew = 5 * time.Minute
 )
 
 // Config is the whole `ccauthz serve` configuration. Every field is
@@ -83,6 +88,11 @@ type Config struct {
 	// API serves ccauthz's own API (ccauthz.v1: CatalogService) on the
 	// gRPC listener and as JSON on the admin listener (docs/api.md).
 	API API `yaml:"api"`
+	// RequestBody bounds the request bodies checks hand to the policy
+	// (docs/http-checks.md "Request bodies").
+	RequestBody RequestBody `yaml:"request_body"`
+	// Tokens tunes token verification beyond the issuers (docs/tokens.md).
+	Tokens Tokens `yaml:"tokens"`
 
 	// TLS configures TLS and mTLS on the listeners (docs/configuration.md
 	// "TLS and listener hygiene"). Default: plaintext.
@@ -241,3 +251,21 @@ const (
 	APIServeOn   = "on"
 	APIServeOff  = "off"
 )
+
+// RequestBody bounds the request bodies body rules read.
+type RequestBody struct {
+	// MaxBytes is the largest body a check gives the policy: Envoy's
+	// with_request_body, the forwarded body of the HTTP modes and the JSON
+	// API's body. A larger one (or one whose Content-Length says so) is
+	// too_large and never decoded. Keep it equal to max_request_bytes in
+	// Envoy's with_request_body. Default 1048576 (1 MiB).
+	MaxBytes int `yaml:"max_bytes"`
+}
+
+// Tokens tunes token verification.
+type Tokens struct {
+	// ClockSkew is the leeway on exp and nbf (iat is never compared with
+	// the clock, as at the AI gateway). Default 0s, as the gateway; at most
+	// 5m.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+}

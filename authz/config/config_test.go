@@ -46,6 +46,8 @@ watch: {interval: 500ms, debounce: 0s}
 dry_run: true
 state_dir: /var/lib/ccauthz
 api: {serve: off}
+request_body: {max_bytes: 4096}
+tokens: {clock_skew: 2s}
 `
 
 func TestDecodeGood(t *testing.T) {
@@ -72,6 +74,8 @@ func TestDecodeGood(t *testing.T) {
 		StateDir:     "/var/lib/ccauthz",
 		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: "reject"},
 		API:          API{Serve: APIServeOff},
+		RequestBody:  RequestBody{MaxBytes: 4096},
+		Tokens:       Tokens{ClockSkew: 2 * time.Second},
 		File:         "/etc/ccauthz/config.yaml",
 	}
 	d := Default()
@@ -361,5 +365,36 @@ issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
 	}
 	if err := cfg.CheckInputs(); err != nil {
 		t.Errorf("all inputs exist: %v", err)
+	}
+}
+
+func TestDecodeRequestBodyAndTokens(t *testing.T) {
+	cfg, err := Decode("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RequestBody.MaxBytes != 1<<20 || cfg.Tokens.ClockSkew != 0 {
+		t.Errorf("defaults: request_body %+v tokens %+v; want 1 MiB and 0s", cfg.RequestBody, cfg.Tokens)
+	}
+	cfg, err = Decode("c.yaml", []byte(base+"request_body: {max_bytes: 2048}\ntokens: {clock_skew: 5s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RequestBody.MaxBytes != 2048 || cfg.Tokens.ClockSkew != 5*time.Second {
+		t.Errorf("got request_body %+v tokens %+v", cfg.RequestBody, cfg.Tokens)
+	}
+	for doc, want := range map[string]string{
+		"request_body: {max_bytes: 10}\n":       `c.yaml:5:27: field "max_bytes" must be between 1024 and 16777216 bytes, got 10`,
+		"request_body: {max_bytes: 99999999}\n": `c.yaml:5:27: field "max_bytes" must be between 1024 and 16777216 bytes, got 99999999`,
+		"request_body: {max: 1}\n":              `c.yaml:5:16: unknown field "max" in request_body`,
+		"tokens: {clock_skew: -1s}\n":           `c.yaml:5:22: field "clock_skew" must be between 0s and 5m0s, got -1s`,
+		"tokens: {clock_skew: 1h}\n":            `c.yaml:5:22: field "clock_skew" must be between 0s and 5m0s, got 1h0m0s`,
+		"tokens: {clock_skew: soon}\n":          `c.yaml:5:22:`,
+		"tokens: {leeway: 1s}\n":                `c.yaml:5:10: unknown field "leeway" in tokens`,
+	} {
+		_, err := Decode("c.yaml", []byte(base+doc))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%q: err %v, want prefix %q", doc, err, want)
+		}
 	}
 }

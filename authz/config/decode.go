@@ -23,7 +23,7 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path", "api"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path", "api", "request_body", "tokens"}
 	apiFields      = []string{"serve"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
@@ -33,6 +33,8 @@ var (
 	watchFields    = []string{"interval", "debounce"}
 	rateFields     = []string{"local", "max_buckets"}
 	pathFields     = []string{"merge_slashes", "escaped_slashes"}
+	bodyFields     = []string{"max_bytes"}
+	tokensFields   = []string{"clock_skew"}
 
 	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 )
@@ -53,6 +55,7 @@ func Default() Config {
 		StateDir:     DefaultStateDir,
 		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: string(requestpath.EscapedSlashesReject)},
 		API:          API{Serve: APIServeAuto},
+		RequestBody:  RequestBody{MaxBytes: DefaultRequestBodyMax},
 	}
 	defaultListen(&c)
 	return c
@@ -193,6 +196,22 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 				r.Errorf(af["serve"], "field \"serve\" must be auto, on or off, got %q%s", v, catalog.DidYouMean(v, known))
 			}
 			cfg.API.Serve = v
+		}
+	}
+	if bf := r.Fields(f["request_body"], "request_body", bodyFields, nil); bf != nil {
+		if v, ok := r.Int(bf["max_bytes"], "max_bytes"); ok {
+			if v < 1024 || v > 16<<20 {
+				r.Errorf(bf["max_bytes"], "field \"max_bytes\" must be between 1024 and 16777216 bytes, got %d", v)
+			}
+			cfg.RequestBody.MaxBytes = v
+		}
+	}
+	if tf := r.Fields(f["tokens"], "tokens", tokensFields, nil); tf != nil {
+		if v, ok := r.Duration(tf["clock_skew"], "clock_skew"); ok {
+			if v < 0 || v > MaxClockSkew {
+				r.Errorf(tf["clock_skew"], "field \"clock_skew\" must be between 0s and %s, got %s", MaxClockSkew, v)
+			}
+			cfg.Tokens.ClockSkew = v
 		}
 	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {

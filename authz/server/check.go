@@ -125,6 +125,7 @@ func (s *Server) decide(ctx context.Context, c *checkState) {
 			Kind: c.token.Kind, Hash: c.token.Hash, Message: "issuer " + c.token.Issuer + " is not accepted by backend " + c.backend.Name}
 	}
 	c.req.Input.Token = tokenInput(&c.token)
+	c.req.Input.Body = s.body(c)
 	if ctx.Err() != nil {
 		c.decision = faultDecision(policy.ReasonDeadlineExceeded)
 		c.fault = "check deadline exceeded during token verification"
@@ -141,6 +142,18 @@ func (s *Server) decide(ctx context.Context, c *checkState) {
 	default:
 		c.decision = d
 	}
+}
+
+// body decodes the check's request body for the policy, once, for every
+// protocol alike, and only for a verified token: every other token status
+// is denied (401, 503) before any body rule is read, so decoding a body an
+// unauthenticated client sent would only be work it can make ccauthz do.
+// Such a check's policy input says absent.
+func (s *Server) body(c *checkState) policy.BodyInput {
+	if c.token.Status != token.StatusValid {
+		return policy.BodyInput{Status: policy.BodyAbsent}
+	}
+	return envoy.DecodeBody(c.req.Body, s.opts.MaxRequestBodyBytes)
 }
 
 // tokenInput is the verification result as the policy sees it.

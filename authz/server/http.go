@@ -86,12 +86,18 @@ type httpMode struct {
 // 404 or 405 with a JSON error.
 func (s *Server) HTTPHandler() http.Handler {
 	prefix := s.opts.HTTP.EnvoyPathPrefix
+	maxRequestBody := int64(s.opts.MaxRequestBodyBytes)
 	envoyMode := &httpMode{name: modeEnvoy,
-		read:  func(r *http.Request, dst *envoy.Request) error { return httpcheck.MapEnvoy(r, prefix, dst) },
+		read: func(r *http.Request, dst *envoy.Request) error {
+			return httpcheck.MapEnvoy(r, prefix, maxRequestBody, dst)
+		},
 		write: func(w http.ResponseWriter, o *envoy.Outcome) { httpcheck.WriteDirect(w, o, true) },
 	}
 	nginxMode := &httpMode{name: modeNginx, read: httpcheck.MapNginx, write: httpcheck.WriteNginx}
-	forwardMode := &httpMode{name: modeForward, read: httpcheck.MapForward,
+	forwardMode := &httpMode{name: modeForward,
+		read: func(r *http.Request, dst *envoy.Request) error {
+			return httpcheck.MapForward(r, maxRequestBody, dst)
+		},
 		write: func(w http.ResponseWriter, o *envoy.Outcome) { httpcheck.WriteDirect(w, o, false) },
 	}
 	maxBody := s.opts.HTTP.MaxBodyBytes

@@ -83,7 +83,7 @@ func (s *Server) grpcServerOptions(tlsConfig *tls.Config) []grpc.ServerOption {
 		streams = uint32(o.MaxConcurrentStreams)
 	}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxCheckRequestBytes),
+		grpc.MaxRecvMsgSize(s.maxRecvMsgSize()),
 		// A CheckRequest with non-UTF-8 strings is a 400, not INTERNAL.
 		grpc.ForceServerCodecV2(newCheckCodec()),
 		grpc.MaxConcurrentStreams(streams),

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ccauthz/ccauthz/policy"
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
@@ -51,6 +52,10 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 	}
 	if c.req.RequestID != "" {
 		attrs = append(attrs, slog.String("request_id", c.req.RequestID))
+	}
+	// The body's status and size only: the body itself is never logged.
+	if b := c.req.Input.Body; b.Status != "" && b.Status != policy.BodyAbsent {
+		attrs = append(attrs, slog.String("body_status", b.Status), slog.Int("body_bytes", b.Size))
 	}
 	if c.span.IsValid() {
 		attrs = append(attrs, slog.String("trace_id", c.span.TraceID().String()), slog.String("span_id", c.span.SpanID().String()))

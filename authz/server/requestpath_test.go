@@ -236,10 +236,10 @@ func TestCheckOverGRPCInvalidUTF8(t *testing.T) {
 		t.Fatalf("disagreeing backends: %v %v", resp, err)
 	}
 
-	// The decoder is bounded: a message over MaxCheckRequestBytes never
-	// reaches Check (Envoy never sends one; see MaxCheckRequestBytes).
+	// The decoder is bounded: a message over MaxCheckRequestBytes plus the
+	// body bound never reaches Check (Envoy never sends one).
 	req = request("/allowed", "Bearer good-inst1", map[string]string{"backend": "ai_gateway"}, "")
-	req.Attributes.Request.Http.Headers["x-big"] = strings.Repeat("a", MaxCheckRequestBytes)
+	req.Attributes.Request.Http.Headers["x-big"] = strings.Repeat("a", h.srv.maxRecvMsgSize())
 	if _, err := client.Check(context.Background(), req); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("oversized CheckRequest: %v, want RESOURCE_EXHAUSTED", err)
 	}

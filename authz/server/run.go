@@ -15,13 +15,19 @@ import (
 	"google.golang.org/grpc/reflection"
 )
 
-// MaxCheckRequestBytes bounds a CheckRequest the gRPC server decodes.
-// Envoy never sends more than its header limit (max_request_headers_kb,
-// 60 KiB by default) plus a with_request_body buffer (max_request_bytes),
-// so 1 MiB leaves room for both while keeping any client from making the
-// decoder allocate grpc-go's 4 MiB default.
-// A larger message is refused by grpc-go (RESOURCE_EXHAUSTED) before Check.
+// MaxCheckRequestBytes bounds the part of a CheckRequest that is not the
+// request body. Envoy never sends more than its header limit
+// (max_request_headers_kb, 60 KiB by default), so 1 MiB leaves ample room.
+// The gRPC server's receive limit is this plus the request body bound
+// (request_body.max_bytes, Envoy's max_request_bytes): a whole body at the
+// limit still fits, and no client can make the decoder allocate more. A
+// larger message is refused by grpc-go (RESOURCE_EXHAUSTED) before Check.
 const MaxCheckRequestBytes = 1 << 20
+
+// maxRecvMsgSize is the gRPC receive limit: headers and the largest body.
+func (s *Server) maxRecvMsgSize() int {
+	return MaxCheckRequestBytes + s.opts.MaxRequestBodyBytes
+}
 
 // Listeners are what Serve serves on. GRPC and Admin are required; HTTP
 // (the HTTP checks) is optional.

@@ -49,6 +49,11 @@ type Options struct {
 	// DrainDelay is how long health reports NOT_SERVING, with checks still
 	// answered, before the graceful stop begins. 0: stop at once.
 	DrainDelay time.Duration
+	// MaxRequestBodyBytes bounds the request body a check may give the
+	// policy (Envoy with_request_body, the JSON API's body); a larger one
+	// reaches the policy as too_large, undecoded. Default
+	// envoy.DefaultMaxBodyBytes.
+	MaxRequestBodyBytes int
 }
 
 func (o *Options) defaults() {
@@ -60,6 +65,9 @@ func (o *Options) defaults() {
 	}
 	if o.ReadinessInterval <= 0 {
 		o.ReadinessInterval = time.Second
+	}
+	if o.MaxRequestBodyBytes <= 0 {
+		o.MaxRequestBodyBytes = envoy.DefaultMaxBodyBytes
 	}
 	o.HTTP.defaults(o.CheckTimeout)
 	if o.RequestPath == nil {
@@ -163,6 +171,7 @@ func (s *Server) prepare(snap *Snapshot) error {
 	for _, name := range snap.Names() {
 		b := snap.backends[name]
 		b.meta = envoy.NewBackendMeta(b.Name, b.Decider.Revision())
+		b.meta.GRPC = b.GRPC
 		b.counters = s.metrics.forBackend(b.Name, s.opts.DryRun || b.DryRun)
 	}
 	return nil

@@ -30,6 +30,9 @@ type Backend struct {
 	Issuers []string
 	// DryRun: decisions are computed and logged, never enforced.
 	DryRun bool
+	// GRPC marks a gRPC backend (manifest protocol: grpc): denials are
+	// answered as gRPC statuses (docs/grpc-backends.md).
+	GRPC bool
 	// Decider is the backend's compiled policy.
 	Decider Decider
 	// Ready reports whether the backend can decide with fresh keys; nil

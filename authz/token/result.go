@@ -33,11 +33,14 @@ const (
 	ReasonBadSignature        Reason = "bad_signature"
 	ReasonExpired             Reason = "expired"
 	ReasonNotYetValid         Reason = "not_yet_valid"
-	ReasonIssuedInFuture      Reason = "issued_in_future"
-	ReasonMissingExpiry       Reason = "missing_exp"
-	ReasonMissingAudience     Reason = "missing_aud"
-	ReasonBadAudience         Reason = "bad_audience"
-	ReasonBadClaims           Reason = "bad_claims"
+	// ReasonIssuedInFuture is no longer produced (iat is only type-checked,
+	// as at the AI gateway); the code stays reserved so dashboards keep
+	// their label set.
+	ReasonIssuedInFuture  Reason = "issued_in_future"
+	ReasonMissingExpiry   Reason = "missing_exp"
+	ReasonMissingAudience Reason = "missing_aud"
+	ReasonBadAudience     Reason = "bad_audience"
+	ReasonBadClaims       Reason = "bad_claims"
 )
 
 // Kind decides which header the `sub` claim binds to: an instance token's sub

@@ -34,8 +34,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// MaxTokenBytes rejects longer tokens before parsing (default 16 KiB).
 	MaxTokenBytes int
-	// ClockSkew is the leeway on exp, nbf and iat (default 0, as the AI
-	// gateway).
+	// ClockSkew is the leeway on exp and nbf (default 0, as the AI
+	// gateway); iat is never compared with the clock.
 	ClockSkew time.Duration
 	// CacheEntries and CacheBytes bound the verified-token cache (defaults
 	// 100000 entries, 64 MiB estimated). A negative CacheEntries disables
@@ -199,12 +199,17 @@ func (v *Verifier) Verify(ctx context.Context, authorization, audience string) (
 	if authorization == "" {
 		return Result{Status: StatusMissing, Reason: ReasonMissing, Message: "no Authorization header"}
 	}
-	scheme, tok, ok := strings.Cut(authorization, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	// Split on the first space as the AI gateway does: a scheme other than
+	// Bearer is a malformed header ("Invalid authorization header"), while
+	// a bare "Bearer" or "Bearer " has the right scheme and an empty token,
+	// which the gateway hands to its JWT decoder and answers "Forbidden by
+	// auth provider": an invalid token here too.
+	scheme, tok, _ := strings.Cut(authorization, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
 		return Result{Status: StatusMalformed, Reason: ReasonMalformedHeader, Message: "Authorization is not \"Bearer <token>\""}
 	}
 	if tok == "" {
-		return Result{Status: StatusMalformed, Reason: ReasonMalformedHeader, Message: "Authorization has an empty bearer token"}
+		return Result{Status: StatusInvalid, Reason: ReasonMalformed, Message: "Authorization has the Bearer scheme but no token"}
 	}
 	sum := sha256.Sum256([]byte(tok))
 	if len(tok) > v.maxLen {

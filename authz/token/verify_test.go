@@ -41,8 +41,14 @@ func TestVerifyAuthorizationHeader(t *testing.T) {
 	}{
 		{"absent", "", StatusMissing, ReasonMissing},
 		{"basic scheme", "Basic dXNlcjpwYXNz", StatusMalformed, ReasonMalformedHeader},
-		{"scheme only", "Bearer", StatusMalformed, ReasonMalformedHeader},
-		{"empty token", "Bearer ", StatusMalformed, ReasonMalformedHeader},
+		// The AI gateway splits on the first space: "Bearer" alone is the
+		// right scheme with an empty token, which its JWT decoder refuses
+		// ("Forbidden by auth provider"), not a malformed header.
+		{"scheme only", "Bearer", StatusInvalid, ReasonMalformed},
+		{"empty token", "Bearer ", StatusInvalid, ReasonMalformed},
+		{"scheme only, lower case", "bearer", StatusInvalid, ReasonMalformed},
+		{"other scheme only", "Basic", StatusMalformed, ReasonMalformedHeader},
+		{"scheme glued to token", "Bearer" + tok, StatusMalformed, ReasonMalformedHeader},
 		{"token without scheme", tok, StatusMalformed, ReasonMalformedHeader},
 		{"lower-case scheme", "bearer " + tok, StatusValid, ReasonOK},
 		{"upper-case scheme", "BEARER " + tok, StatusValid, ReasonOK},
@@ -141,7 +147,10 @@ func TestAttackCorpus(t *testing.T) {
 		{"crit header", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { h["crit"] = []string{"exp"} }), StatusInvalid, ReasonMalformed},
 		{"expired", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["exp"] = time.Now().Add(-time.Second).Unix() }), StatusInvalid, ReasonExpired},
 		{"not yet valid", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["nbf"] = time.Now().Add(time.Minute).Unix() }), StatusInvalid, ReasonNotYetValid},
-		{"issued in the future", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["iat"] = time.Now().Add(time.Minute).Unix() }), StatusInvalid, ReasonIssuedInFuture},
+		// iat is only type-checked, as python-jose does for the gateway.
+		{"issued in the future", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["iat"] = time.Now().Add(time.Hour).Unix() }), StatusValid, ReasonOK},
+		{"iat as a string", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["iat"] = "1700000000" }), StatusInvalid, ReasonBadClaims},
+		{"nbf as a string", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["nbf"] = "1700000000" }), StatusInvalid, ReasonBadClaims},
 		{"no exp", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["exp"] = nil }), StatusInvalid, ReasonMissingExpiry},
 		{"exp as a string", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["exp"] = "9999999999" }), StatusInvalid, ReasonBadClaims},
 		{"no aud", mint(t, keys[0], a.srv.URL, func(h, c map[string]any) { c["aud"] = nil }), StatusInvalid, ReasonMissingAudience},
@@ -184,6 +193,49 @@ func TestAttackCorpus(t *testing.T) {
 
 func thumb(k interface{ Public() crypto.PublicKey }) (string, error) {
 	return jwks.Thumbprint(k.Public())
+}
+
+// TestVerifyTimeClaims walks the validity window with a fixed clock: exp
+// and nbf exact at skew 0 (the gateway's leeway), widened by ClockSkew; iat
+// never compared. A signer whose clock runs 3 s fast (GitLab mints
+// nbf = iat - 5 s) is valid, the example.
+func TestVerifyTimeClaims(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	now := time.Unix(1_800_000_000, 0)
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	tests := []struct {
+		name   string
+		skew   time.Duration
+		claims map[string]any
+		reason Reason
+	}{
+		{"signer 3s fast", 0, map[string]any{"iat": at(3 * time.Second), "nbf": at(-2 * time.Second), "exp": at(time.Hour)}, ReasonOK},
+		{"iat a day ahead", 0, map[string]any{"iat": at(24 * time.Hour), "exp": at(time.Hour)}, ReasonOK},
+		{"exp now", 0, map[string]any{"exp": at(0)}, ReasonExpired},
+		{"exp in 1s", 0, map[string]any{"exp": at(time.Second)}, ReasonOK},
+		{"nbf now", 0, map[string]any{"nbf": at(0), "exp": at(time.Hour)}, ReasonOK},
+		{"nbf in 1s", 0, map[string]any{"nbf": at(time.Second), "exp": at(time.Hour)}, ReasonNotYetValid},
+		{"exp 5s ago, skew 10s", 10 * time.Second, map[string]any{"exp": at(-5 * time.Second)}, ReasonOK},
+		{"exp 10s ago, skew 10s", 10 * time.Second, map[string]any{"exp": at(-10 * time.Second)}, ReasonExpired},
+		{"nbf in 10s, skew 10s", 10 * time.Second, map[string]any{"nbf": at(10 * time.Second), "exp": at(time.Hour)}, ReasonOK},
+		{"nbf in 11s, skew 10s", 10 * time.Second, map[string]any{"nbf": at(11 * time.Second), "exp": at(time.Hour)}, ReasonNotYetValid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{ClockSkew: tt.skew, Now: func() time.Time { return now }, CacheEntries: -1})
+			tok := mint(t, keys[0], f.srv.URL, func(h, c map[string]any) {
+				delete(c, "iat")
+				delete(c, "nbf")
+				for k, v := range tt.claims {
+					c[k] = v
+				}
+			})
+			if r := v.Verify(t.Context(), bearer(tok), aud); r.Reason != tt.reason {
+				t.Fatalf("Verify = %s/%s (%s), want %s", r.Status, r.Reason, r.Message, tt.reason)
+			}
+		})
+	}
 }
 
 func TestVerifyHonoursClockSkew(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/ccauthz/ccauthz/policy/manifest"
 	corerego "github.com/ccauthz/ccauthz/policy/rego"
 	"github.com/ccauthz/ccauthz/policy/regogen"
+	"github.com/ccauthz/ccauthz/proto/envoy"
 	"github.com/ccauthz/ccauthz/proto/requestpath"
 )
 
@@ -26,7 +27,7 @@ subcommands:
   build   generate, compile and write the Rego and its opa test suites
             --manifest FILE|NAME --out DIR [--catalog PATH] [--extra DIR]
   eval    evaluate one request and print the decision as JSON
-            --manifest FILE|NAME --input FILE|- [--catalog PATH] [--extra DIR]
+            --manifest FILE|NAME --input FILE|- [--body FILE] [--catalog PATH] [--extra DIR]
   test    run the opa test suites of a build output directory
             DIR [-v] [--coverage] [--run REGEX]
 
@@ -50,9 +51,12 @@ judged it; docs/examples/eval-input.json is a complete one (an allow):
              "claims": {"sub": "...", "gitlab_realm": "self-managed", "scopes": ["complete_code"]}}}
 token.status is valid, missing, invalid or unavailable; backend defaults to
 the manifest's.
+The original request's body is given in the input (request.body and
+request.body_status) or as the bytes of --body FILE, decoded as serve decodes
+a check's body (at most 1 MiB, as request_body.max_bytes); not both.
 `
 
-const policyEvalUsage = `usage: ccauthz policy eval --manifest FILE|NAME --input FILE|- [--catalog PATH] [--extra DIR]
+const policyEvalUsage = `usage: ccauthz policy eval --manifest FILE|NAME --input FILE|- [--body FILE] [--catalog PATH] [--extra DIR]
 
 Evaluate one request against the policy built from the catalog and manifest
 and print the decision as JSON (the same decision serve enforces).
@@ -244,6 +248,7 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 	var pi policyInputs
 	pi.register(fs)
 	inputPath := fs.String("input", "", "policy input JSON file (see docs/examples/eval-input.json), or - for stdin")
+	bodyPath := fs.String("body", "", "file with the original request's body (raw bytes, usually JSON)")
 	if _, code, done := parseFlags(e, fs, args, false); done {
 		return code
 	}
@@ -267,6 +272,17 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %v\n", err)
 		return exitInvalid
 	}
+	var body envoy.Body
+	if *bodyPath != "" {
+		if inputNamesBody(data) {
+			fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: request.body (or body_status) and --body both give the body; use one\n", *inputPath)
+			return exitInvalid
+		}
+		if body, err = readBodyFile(*bodyPath); err != nil {
+			fmt.Fprintf(e.stderr, "ccauthz policy eval: --body: %v\n", err)
+			return exitInvalid
+		}
+	}
 	in, err := policy.ParseInputJSON(data)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: %v\n", *inputPath, err)
@@ -277,6 +293,10 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 	if in.Path, err = requestpath.Default().Path(in.Path); err != nil {
 		fmt.Fprintf(e.stderr, "ccauthz policy eval: %s: request.path: %v\n", *inputPath, err)
 		return exitInvalid
+	}
+	if body.Present {
+		// The same decode a served check's body goes through.
+		in.Body = envoy.DecodeBody(body, envoy.DefaultMaxBodyBytes)
 	}
 	if in.Backend == "" {
 		in.Backend = p.Backend()
@@ -293,4 +313,34 @@ func policyEval(ctx context.Context, e *env, args []string) int {
 		return exitInvalid
 	}
 	return exitOK
+}
+
+// inputNamesBody reports whether an eval input document gives the body
+// itself (request.body or request.body_status), which --body would
+// contradict. A document that does not parse is left to the input parser.
+func inputNamesBody(data []byte) bool {
+	var doc struct {
+		Request map[string]json.RawMessage `json:"request"`
+	}
+	if json.Unmarshal(data, &doc) != nil {
+		return false
+	}
+	_, body := doc.Request["body"]
+	_, status := doc.Request["body_status"]
+	return body || status
+}
+
+// readBodyFile reads a --body file, one byte past the body limit so an
+// oversized body is reported as too_large to the policy, never truncated.
+func readBodyFile(path string) (envoy.Body, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return envoy.Body{}, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, envoy.DefaultMaxBodyBytes+1))
+	if err != nil {
+		return envoy.Body{}, err
+	}
+	return envoy.Body{Present: true, Data: data, DeclaredLength: -1}, nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
 // policyCLI runs ccauthz in-process with stdin and returns exit code, stdout
@@ -177,5 +179,64 @@ func TestPolicyUsage(t *testing.T) {
 	code, _, errOut = policyCLI(t, "", "policy", "eval", "--manifest", "ai_gatewya", "--input", "-")
 	if code != exitInvalid || !strings.Contains(errOut, `not a bundled example (did you mean "ai_gateway"?)`) {
 		t.Errorf("exit %d: %s", code, errOut)
+	}
+}
+
+func TestPolicyEvalBody(t *testing.T) {
+	input := strings.Replace(evalInput, "%s", `["complete_code"]`, 1)
+	dir := t.TempDir()
+	bodyFile := filepath.Join(dir, "body.json")
+	if err := os.WriteFile(bodyFile, []byte(`{"prompt_components": [{"type": "code_editor_completion"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := policyCLI(t, input, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", bodyFile)
+	if code != exitOK || !strings.Contains(out, `"allow": true`) {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	withBody := strings.Replace(input, `"host": "cloud.gitlab.com",`, `"host": "cloud.gitlab.com", "body": {"a": 1},`, 1)
+	withStatus := strings.Replace(input, `"host": "cloud.gitlab.com",`, `"host": "cloud.gitlab.com", "body_status": "too_large",`, 1)
+	for _, in := range []string{withBody, withStatus} {
+		code, _, errOut = policyCLI(t, in, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", bodyFile)
+		if code != exitInvalid || !strings.Contains(errOut, "request.body (or body_status) and --body both give the body; use one") {
+			t.Errorf("both: exit %d: %s", code, errOut)
+		}
+	}
+	code, _, errOut = policyCLI(t, input, "policy", "eval", "--manifest", "ai_gateway", "--input", "-", "--body", filepath.Join(dir, "none"))
+	if code != exitInvalid || !strings.Contains(errOut, "--body: open") {
+		t.Errorf("missing file: exit %d: %s", code, errOut)
+	}
+}
+
+func TestBodyFile(t *testing.T) {
+	for doc, want := range map[string]bool{
+		`{"request": {"method": "POST", "body": {"a": [1]}}}`:      true,
+		`{"request": {"method": "POST", "body": null}}`:            true,
+		`{"request": {"method": "POST", "body_status": "absent"}}`: true,
+		`{"request": {"method": "POST"}}`:                          false,
+		`[1]`:                                                      false,
+		`{"request": 3}`:                                           false,
+	} {
+		if got := inputNamesBody([]byte(doc)); got != want {
+			t.Errorf("inputNamesBody(%s) = %v, want %v", doc, got, want)
+		}
+	}
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, make([]byte, envoy.DefaultMaxBodyBytes+100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := readBodyFile(big)
+	if err != nil || len(b.Data) != envoy.DefaultMaxBodyBytes+1 {
+		t.Fatalf("read %d bytes, %v", len(b.Data), err)
+	}
+	if got := envoy.DecodeBody(b, envoy.DefaultMaxBodyBytes); got.Status != "too_large" {
+		t.Errorf("status %q, want too_large", got.Status)
+	}
+	small := filepath.Join(dir, "small")
+	if err := os.WriteFile(small, []byte("a=b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = readBodyFile(small); err != nil || envoy.DecodeBody(b, envoy.DefaultMaxBodyBytes).Status != "invalid" {
+		t.Errorf("a non-JSON body file: %v %+v", err, b)
 	}
 }

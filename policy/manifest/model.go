@@ -16,6 +16,12 @@ type Manifest struct {
 	Backend string `json:"backend"`
 	// Audience is the backend's jwt_aud; set by Bind.
 	Audience string `json:"audience,omitempty"`
+	// Protocol is how the backend's clients talk: ProtocolHTTP (default)
+	// or ProtocolGRPC, whose denials are answered as gRPC statuses
+	// (docs/grpc-backends.md).
+	// It changes how a denial is rendered, not the decision, so it is not
+	// part of the manifest JSON the generated Rego is stamped with.
+	Protocol string `json:"-"`
 	// Bindings are the claim↔header equality checks, in evaluation order.
 	Bindings    []Binding   `json:"bindings"`
 	SeatBuckets SeatBuckets `json:"seat_buckets"`
@@ -34,6 +40,12 @@ type Manifest struct {
 	// bound is true once the manifest was checked against a catalog.
 	bound bool
 }
+
+// Backend protocols (the manifest's protocol key).
+const (
+	ProtocolHTTP = "http"
+	ProtocolGRPC = "grpc"
+)
 
 // Bound reports whether the manifest was checked against a catalog (Bind or
 // Parse with a catalog), so its unit primitive names are canonical.

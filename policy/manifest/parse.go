@@ -17,7 +17,7 @@ import (
 )
 
 var (
-	manifestFields  = []string{"backend", "bindings", "seat_buckets", "rate_limit", "flags", "prompt_registry", "routes"}
+	manifestFields  = []string{"backend", "protocol", "bindings", "seat_buckets", "rate_limit", "flags", "prompt_registry", "routes"}
 	bindingFields   = []string{"claim", "header", "token_kind"}
 	seatFields      = []string{"small_max", "medium_max"}
 	rateLimitFields = []string{"default_class", "classes", "auth_failures"}
@@ -130,6 +130,13 @@ func decode(r catalog.NodeReader, root *yaml.Node, open dirOpener) *Manifest {
 	m.BackendPos = r.Pos(f["backend"])
 	if m.Backend == "" && f["backend"] != nil && f["backend"].Kind == yaml.ScalarNode && f["backend"].Tag != "!!null" {
 		r.Errorf(f["backend"], "field \"backend\" must not be empty")
+	}
+	m.Protocol = ProtocolHTTP
+	if v, ok := r.String(f["protocol"], "protocol"); ok {
+		if v != ProtocolHTTP && v != ProtocolGRPC {
+			r.Errorf(f["protocol"], "field \"protocol\" must be %s or %s, got %q", ProtocolHTTP, ProtocolGRPC, v)
+		}
+		m.Protocol = v
 	}
 	m.Bindings = decodeBindings(r, f["bindings"])
 	m.SeatBuckets = decodeSeats(r, f["seat_buckets"])

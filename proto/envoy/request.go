@@ -67,6 +67,9 @@ type Request struct {
 	// StripPrefix is the route's strip_prefix context extension, removed
 	// from the canonical path by CanonicalPath.
 	StripPrefix string
+	// Body is the request body the check carried, not yet decoded: the
+	// server decodes it once (DecodeBody) into Input.Body. Never logged.
+	Body Body
 }
 
 // CanonicalPath sets Input.Path to the canonical form of RawPath
@@ -186,6 +189,7 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 	}
 	in.Headers = headers
 	r.RequestID = firstNonEmpty(h.GetId(), headers["x-request-id"])
+	r.Body = EnvoyBody(h.GetRawBody(), h.GetBody(), headers)
 	return nil
 }
 

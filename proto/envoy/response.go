@@ -80,6 +80,9 @@ func NewResponder(reasons ...policy.Reason) *Responder {
 type BackendMeta struct {
 	Name     string
 	Revision string
+	// GRPC marks a gRPC backend (manifest protocol: grpc): its denials are
+	// rendered for gRPC clients (GRPCDenial).
+	GRPC     bool
 	name     *structpb.Value
 	revision *structpb.Value
 }
@@ -139,13 +142,18 @@ func (r *Responder) Response(o *Outcome) *authv3.CheckResponse {
 		// A deny without a usable status is a policy bug; 403 keeps it closed.
 		status = 403
 	}
+	denied := &authv3.DeniedHttpResponse{Status: &typev3.HttpStatus{Code: typev3.StatusCode(status)}}
+	if o.Backend != nil && o.Backend.GRPC {
+		// Envoy answers a gRPC request's denial as trailers-only: grpc-status
+		// from our header, grpc-message from the body (GRPCDenial).
+		h, body := GRPCDenial(d, status)
+		denied.Headers, denied.Body = headerOptions(h, nil), body
+	} else {
+		denied.Headers, denied.Body = headerOptions(d.ResponseHeaders, r.contentType), string(AppendJSON(nil, d.Body))
+	}
 	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(rpcCode(status)), Message: validUTF8(string(d.Reason))},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
-			Headers: headerOptions(d.ResponseHeaders, r.contentType),
-			Body:    string(AppendJSON(nil, d.Body)),
-		}},
+		Status:          &rpcstatus.Status{Code: int32(rpcCode(status)), Message: validUTF8(string(d.Reason))},
+		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 		DynamicMetadata: md,
 	}
 }

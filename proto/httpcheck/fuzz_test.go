@@ -3,6 +3,7 @@ package httpcheck
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -51,9 +52,12 @@ func checkMapped(t *testing.T, r *envoy.Request) {
 		t.Fatalf("backend %q", r.Backend)
 	}
 	for k := range in.Headers {
-		if k != strings.ToLower(k) || k == "authorization" || strings.HasPrefix(k, reservedPrefix) {
+		if k != strings.ToLower(k) || k == "authorization" || k == envoy.HeaderPartialBody || strings.HasPrefix(k, reservedPrefix) {
 			t.Fatalf("header %q reached the input", k)
 		}
+	}
+	if b := envoy.DecodeBody(r.Body, 1<<20); b.Status == policy.BodyOK && !json.Valid(r.Body.Data) {
+		t.Fatalf("body ok but not JSON")
 	}
 }
 
@@ -64,15 +68,17 @@ func FuzzMapRequest(f *testing.F) {
 	f.Add([]byte("POST /ext_authz/v2/code/completions?a=b HTTP/1.1\r\nHost: cloud.gitlab.com\r\nX-Ccauthz-Backend: ai_gateway\r\nX-Gitlab-Realm: saas\r\n\r\n"))
 	f.Add([]byte("GET /v1/auth/forward HTTP/1.1\r\nHost: x\r\nX-Forwarded-Method: get\r\nX-Forwarded-Uri: /a b\r\nX-Ccauthz-Backend: Nope\r\n\r\n"))
 	f.Add([]byte("GET /ext_authz HTTP/1.1\r\nHost: \r\n\r\n"))
+	f.Add([]byte("POST /ext_authz/v4/code/suggestions HTTP/1.1\r\nHost: x\r\nX-Envoy-Auth-Partial-Body: true\r\nContent-Length: 9\r\n\r\n{\"a\":[1,"))
+	f.Add([]byte("POST /v1/auth/forward HTTP/1.1\r\nHost: x\r\nX-Forwarded-Method: POST\r\nX-Forwarded-Uri: /v2/chat/agent\r\nContent-Length: 2\r\n\r\n{}"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 		if err != nil {
 			return
 		}
 		modes := map[string]func(*http.Request, *envoy.Request) error{
-			"envoy":   func(r *http.Request, d *envoy.Request) error { return MapEnvoy(r, "/ext_authz", d) },
+			"envoy":   func(r *http.Request, d *envoy.Request) error { return MapEnvoy(r, "/ext_authz", 1<<20, d) },
 			"nginx":   MapNginx,
-			"forward": MapForward,
+			"forward": func(r *http.Request, d *envoy.Request) error { return MapForward(r, 1<<20, d) },
 			"json":    func(r *http.Request, d *envoy.Request) error { return MapJSON(r, 1024, d) },
 		}
 		for name, m := range modes {
@@ -95,6 +101,8 @@ func FuzzDecodeCheckRequest(f *testing.F) {
 	f.Add([]byte(`{"method":"GET","path":"/","headers":{"A":"1","a":"2"}}`))
 	f.Add([]byte(`{"method":"GET","path":"/"} x`))
 	f.Add([]byte(`[1,2]`))
+	f.Add([]byte(`{"method":"POST","path":"/v2/chat/agent","body":{"messages":[{"additional_context":[{"category":"file"}]}]}}`))
+	f.Add([]byte(`{"method":"POST","path":"/x","body_base64":"e30="}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest("POST", "/v1/check", bytes.NewReader(body))
 		var dst envoy.Request

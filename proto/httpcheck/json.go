@@ -2,6 +2,7 @@ package httpcheck
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,13 +17,18 @@ import (
 // and Path are required; Path may carry the query ("/v2/x?a=1"). Host, when
 // empty, falls back to headers["host"]. Header names are matched case
 // insensitively and must be unique that way; authorization is given to the
-// verifier only, x-ccauthz-* names are dropped.
+// verifier only, x-ccauthz-* names are dropped. The original request's body
+// is Body (any JSON value, taken as the body's JSON text; null means no
+// body) or BodyBase64 (the body's bytes, standard base64, for bodies that
+// are not JSON); at most one of them.
 type CheckRequest struct {
-	Backend string            `json:"backend"`
-	Method  string            `json:"method"`
-	Path    string            `json:"path"`
-	Host    string            `json:"host"`
-	Headers map[string]string `json:"headers"`
+	Backend    string            `json:"backend"`
+	Method     string            `json:"method"`
+	Path       string            `json:"path"`
+	Host       string            `json:"host"`
+	Headers    map[string]string `json:"headers"`
+	Body       json.RawMessage   `json:"body"`
+	BodyBase64 *string           `json:"body_base64"`
 }
 
 // MapJSON reads and maps a JSON API check: the body (at most maxBody bytes,
@@ -89,6 +95,25 @@ func jsonKind(e *json.UnmarshalTypeError) string {
 	return "a string"
 }
 
+// jsonBody is the original request's body a JSON API check names.
+func jsonBody(req *CheckRequest) (envoy.Body, error) {
+	b := envoy.Body{DeclaredLength: -1}
+	hasBody := len(req.Body) > 0 && string(req.Body) != "null"
+	switch {
+	case hasBody && req.BodyBase64 != nil:
+		return b, badRequest("fields \"body\" and \"body_base64\" are exclusive; give at most one")
+	case hasBody:
+		b.Present, b.Data = true, req.Body
+	case req.BodyBase64 != nil:
+		data, err := base64.StdEncoding.DecodeString(*req.BodyBase64)
+		if err != nil {
+			return b, badRequest("field \"body_base64\" is not standard base64")
+		}
+		b.Present, b.Data = true, data
+	}
+	return b, nil
+}
+
 func fillJSON(dst *envoy.Request, req *CheckRequest, backend string) error {
 	if req.Method == "" {
 		return badRequest("field \"method\" is required")
@@ -133,7 +158,15 @@ func fillJSON(dst *envoy.Request, req *CheckRequest, backend string) error {
 	if err := checkHost(host); err != nil {
 		return err
 	}
+	body, err := jsonBody(req)
+	if err != nil {
+		return err
+	}
+	// The JSON API sends no partial-body signal of its own: a caller's
+	// header of that name is not Envoy's.
+	delete(headers, envoy.HeaderPartialBody)
 	dst.Backend = backend
+	dst.Body = body
 	in := &dst.Input
 	in.Method = strings.ToUpper(req.Method)
 	in.Path, in.Query = envoy.SplitPath(req.Path)

@@ -3,6 +3,7 @@ package httpcheck
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -89,7 +90,10 @@ func StatusOf(err error) int {
 // arrives at prefix + the original path (with its query) under the original
 // method, with the original headers and Host. The backend comes only from
 // the X-Ccauthz-Backend header (the query belongs to the original request).
-func MapEnvoy(r *http.Request, prefix string, dst *envoy.Request) error {
+// With with_request_body, Envoy sends the buffered body as the check's body
+// and adds X-Envoy-Auth-Partial-Body; at most maxBody+1 bytes of it are read
+// (more is too_large).
+func MapEnvoy(r *http.Request, prefix string, maxBody int64, dst *envoy.Request) error {
 	*dst = envoy.Request{}
 	target, ok := strings.CutPrefix(r.RequestURI, prefix)
 	if !ok || (target != "" && target[0] != '/' && target[0] != '?') {
@@ -106,13 +110,39 @@ func MapEnvoy(r *http.Request, prefix string, dst *envoy.Request) error {
 	if err != nil {
 		return err
 	}
-	return fill(dst, r, r.Method, target, r.Host, backend)
+	if err := fill(dst, r, r.Method, target, r.Host, backend); err != nil {
+		return err
+	}
+	return readBody(r, maxBody, dst)
+}
+
+// readBody reads the body of a check whose gateway forwards the original
+// request's body (Envoy http_service with with_request_body, Traefik
+// forwardBody), bounded by maxBody+1 bytes. The check request's own
+// Content-Length describes what the gateway sent, not the original request,
+// so only Envoy's partial-body header can say the body was cut.
+func readBody(r *http.Request, maxBody int64, dst *envoy.Request) error {
+	headers := dst.Input.Headers
+	partial, sent := headers[envoy.HeaderPartialBody]
+	delete(headers, envoy.HeaderPartialBody)
+	b := envoy.Body{DeclaredLength: -1, Present: sent, Partial: sent && envoy.PartialBody(partial)}
+	if r.Body != nil && r.ContentLength != 0 {
+		data, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		if err != nil {
+			return badRequest("reading the forwarded request body failed")
+		}
+		b.Data = data
+		b.Present = b.Present || len(data) > 0
+	}
+	dst.Body = b
+	return nil
 }
 
 // MapNginx maps an nginx auth_request subrequest: the original request
 // target in X-Original-URI, its method in X-Original-Method and its host in
 // X-Forwarded-Host (else Host). The backend is X-Ccauthz-Backend or
-// ?backend= (both set must agree).
+// ?backend= (both set must agree). auth_request never carries the original
+// body, so the body is always absent (a route that needs it fails closed).
 func MapNginx(r *http.Request, dst *envoy.Request) error {
 	*dst = envoy.Request{}
 	return mapProxied(r, dst, headerOriginalMethod, headerOriginalURI)
@@ -121,9 +151,15 @@ func MapNginx(r *http.Request, dst *envoy.Request) error {
 // MapForward maps a forward-auth request (Caddy forward_auth, Traefik
 // ForwardAuth): X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host (else
 // Host). The backend is X-Ccauthz-Backend or ?backend= (both set must agree).
-func MapForward(r *http.Request, dst *envoy.Request) error {
+//
+// Caddy's forward_auth sends no body (absent); Traefik sends one with
+// forwardBody: true, read here up to maxBody+1 bytes.
+func MapForward(r *http.Request, maxBody int64, dst *envoy.Request) error {
 	*dst = envoy.Request{}
-	return mapProxied(r, dst, headerForwardedMethod, headerForwardedURI)
+	if err := mapProxied(r, dst, headerForwardedMethod, headerForwardedURI); err != nil {
+		return err
+	}
+	return readBody(r, maxBody, dst)
 }
 
 func mapProxied(r *http.Request, dst *envoy.Request, methodHeader, uriHeader string) error {

@@ -1,10 +1,13 @@
 package httpcheck
 
 import (
+	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/ccauthz/ccauthz/policy"
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
@@ -24,7 +27,7 @@ func TestMapEnvoy(t *testing.T) {
 		r := httptest.NewRequest("PATCH", tc.target, nil)
 		r.Host = "Cloud.GitLab.com:443"
 		var dst envoy.Request
-		err := MapEnvoy(r, "/ext_authz", &dst)
+		err := MapEnvoy(r, "/ext_authz", 1<<20, &dst)
 		if tc.err != "" {
 			if err == nil || err.Error() != tc.err || StatusOf(err) != 400 {
 				t.Errorf("%s: err %v, want %q", tc.target, err, tc.err)
@@ -49,7 +52,7 @@ func TestMapHeaders(t *testing.T) {
 	r.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	r.Header.Set("X-Request-Id", "req-1")
 	var dst envoy.Request
-	if err := MapForward(r, &dst); err != nil {
+	if err := MapForward(r, 1<<20, &dst); err != nil {
 		t.Fatal(err)
 	}
 	in := dst.Input
@@ -107,5 +110,105 @@ func TestMapProxiedErrors(t *testing.T) {
 		if err := MapNginx(r, &dst); err == nil || err.Error() != tc.want || StatusOf(err) != 400 {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestBodyModes: what each HTTP check mode makes of the original request's
+// body.
+func TestBodyModes(t *testing.T) {
+	const obj = `{"prompt_components":[{"type":"code_editor_generation"}]}`
+	type mapper func(r *http.Request, dst *envoy.Request) error
+	envoyMode := func(r *http.Request, dst *envoy.Request) error { return MapEnvoy(r, "/ext_authz", 64, dst) }
+	forwardMode := func(r *http.Request, dst *envoy.Request) error { return MapForward(r, 64, dst) }
+	tests := []struct {
+		name    string
+		mode    mapper
+		target  string
+		body    string
+		headers map[string]string
+		status  string
+	}{
+		{"envoy: body forwarded", envoyMode, "/ext_authz/v4/code/suggestions", obj,
+			map[string]string{"X-Envoy-Auth-Partial-Body": "false"}, policy.BodyOK},
+		{"envoy: cut by allow_partial_message", envoyMode, "/ext_authz/v4/code/suggestions", `{"prompt_components":[`,
+			map[string]string{"X-Envoy-Auth-Partial-Body": "true"}, policy.BodyTruncated},
+		{"envoy: over the limit", envoyMode, "/ext_authz/v4/code/suggestions", obj + strings.Repeat(" ", 64), nil, policy.BodyTooLarge},
+		{"envoy: no body", envoyMode, "/ext_authz/v4/code/suggestions", "", nil, policy.BodyAbsent},
+		{"envoy: not json", envoyMode, "/ext_authz/v4/code/suggestions", "a=b", nil, policy.BodyInvalid},
+		{"forward: Traefik forwardBody", forwardMode, "/v1/auth/forward", obj,
+			map[string]string{"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/v4/code/suggestions"}, policy.BodyOK},
+		{"forward: Caddy sends none", forwardMode, "/v1/auth/forward", "",
+			map[string]string{"X-Forwarded-Method": "POST", "X-Forwarded-Uri": "/v4/code/suggestions"}, policy.BodyAbsent},
+		{"nginx: never a body, even if one is sent", MapNginx, "/v1/auth/nginx", obj,
+			map[string]string{"X-Original-Method": "POST", "X-Original-Uri": "/v4/code/suggestions"}, policy.BodyAbsent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", tc.target, strings.NewReader(tc.body))
+			for k, v := range tc.headers {
+				r.Header.Set(k, v)
+			}
+			var dst envoy.Request
+			if err := tc.mode(r, &dst); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := dst.Input.Headers[envoy.HeaderPartialBody]; ok {
+				t.Errorf("%s reached the policy's headers", envoy.HeaderPartialBody)
+			}
+			got := envoy.DecodeBody(dst.Body, 64)
+			if got.Status != tc.status {
+				t.Fatalf("status %q, want %q", got.Status, tc.status)
+			}
+			if got.Status == policy.BodyOK {
+				want := map[string]any{"prompt_components": []any{map[string]any{"type": "code_editor_generation"}}}
+				if !reflect.DeepEqual(got.JSON, want) || got.Size != len(obj) {
+					t.Errorf("JSON %#v size %d", got.JSON, got.Size)
+				}
+			}
+		})
+	}
+}
+
+func TestMapJSONBody(t *testing.T) {
+	tests := []struct {
+		name, req, status, err string
+		json                   any
+	}{
+		{"no body", `{"method":"POST","path":"/v2/chat/agent"}`, policy.BodyAbsent, "", nil},
+		{"null body", `{"method":"POST","path":"/v2/chat/agent","body":null}`, policy.BodyAbsent, "", nil},
+		{"json body", `{"method":"POST","path":"/v2/chat/agent","body":{"messages":[{"additional_context":[{"category":"issue"}]}]}}`,
+			policy.BodyOK, "", map[string]any{"messages": []any{map[string]any{"additional_context": []any{map[string]any{"category": "issue"}}}}}},
+		{"scalar body", `{"method":"POST","path":"/x","body":"text"}`, policy.BodyOK, "", "text"},
+		{"base64 json", `{"method":"POST","path":"/x","body_base64":"eyJhIjoxfQ=="}`, policy.BodyOK, "", map[string]any{"a": 1.0}},
+		{"base64 not json", `{"method":"POST","path":"/x","body_base64":"YT1i"}`, policy.BodyInvalid, "", nil},
+		{"base64 empty", `{"method":"POST","path":"/x","body_base64":""}`, policy.BodyInvalid, "", nil},
+		{"over the limit", `{"method":"POST","path":"/x","body":"` + strings.Repeat("a", 70) + `"}`, policy.BodyTooLarge, "", nil},
+		{"both", `{"method":"POST","path":"/x","body":{},"body_base64":"e30="}`, "", `fields "body" and "body_base64" are exclusive; give at most one`, nil},
+		{"bad base64", `{"method":"POST","path":"/x","body_base64":"%%"}`, "", `field "body_base64" is not standard base64`, nil},
+		{"base64 not a string", `{"method":"POST","path":"/x","body_base64":1}`, "", `field "body_base64" must be a string, got a JSON number`, nil},
+		{"forged partial header", `{"method":"POST","path":"/x","body":{},"headers":{"X-Envoy-Auth-Partial-Body":"true"}}`, policy.BodyOK, "", map[string]any{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/v1/check", strings.NewReader(tc.req))
+			var dst envoy.Request
+			err := MapJSON(r, 1<<20, &dst)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err || StatusOf(err) != 400 {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := envoy.DecodeBody(dst.Body, 64)
+			if got.Status != tc.status || !reflect.DeepEqual(got.JSON, tc.json) {
+				t.Errorf("got %q %#v, want %q %#v", got.Status, got.JSON, tc.status, tc.json)
+			}
+			if _, ok := dst.Input.Headers[envoy.HeaderPartialBody]; ok {
+				t.Errorf("%s reached the policy's headers", envoy.HeaderPartialBody)
+			}
+		})
 	}
 }

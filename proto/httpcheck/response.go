@@ -32,11 +32,24 @@ func WriteDirect(w http.ResponseWriter, o *envoy.Outcome, envoyRemove bool) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	status := denyStatus(d)
+	if o.Backend != nil && o.Backend.GRPC {
+		// As on the gRPC path: Envoy turns this into a trailers-only gRPC
+		// answer (grpc-status from the header, grpc-message from the body).
+		headers, body := envoy.GRPCDenial(d, status)
+		for k, v := range headers {
+			h.Set(k, v)
+		}
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+		return
+	}
 	for k, v := range d.ResponseHeaders {
 		h.Set(k, v)
 	}
 	h.Set("Content-Type", contentTypeJSON)
-	w.WriteHeader(denyStatus(d))
+	w.WriteHeader(status)
 	_, _ = w.Write(envoy.AppendJSON(nil, d.Body))
 }
 

@@ -55,6 +55,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		Logger:       deps.Logger,
 		CacheEntries: cfg.Caches.Tokens,
 		CacheBytes:   cfg.Caches.TokenBytes,
+		ClockSkew:    cfg.Tokens.ClockSkew,
 		Metrics:      token.Metrics{KeyFetch: fetches.observe},
 	})
 	if err != nil {
@@ -93,10 +94,11 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		RateLimiter: limiter, API: apiSvc,
 		AdminRoutes: map[string]http.Handler{DirectoryPath: http.StripPrefix(strings.TrimSuffix(DirectoryPath, "/"), directory)},
 	}, server.Options{
-		CheckTimeout:     cfg.CheckTimeout,
-		DrainTimeout:     cfg.DrainTimeout,
-		DryRun:           cfg.DryRun,
-		AllowLogSampling: cfg.Logging.AllowSampleRate,
+		CheckTimeout:        cfg.CheckTimeout,
+		DrainTimeout:        cfg.DrainTimeout,
+		DryRun:              cfg.DryRun,
+		AllowLogSampling:    cfg.Logging.AllowSampleRate,
+		MaxRequestBodyBytes: cfg.RequestBody.MaxBytes,
 		HTTP: server.HTTPOptions{
 			EnvoyPathPrefix: cfg.HTTPCheck.EnvoyPathPrefix,
 			MaxHeaderBytes:  cfg.HTTPCheck.MaxHeaderBytes,
@@ -202,6 +204,7 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 		Hosts:    bc.Hosts,
 		Issuers:  bc.Issuers,
 		DryRun:   bc.DryRun,
+		GRPC:     m.Protocol == manifest.ProtocolGRPC,
 		Decider:  p,
 		Ready:    keysReady(ver, issuers),
 		// Limits for the embedded limiter (nil when it is off).
