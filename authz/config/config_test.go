@@ -398,3 +398,22 @@ func TestDecodeRequestBodyAndTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchedPathsIncludePromptRegistry: a manifest's prompt registry
+// (relative to the manifest) is watched like the manifest itself, so adding
+// or editing a prompt definition reloads the policy.
+func TestWatchedPathsIncludePromptRegistry(t *testing.T) {
+	dir := t.TempDir()
+	m := filepath.Join(dir, "ai_gateway.yaml")
+	if err := os.WriteFile(m, []byte("backend: ai_gateway\nprompt_registry: prompts\nroutes: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Decode(filepath.Join(dir, "c.yaml"), []byte("catalog: embedded:example\nbackends: [{name: ai_gateway, manifest: ai_gateway.yaml}]\nissuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{m, filepath.Join(dir, "prompts")}
+	if got := cfg.WatchedPaths(); !reflect.DeepEqual(got, want) {
+		t.Errorf("WatchedPaths = %v, want %v", got, want)
+	}
+}

@@ -426,6 +426,30 @@ func (c *Config) WatchedPaths() []string {
 	for _, b := range c.Backends {
 		add(b.Manifest)
 		add(b.ExtraRego)
+		add(promptRegistry(b.Manifest))
 	}
 	return out
+}
+
+// promptRegistry is the prompt-definitions directory a manifest file names
+// (prompt_registry, relative to the manifest), or "" when it names none or
+// cannot be read: the policy build reports that, positioned.
+func promptRegistry(manifestFile string) string {
+	if manifestFile == "" || strings.HasPrefix(manifestFile, EmbeddedPrefix) {
+		return ""
+	}
+	data, err := os.ReadFile(manifestFile)
+	if err != nil {
+		return ""
+	}
+	var m struct {
+		PromptRegistry string `yaml:"prompt_registry"`
+	}
+	if yaml.Unmarshal(data, &m) != nil || m.PromptRegistry == "" {
+		return ""
+	}
+	if filepath.IsAbs(m.PromptRegistry) {
+		return m.PromptRegistry
+	}
+	return filepath.Join(filepath.Dir(manifestFile), m.PromptRegistry)
 }
