@@ -14,8 +14,20 @@ import (
 // interval and reloads once their content fingerprint has changed and then
 // stayed the same for debounce (see WatchFiles). It returns when ctx is done.
 func (s *Server) Watch(ctx context.Context, paths []string, interval, debounce time.Duration) {
-	WatchFiles(ctx, paths, interval, debounce, func() { _ = s.Reload(ctx, "file change") })
+	s.WatchSince(ctx, paths, Fingerprint(paths), interval, debounce)
 }
+
+// WatchSince is Watch from a fingerprint taken before the serving snapshot
+// was built (Fingerprint, called before assembly): a change that lands
+// between that build and the watcher's start is then reloaded too, instead
+// of becoming the watcher's baseline and being missed.
+func (s *Server) WatchSince(ctx context.Context, paths []string, since string, interval, debounce time.Duration) {
+	watchFiles(ctx, paths, since, interval, debounce, func() { _ = s.Reload(ctx, "file change") })
+}
+
+// Fingerprint is the content fingerprint WatchFiles compares: every file's
+// resolved path, size and modification time under paths.
+func Fingerprint(paths []string) string { return fingerprint(paths) }
 
 // WatchFiles polls paths every interval and calls changed once their
 // fingerprint (every file's resolved path, size and modification time) has
@@ -27,10 +39,13 @@ func (s *Server) Watch(ctx context.Context, paths []string, interval, debounce t
 // the kubelet swaps), and a git-sync style root that is itself a link
 // (`current → rev-N`) swapped to a new revision. It returns when ctx is done.
 func WatchFiles(ctx context.Context, paths []string, interval, debounce time.Duration, changed func()) {
+	watchFiles(ctx, paths, fingerprint(paths), interval, debounce, changed)
+}
+
+func watchFiles(ctx context.Context, paths []string, current string, interval, debounce time.Duration, changed func()) {
 	if len(paths) == 0 || interval <= 0 {
 		return
 	}
-	current := fingerprint(paths)
 	var pending string
 	var since time.Time
 	t := time.NewTicker(interval)

@@ -123,6 +123,9 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	// keep working while in-flight checks drain.
 	keysCtx, stopKeys := context.WithCancel(context.Background())
 	defer stopKeys()
+	// The watcher's baseline is taken before the build reads the files, so a
+	// change that lands while ccauthz starts is reloaded, not missed.
+	watchSince := server.Fingerprint(cfg.WatchedPaths())
 	a, err := assembly.New(keysCtx, cfg, assembly.Deps{Logger: logger, Now: e.now, Build: serveBuildInfo()})
 	if err != nil {
 		// Build errors list one problem per line (every backend, every
@@ -177,7 +180,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		}
 	}()
 	if cfg.Watch.Interval > 0 {
-		go a.Server.Watch(ctx, cfg.WatchedPaths(), cfg.Watch.Interval, cfg.Watch.Debounce)
+		go a.Server.WatchSince(ctx, cfg.WatchedPaths(), watchSince, cfg.Watch.Interval, cfg.Watch.Debounce)
 		go a.Server.WatchTLS(ctx, tlsSources, cfg.Watch.Interval, cfg.Watch.Debounce)
 	}
 	if dev != nil {

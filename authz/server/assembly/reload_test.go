@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/config"
+	"github.com/ccauthz/ccauthz/authz/server"
 	"github.com/ccauthz/ccauthz/authz/devissuer"
 )
 
@@ -63,6 +64,9 @@ func serveCatalog(t *testing.T, path string) func() int {
 	cfg.Issuers = append(cfg.Issuers, dev.IssuerConfig())
 	cfg.Logging.AllowSampleRate = 0
 	ctx, cancel := context.WithCancel(context.Background())
+	// The baseline is taken before the build, as serve does: a swap that
+	// lands before the watcher goroutine runs is still seen.
+	since := server.Fingerprint(cfg.WatchedPaths())
 	a, err := New(ctx, &cfg, Deps{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err != nil {
 		cancel()
@@ -71,7 +75,7 @@ func serveCatalog(t *testing.T, path string) func() int {
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		a.Server.Watch(ctx, cfg.WatchedPaths(), 20*time.Millisecond, 40*time.Millisecond)
+		a.Server.WatchSince(ctx, cfg.WatchedPaths(), since, 20*time.Millisecond, 40*time.Millisecond)
 	}()
 	t.Cleanup(func() { cancel(); <-watched; a.Close() })
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
