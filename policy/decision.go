@@ -28,6 +28,9 @@ const (
 	ReasonRateLimited      Reason = "rate_limited"
 	ReasonInternalError    Reason = "internal_error"
 	ReasonDeadlineExceeded Reason = "deadline_exceeded"
+	// ReasonOverloaded: the server was at its in-flight limit and shed the
+	// check before evaluating it (503, fail closed).
+	ReasonOverloaded Reason = "overloaded"
 )
 
 // Token statuses, as the policy sees them in input.token.status.

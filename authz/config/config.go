@@ -73,6 +73,8 @@ type Config struct {
 	// RateLimit configures the embedded rate limiter (docs/rate-limits.md "Rate
 	// limiting"). Default off; on in the embedded default of `ccauthz serve`.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// Overload bounds the checks decided at once (load shedding).
+	Overload Overload `yaml:"overload"`
 
 	// File is the path the config was read from ("" for the built-in
 	// default); not a YAML key.

@@ -45,6 +45,7 @@ drain_timeout: 3s
 watch: {interval: 500ms, debounce: 0s}
 dry_run: true
 state_dir: /var/lib/ccauthz
+overload: {max_in_flight: 16, min_deadline: 5ms}
 `
 
 func TestDecodeGood(t *testing.T) {
@@ -69,6 +70,7 @@ func TestDecodeGood(t *testing.T) {
 		Watch:        Watch{Interval: 500 * time.Millisecond, Debounce: 0},
 		DryRun:       true,
 		StateDir:     "/var/lib/ccauthz",
+		Overload:     Overload{MaxInFlight: 16, MinDeadline: 5 * time.Millisecond},
 		File:         "/etc/ccauthz/config.yaml",
 	}
 	issuers := cfg.Issuers
@@ -158,6 +160,11 @@ backends:
 		{"caches", base + "caches: {tokens: -2, token_bytes: 0}\n", []string{
 			`c.yaml:5:18: field "tokens" must be -1 (off), 0 (default) or a positive size, got -2`,
 			`c.yaml:5:35: field "token_bytes" must be positive, got 0`,
+		}},
+		{"overload", base + "overload: {max_in_flight: -2, min_deadline: 2s, queue: 1}\n", []string{
+			`c.yaml:5:27: field "max_in_flight" must be -1 (off), 0 (default) or a positive limit, got -2`,
+			`c.yaml:5:45: field "min_deadline" must be between 0s and 1s, got 2s`,
+			`c.yaml:5:49: unknown field "queue" in overload`,
 		}},
 		{"issuers are checked by the token package", `catalog: x
 backends: [{name: a, manifest: m}]

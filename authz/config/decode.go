@@ -19,7 +19,7 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "overload"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
@@ -162,6 +162,7 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 			cfg.RateLimit.MaxBuckets = v
 		}
 	}
+	decodeOverload(r, f["overload"], &cfg.Overload)
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {
 		cfg.DryRun = v
 	}

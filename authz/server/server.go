@@ -39,6 +39,8 @@ type Options struct {
 	ReadinessInterval time.Duration
 	// HTTP tunes the HTTP check listener.
 	HTTP HTTPOptions
+	// Overload bounds the checks decided at once (load shedding).
+	Overload OverloadOptions
 }
 
 func (o *Options) defaults() {
@@ -52,6 +54,7 @@ func (o *Options) defaults() {
 		o.ReadinessInterval = time.Second
 	}
 	o.HTTP.defaults(o.CheckTimeout)
+	o.Overload.defaults()
 }
 
 // Deps are what a server is built from.
@@ -78,6 +81,7 @@ type Server struct {
 	snap      atomic.Pointer[Snapshot]
 	metrics   *Metrics
 	health    *health.Server
+	overload  *overload
 
 	idPrefix string
 	seq      atomic.Uint64
@@ -106,7 +110,8 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: allow log sampling %v is not within 0..1", opts.AllowLogSampling)
 	}
 	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
+	_, err := rand.Read(id[:])
+	if err != nil {
 		return nil, fmt.Errorf("server: decision id prefix: %w", err)
 	}
 	s := &Server{
@@ -117,6 +122,9 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		notReady:  map[string]string{},
 	}
 	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel)
+	if s.overload, err = newOverload(opts.Overload, s.metrics.Registry); err != nil {
+		return nil, fmt.Errorf("server: overload metrics: %w", err)
+	}
 	if err := s.metrics.Registry.Register(&cacheCollector{srv: s}); err != nil {
 		return nil, fmt.Errorf("server: cache metrics: %w", err)
 	}

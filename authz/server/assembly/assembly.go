@@ -90,6 +90,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 			WriteTimeout:    cfg.HTTPCheck.WriteTimeout,
 			IdleTimeout:     cfg.HTTPCheck.IdleTimeout,
 		},
+		Overload: server.OverloadOptions{MaxInFlight: cfg.Overload.MaxInFlight, MinDeadline: cfg.Overload.MinDeadline},
 	})
 	if err != nil {
 		ver.Close()
