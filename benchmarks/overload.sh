@@ -80,8 +80,9 @@ RECOVERED=$(awk -v n="$OL_SECONDS" -v p="$P99_0" '
   END { }' "$WORK/windows.txt")
 # p99 of answered checks during the overload only: the per-second p99s'
 # maximum (an upper bound; the run's p99 includes the recovery seconds).
-P99_OL=$(awk -v n="$OL_SECONDS" '{ for (i = 1; i < NF; i += 2) v[$i] = $(i + 1) } v["second"] < n && v["second"] > 0 && v["p99_ms"] > m { m = v["p99_ms"] } END { print m + 0 }' "$WORK/windows.txt")
+P99_OL=$(awk -v n="$OL_SECONDS" '{ for (i = 1; i < NF; i += 2) v[$i] = $(i + 1) } v["second"] < n && v["second"] > 0 && v["answered"] > 0 && v["p99_ms"] >= m { m = v["p99_ms"]; seen = 1 } END { print (seen ? m : "none") }' "$WORK/windows.txt")
 PEAK_RSS=$(json_num target_peak_rss_mib <"$WORK/high.json")
+WRONG=$(json_num wrong_decisions <"$WORK/high.json")
 SHED_METRIC=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ccauthz_checks_shed_total/ {printf "%s=%s ", $1, $2}')
 
 echo
@@ -91,7 +92,12 @@ echo "| capacity (closed loop, concurrency $CONCURRENCY) | $(printf '%.0f' "$MAX
 echo "| unloaded p99 (open loop at $LOW/s) | $P99_0 ms |"
 echo "| offered during overload | $HIGH/s for $OVERLOAD (sent $((SENT / OL_SECONDS))/s) |"
 echo "| answered / shed / timed out ($CALL_TIMEOUT) / errors | $ANSWERED / $SHED / $TIMEOUTS / $ERRORS |"
-echo "| p99 of answered checks, worst second of the overload | $P99_OL ms ($(awk -v a="$P99_OL" -v b="$P99_0" 'BEGIN {printf "%.1f", a/b}')× unloaded) |"
+echo "| wrong decisions (whole run) | ${WRONG:-?} |"
+if [ "$P99_OL" = none ]; then
+  echo "| p99 of answered checks, worst second of the overload | none answered after its first second |"
+else
+  echo "| p99 of answered checks, worst second of the overload | $P99_OL ms ($(awk -v a="$P99_OL" -v b="$P99_0" 'BEGIN {printf "%.1f", a/b}')× unloaded) |"
+fi
 echo "| RSS idle / after warm-up / peak in overload | $IDLE_RSS / $IDLE_RSS_AFTER / ${PEAK_WIN_RSS} MiB (VmHWM ${PEAK_RSS:-?} MiB) |"
 echo "| recovery (first clean second at $LOW/s) | ${RECOVERED:-not within ${RECOVERY}}s |"
 echo "| ccauthz shed counters | $SHED_METRIC |"
