@@ -356,3 +356,19 @@ func TestOverloadOverGRPC(t *testing.T) {
 	}
 	assertNoLeak()
 }
+
+// TestShedIsNotRelaxedByDryRun: overloaded is a fault, so even a dry-run
+// server denies it (a shed check was never evaluated: nothing to report).
+func TestShedIsNotRelaxedByDryRun(t *testing.T) {
+	d := &fakeDecider{revision: "rev", hold: make(chan struct{}), entered: make(chan struct{}, 4)}
+	b := aiGateway()
+	b.Decider = d
+	h := newHarness(t, Options{DryRun: true, Overload: OverloadOptions{MaxInFlight: 1}}, b)
+	wait := fillGate(t, h, d, 1)
+	resp, _ := h.srv.Check(context.Background(), request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com"))
+	if resp.GetOkResponse() != nil || meta(resp)["reason"] != string(policy.ReasonOverloaded) || meta(resp)["dry_run"] == "true" {
+		t.Errorf("shed in dry-run: %v", resp)
+	}
+	close(d.hold)
+	wait()
+}
