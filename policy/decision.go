@@ -42,6 +42,9 @@ const (
 	// (docs/request-path.md), a header value that is not UTF-8, a backend
 	// named twice differently, a malformed HTTP check.
 	ReasonBadRequest Reason = "bad_request"
+	// ReasonOverloaded: the server was at its in-flight limit and shed the
+	// check before evaluating it (503, fail closed).
+	ReasonOverloaded Reason = "overloaded"
 )
 
 // Token statuses, as the policy sees them in input.token.status.

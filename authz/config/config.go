@@ -93,6 +93,8 @@ type Config struct {
 	RequestBody RequestBody `yaml:"request_body"`
 	// Tokens tunes token verification beyond the issuers (docs/tokens.md).
 	Tokens Tokens `yaml:"tokens"`
+	// Overload bounds the checks decided at once (load shedding).
+	Overload Overload `yaml:"overload"`
 
 	// TLS configures TLS and mTLS on the listeners (docs/configuration.md
 	// "TLS and listener hygiene"). Default: plaintext.

@@ -48,6 +48,7 @@ state_dir: /var/lib/ccauthz
 api: {serve: off}
 request_body: {max_bytes: 4096}
 tokens: {clock_skew: 2s}
+overload: {max_in_flight: 16, min_deadline: 5ms}
 `
 
 func TestDecodeGood(t *testing.T) {
@@ -76,6 +77,7 @@ func TestDecodeGood(t *testing.T) {
 		API:          API{Serve: APIServeOff},
 		RequestBody:  RequestBody{MaxBytes: 4096},
 		Tokens:       Tokens{ClockSkew: 2 * time.Second},
+		Overload:     Overload{MaxInFlight: 16, MinDeadline: 5 * time.Millisecond},
 		File:         "/etc/ccauthz/config.yaml",
 	}
 	d := Default()
@@ -185,6 +187,11 @@ issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
 			`c.yaml:1:10: field "catalog": no bundled catalog "exmaple" (did you mean "example"?) (bundled: example)`,
 			`c.yaml:3:25: field "manifest": no bundled manifest "ai_gatway" (did you mean "ai_gateway"?) (bundled: ai_gateway, duo_workflow)`,
 			`c.yaml:4:25: field "manifest": no bundled manifest "nothing_like_it" (bundled: ai_gateway, duo_workflow)`,
+		}},
+		{"overload", base + "overload: {max_in_flight: -2, min_deadline: 2s, queue: 1}\n", []string{
+			`c.yaml:5:27: field "max_in_flight" must be -1 (off), 0 (default) or a positive limit, got -2`,
+			`c.yaml:5:45: field "min_deadline" must be between 0s and 1s, got 2s`,
+			`c.yaml:5:49: unknown field "queue" in overload`,
 		}},
 		{"issuers are checked by the token package", `catalog: x
 backends: [{name: a, manifest: m}]

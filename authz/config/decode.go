@@ -23,7 +23,7 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path", "api", "request_body", "tokens"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path", "api", "request_body", "tokens", "overload"}
 	apiFields      = []string{"serve"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
@@ -214,6 +214,7 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 			cfg.Tokens.ClockSkew = v
 		}
 	}
+	decodeOverload(r, f["overload"], &cfg.Overload)
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {
 		cfg.DryRun = v
 	}

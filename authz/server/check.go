@@ -37,7 +37,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	} else if err := s.canonicalPath(c); err != nil {
 		c.decision = badRequestDecision(err)
 	} else {
-		s.decideRequest(ctx, c)
+		s.decideAdmitted(ctx, c)
 	}
 	s.settle(c)
 	resp = s.responder.Response(&c.out)
@@ -108,6 +108,8 @@ type checkState struct {
 	fault    string // internal detail for the log, never sent to the client
 	// rateLimited is the descriptor that tripped the local rate limiter.
 	rateLimited string
+	// shed: answered without evaluation (overload.go); logged in summary.
+	shed bool
 }
 
 // decide verifies and evaluates; a panic in either becomes internal_error.
@@ -209,7 +211,10 @@ func (s *Server) account(c *checkState, start time.Time) {
 		}
 	}
 	counters.latency.Observe(latency.Seconds())
-	if !c.decision.Allow || s.sampleAllow() {
+	switch {
+	case c.shed:
+		s.logShed(c)
+	case !c.decision.Allow || s.sampleAllow():
 		s.logDecision(c, out, latency)
 	}
 }

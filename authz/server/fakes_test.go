@@ -63,8 +63,11 @@ type fakeDecider struct {
 	sleep    time.Duration // honours ctx
 	routeDry bool
 	quiet    bool // do not record inputs (benchmarks)
-	mu       sync.Mutex
-	inputs   []policy.Input
+	// hold, when set, blocks every decision until it is closed (or ctx is
+	// done); each blocked decision first sends on entered.
+	hold, entered chan struct{}
+	mu            sync.Mutex
+	inputs        []policy.Input
 }
 
 func (f *fakeDecider) Revision() string { return f.revision }
@@ -77,6 +80,14 @@ func (f *fakeDecider) Decide(ctx context.Context, in *policy.Input) (policy.Deci
 	}
 	if f.panics {
 		panic("boom")
+	}
+	if f.hold != nil {
+		f.entered <- struct{}{}
+		select {
+		case <-f.hold:
+		case <-ctx.Done():
+			return policy.Decision{}, ctx.Err()
+		}
 	}
 	if f.sleep > 0 {
 		select {

@@ -164,7 +164,7 @@ func (s *Server) serveHTTPCheck(w http.ResponseWriter, r *http.Request, m *httpM
 		}
 		return
 	}
-	s.decideRequest(r.Context(), c)
+	s.decideAdmitted(r.Context(), c)
 	s.settle(c)
 	s.account(c, start)
 	written = true

@@ -364,6 +364,7 @@ func TestHTTPDryRun(t *testing.T) {
 // TestHTTPListener serves the HTTP checks on a real socket: the header
 // limit, an allow, and the drain.
 func TestHTTPListener(t *testing.T) {
+	assertNoLeak := goroutineBaseline(t)
 	h := newHarness(t, Options{DrainTimeout: 2 * time.Second, HTTP: HTTPOptions{MaxHeaderBytes: 4096}}, aiGateway())
 	var ls Listeners
 	for _, p := range []*net.Listener{&ls.GRPC, &ls.Admin, &ls.HTTP} {
@@ -414,4 +415,6 @@ func TestHTTPListener(t *testing.T) {
 	if _, err := http.Get(base + "/v1/check"); err == nil {
 		t.Error("HTTP check listener still open after the drain")
 	}
+	http.DefaultClient.CloseIdleConnections()
+	assertNoLeak()
 }

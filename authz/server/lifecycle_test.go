@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ import (
 // and expects health to turn NOT_SERVING, Serve to return, and no goroutine
 // of the server to outlive it.
 func TestServeAndDrain(t *testing.T) {
-	before := runtime.NumGoroutine()
+	assertNoLeak := goroutineBaseline(t)
 	h := newHarness(t, Options{DrainTimeout: 2 * time.Second, ReadinessInterval: 10 * time.Millisecond,
 		GRPC: GRPCOptions{Reflection: true}}, aiGateway())
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,14 +107,7 @@ func TestServeAndDrain(t *testing.T) {
 		t.Error("a draining server must not be ready")
 	}
 	conn.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
-	}
+	assertNoLeak()
 }
 
 // TestWatchReloadsOnceAfterDebounce changes a watched file in a burst and

@@ -27,6 +27,7 @@ var knownReasons = []policy.Reason{
 	policy.ReasonUnknownUnitPrimitive, policy.ReasonUnitPrimitiveNotAllowed, policy.ReasonNoRoute,
 	policy.ReasonExtraPolicyDeny, policy.ReasonRateLimited, policy.ReasonInternalError,
 	policy.ReasonDeadlineExceeded, ReasonUnknownBackend, ReasonBadRequest,
+	policy.ReasonOverloaded,
 }
 
 // Fault responses: the server's own failures fail closed with these fixed
@@ -39,8 +40,10 @@ var faults = map[policy.Reason]struct {
 	policy.ReasonDeadlineExceeded: {503, "Authorization check timed out"},
 	// A panic or an evaluation error: a bug or a broken policy.
 	policy.ReasonInternalError: {500, "Internal authorization error"},
-	ReasonUnknownBackend:       {403, "No protected backend is configured for this request"},
-	ReasonBadRequest:           {400, "Not an HTTP request"},
+	// Shed at the in-flight limit before evaluation: the client may retry.
+	policy.ReasonOverloaded: {503, "Authorization service overloaded"},
+	ReasonUnknownBackend:    {403, "No protected backend is configured for this request"},
+	ReasonBadRequest:        {400, "Not an HTTP request"},
 }
 
 func faultDecision(reason policy.Reason) policy.Decision {

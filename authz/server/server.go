@@ -54,6 +54,8 @@ type Options struct {
 	// reaches the policy as too_large, undecoded. Default
 	// envoy.DefaultMaxBodyBytes.
 	MaxRequestBodyBytes int
+	// Overload bounds the checks decided at once (load shedding).
+	Overload OverloadOptions
 }
 
 func (o *Options) defaults() {
@@ -76,6 +78,7 @@ func (o *Options) defaults() {
 	}
 	o.GRPC.defaults()
 	o.Admin.defaults()
+	o.Overload.defaults()
 }
 
 // Deps are what a server is built from.
@@ -105,6 +108,7 @@ type Server struct {
 	snap      atomic.Pointer[Snapshot]
 	metrics   *Metrics
 	health    *health.Server
+	overload  *overload
 
 	idPrefix string
 	seq      atomic.Uint64
@@ -136,7 +140,8 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: allow log sampling %v is not within 0..1", opts.AllowLogSampling)
 	}
 	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
+	_, err := rand.Read(id[:])
+	if err != nil {
 		return nil, fmt.Errorf("server: decision id prefix: %w", err)
 	}
 	s := &Server{
@@ -147,6 +152,9 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 		notReady:  map[string]string{},
 	}
 	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel, opts.DryRun)
+	if s.overload, err = newOverload(opts.Overload, s.metrics.Registry); err != nil {
+		return nil, fmt.Errorf("server: overload metrics: %w", err)
+	}
 	if err := s.metrics.Registry.Register(&cacheCollector{srv: s}); err != nil {
 		return nil, fmt.Errorf("server: cache metrics: %w", err)
 	}

@@ -50,6 +50,12 @@ type options struct {
 	label       string
 	metricsURL  string
 	mix         mixOptions
+	// Open loop (openloop.go): rate > 0 replaces the closed loop.
+	rate           float64
+	callTimeout    time.Duration
+	maxOutstanding int
+	stepAfter      time.Duration
+	stepRate       float64
 }
 
 func main() {
@@ -74,6 +80,11 @@ func main() {
 	flag.IntVar(&o.mix.denyPercent, "deny-percent", 10, "share of requests built to be denied")
 	flag.IntVar(&o.mix.requests, "requests", 20000, "distinct pre-encoded requests cycled through")
 	flag.BoolVar(&o.mix.sequential, "sequential", false, "request i uses token i mod --tokens (one pass presents every token)")
+	flag.Float64Var(&o.rate, "rate", 0, "open loop: start requests at this fixed rate (req/s) regardless of answers; 0: closed loop at --concurrency")
+	flag.DurationVar(&o.callTimeout, "call-timeout", callTimeout, "open loop: deadline of each call (sent as grpc-timeout, as Envoy's ext_authz timeout is)")
+	flag.IntVar(&o.maxOutstanding, "max-outstanding", 50000, "open loop: bound on calls in flight in the generator (bounds its memory)")
+	flag.DurationVar(&o.stepAfter, "step-after", 0, "open loop: after this long, offer --step-rate instead (0: never)")
+	flag.Float64Var(&o.stepRate, "step-rate", 0, "open loop: the rate after --step-after")
 	printPort := flag.Bool("free-port", false, "print a free loopback port and exit (for scripts)")
 	summary := flag.String("summarize", "", "summarize a file of -json results (one per line) and exit")
 	baseline := flag.String("baseline", "noop", "with -summarize: the label the others are compared to")
@@ -94,7 +105,11 @@ func main() {
 		return
 	}
 
-	if err := run(context.Background(), o, os.Stdout); err != nil {
+	runner := run
+	if o.rate > 0 {
+		runner = runOpen
+	}
+	if err := runner(context.Background(), o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}

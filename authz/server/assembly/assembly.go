@@ -111,6 +111,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		GRPC:        GRPCOptions(cfg.GRPCServer),
 		Admin:       server.AdminOptions(cfg.AdminServer),
 		DrainDelay:  cfg.DrainDelay,
+		Overload:    server.OverloadOptions{MaxInFlight: cfg.Overload.MaxInFlight, MinDeadline: cfg.Overload.MinDeadline},
 	})
 	if err != nil {
 		ver.Close()

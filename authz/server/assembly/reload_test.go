@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/authz/config"
-	"github.com/ccauthz/ccauthz/authz/server"
 	"github.com/ccauthz/ccauthz/authz/devissuer"
+	"github.com/ccauthz/ccauthz/authz/server"
 )
 
 // writeCatalog copies the bundled example catalog to dir; with audience

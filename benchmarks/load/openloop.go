@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Open-loop mode (--rate): requests are started at a fixed offered rate
+// whether or not earlier ones were answered, as traffic arriving at Envoy
+// is. A closed loop (--concurrency) slows down with the target and so can
+// never offer more than it serves; overload needs the open loop.
+
+// outcome kinds of one open-loop call.
+const (
+	kindAnswered = iota + 1 // a decision from the policy
+	kindShed                // 503 overloaded or deadline_exceeded, unevaluated
+	kindTimeout             // no answer within --call-timeout
+	kindError               // any other gRPC error
+)
+
+type event struct {
+	start   time.Duration // since the run started
+	latency time.Duration
+	kind    uint8
+	wrong   bool
+}
+
+// window is one second of an open-loop run.
+type window struct {
+	Second   int     `json:"second"`
+	Sent     int     `json:"sent"`
+	Answered int     `json:"answered"`
+	Shed     int     `json:"shed"`
+	Timeouts int     `json:"timeouts"`
+	Errors   int     `json:"errors"`
+	P99ms    float64 `json:"p99_ms"`
+	RSSMiB   float64 `json:"target_rss_mib,omitempty"`
+}
+
+// openResult is what an open-loop run measured. Latency percentiles are of
+// answered checks only.
+type openResult struct {
+	Label       string   `json:"label"`
+	OfferedRPS  float64  `json:"offered_rps"`
+	SentRPS     float64  `json:"sent_rps"`
+	NotSent     int64    `json:"not_sent"` // --max-outstanding reached: the generator's own limit
+	Answered    int64    `json:"answered"`
+	AnsweredRPS float64  `json:"answered_rps"`
+	Shed        int64    `json:"shed"`
+	Timeouts    int64    `json:"timeouts"`
+	Errors      int64    `json:"errors"`
+	WrongAnswer int64    `json:"wrong_decisions"`
+	P50ms       float64  `json:"p50_ms"`
+	P99ms       float64  `json:"p99_ms"`
+	P999ms      float64  `json:"p999_ms"`
+	PeakRSSMiB  float64  `json:"target_peak_rss_mib,omitempty"`
+	Windows     []window `json:"windows"`
+	FirstError  string   `json:"first_error,omitempty"`
+}
+
+func runOpen(ctx context.Context, o options, out io.Writer) error {
+	if o.rate <= 0 || o.maxOutstanding < 1 {
+		return errors.New("--rate and --max-outstanding must be positive")
+	}
+	reqs, err := buildMix(o.mix, time.Now())
+	if err != nil {
+		return err
+	}
+	clients := make([]*grpc.ClientConn, o.conns)
+	for i := range clients {
+		cc, err := grpc.NewClient(o.target,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", o.target, err)
+		}
+		defer cc.Close()
+		clients[i] = cc
+	}
+	// due is how many requests should have started by el: --rate, then
+	// --step-rate after --step-after (to watch the target recover).
+	due := func(el time.Duration) int64 {
+		if o.stepAfter <= 0 || el <= o.stepAfter {
+			return int64(o.rate * el.Seconds())
+		}
+		return int64(o.rate*o.stepAfter.Seconds() + o.stepRate*(el-o.stepAfter).Seconds())
+	}
+	total := due(o.duration)
+	if total > o.maxRequests {
+		return fmt.Errorf("--rate × --duration is %d requests, over --max-requests %d", total, o.maxRequests)
+	}
+	events := make([]event, total)
+	var (
+		wg          sync.WaitGroup
+		outstanding = make(chan struct{}, o.maxOutstanding)
+		notSent     atomic.Int64
+		firstErr    atomic.Value
+		rssMu       sync.Mutex
+		rss         = map[int]float64{}
+	)
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	sampled := -1
+	for n := int64(0); n < total; {
+		<-tick.C
+		el := time.Since(start)
+		if s := int(el / time.Second); s != sampled && o.targetPID > 0 {
+			sampled = s
+			if v, err := procRSS(o.targetPID); err == nil {
+				rssMu.Lock()
+				rss[s] = float64(v) / (1 << 20)
+				rssMu.Unlock()
+			}
+		}
+		for upTo := min(due(el), total); n < upTo; n++ {
+			select {
+			case outstanding <- struct{}{}:
+			default:
+				notSent.Add(1)
+				continue
+			}
+			wg.Add(1)
+			go func(n int64, at time.Duration) {
+				defer wg.Done()
+				defer func() { <-outstanding }()
+				r := &reqs[int(n)%len(reqs)]
+				resp := new(authv3.CheckResponse)
+				callCtx, cancel := context.WithTimeout(ctx, o.callTimeout)
+				t0 := time.Now()
+				err := clients[int(n)%len(clients)].Invoke(callCtx, checkMethod, &r.encoded, resp)
+				ev := event{start: at, latency: time.Since(t0)}
+				cancel()
+				switch {
+				case status.Code(err) == codes.DeadlineExceeded:
+					ev.kind = kindTimeout
+				case err != nil:
+					ev.kind = kindError
+					firstErr.CompareAndSwap(nil, err.Error())
+				default:
+					switch resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue() {
+					case "overloaded", "deadline_exceeded":
+						ev.kind = kindShed
+					default:
+						ev.kind = kindAnswered
+						ev.wrong = o.check && (resp.GetStatus().GetCode() == int32(codes.OK)) != r.wantAllow
+					}
+				}
+				events[n] = ev
+			}(n, el)
+		}
+	}
+	sentFor := time.Since(start)
+	wg.Wait()
+
+	res := openResult{Label: o.label, OfferedRPS: float64(total) / o.duration.Seconds(), NotSent: notSent.Load()}
+	var answered []time.Duration
+	wins := make([]window, int(sentFor/time.Second)+1)
+	winLat := make([][]time.Duration, len(wins))
+	for i := range wins {
+		wins[i].Second = i
+		wins[i].RSSMiB = rss[i]
+	}
+	for _, ev := range events {
+		if ev.kind == 0 {
+			continue // not sent
+		}
+		w := &wins[min(int(ev.start/time.Second), len(wins)-1)]
+		w.Sent++
+		switch ev.kind {
+		case kindAnswered:
+			res.Answered++
+			w.Answered++
+			answered = append(answered, ev.latency)
+			winLat[w.Second] = append(winLat[w.Second], ev.latency)
+			if ev.wrong {
+				res.WrongAnswer++
+			}
+		case kindShed:
+			res.Shed++
+			w.Shed++
+		case kindTimeout:
+			res.Timeouts++
+			w.Timeouts++
+		default:
+			res.Errors++
+			w.Errors++
+		}
+	}
+	for i := range wins {
+		slices.Sort(winLat[i])
+		wins[i].P99ms = pct(winLat[i], .99)
+	}
+	slices.Sort(answered)
+	sent := total - res.NotSent
+	res.SentRPS = float64(sent) / sentFor.Seconds()
+	res.AnsweredRPS = float64(res.Answered) / sentFor.Seconds()
+	res.P50ms, res.P99ms, res.P999ms = pct(answered, .5), pct(answered, .99), pct(answered, .999)
+	res.Windows = wins
+	if o.targetPID > 0 {
+		if v, err := procPeakRSS(o.targetPID); err == nil {
+			res.PeakRSSMiB = float64(v) / (1 << 20)
+		}
+	}
+	if v, ok := firstErr.Load().(string); ok {
+		res.FirstError = v
+	}
+	if o.jsonOut {
+		return json.NewEncoder(out).Encode(res)
+	}
+	fmt.Fprintf(out, "offered       %.0f req/s on average (sent %.0f/s, %d not sent: --max-outstanding)\n", res.OfferedRPS, res.SentRPS, res.NotSent)
+	fmt.Fprintf(out, "answered      %d (%.0f/s), p50 %.3f ms p99 %.3f ms p99.9 %.3f ms\n", res.Answered, res.AnsweredRPS, res.P50ms, res.P99ms, res.P999ms)
+	fmt.Fprintf(out, "shed          %d; timeouts %d; errors %d; wrong decisions %d\n", res.Shed, res.Timeouts, res.Errors, res.WrongAnswer)
+	if res.WrongAnswer > 0 {
+		return fmt.Errorf("%d wrong decisions", res.WrongAnswer)
+	}
+	return nil
+}

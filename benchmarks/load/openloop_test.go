@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/ccauthz/ccauthz/authz/jwks"
+)
+
+// fakeAuthz sheds every third check with ccauthz's 503 overloaded answer,
+// lets every third one exceed the caller's deadline and allows the rest.
+type fakeAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+	n atomic.Int64
+}
+
+func (f *fakeAuthz) Check(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	switch f.n.Add(1) % 3 {
+	case 0:
+		md, _ := structpb.NewStruct(map[string]any{"reason": "overloaded"})
+		return &authv3.CheckResponse{Status: &status.Status{Code: 14}, DynamicMetadata: md}, nil
+	case 1:
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	md, _ := structpb.NewStruct(map[string]any{"reason": "allowed"})
+	return &authv3.CheckResponse{Status: &status.Status{}, DynamicMetadata: md}, nil
+}
+
+// TestOpenLoopClassifies runs the open loop for a bounded 1 s at 60 req/s
+// against a fake on loopback and expects every request sent once and
+// classified: answered, shed, or timed out.
+func TestOpenLoopClassifies(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, err := jwks.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "issuer.pem")
+	if err := os.WriteFile(keyFile, pemKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	fake := &fakeAuthz{}
+	authv3.RegisterAuthorizationServer(gs, fake)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+
+	var out bytes.Buffer
+	o := options{target: lis.Addr().String(), duration: time.Second, conns: 1, maxRequests: 1000, check: false, jsonOut: true,
+		rate: 60, callTimeout: 100 * time.Millisecond, maxOutstanding: 100,
+		mix: mixOptions{keyFile: keyFile, issuer: "https://issuer.test", audience: "gitlab-ai-gateway", tokens: 2, users: 1, requests: 10}}
+	if err := runOpen(context.Background(), o, &out); err != nil {
+		t.Fatal(err)
+	}
+	var res openResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if got := res.Answered + res.Shed + res.Timeouts + res.Errors + res.NotSent; got != 60 || fake.n.Load() != 60 {
+		t.Fatalf("60 requests offered, %d accounted, %d received: %+v", got, fake.n.Load(), res)
+	}
+	if res.Answered != 20 || res.Shed != 20 || res.Timeouts != 20 || res.Errors != 0 {
+		t.Errorf("want 20 of each kind: %+v", res)
+	}
+	sent := 0
+	for _, w := range res.Windows {
+		sent += w.Sent
+	}
+	if sent != 60 {
+		t.Errorf("windows add up to %d sent", sent)
+	}
+}
