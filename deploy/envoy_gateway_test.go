@@ -12,8 +12,8 @@ import (
 
 	egv1a1 "github.com/envoyproxy/gateway/api/v1alpha1"
 	"gopkg.in/yaml.v3"
-	k8sjson "sigs.k8s.io/json"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	k8sjson "sigs.k8s.io/json"
 )
 
 // strictJSON decodes YAML into a Kubernetes-style Go type through its JSON
