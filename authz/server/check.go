@@ -169,10 +169,10 @@ func (s *Server) account(c *checkState, start time.Time) {
 	if out.Enforced() {
 		decision = decisionAllow
 	}
-	if ctr, ok := counters.checks[counterKey{decision, c.decision.Reason}]; ok {
+	if ctr, ok := counters.checks[counterKey{c.mode, decision, c.decision.Reason}]; ok {
 		ctr.Inc()
 	} else {
-		s.metrics.checks.WithLabelValues(counterLabel(c.backend), decision, string(c.decision.Reason)).Inc()
+		s.metrics.checks.WithLabelValues(counterLabel(c.backend), c.mode, decision, string(c.decision.Reason)).Inc()
 	}
 	wouldDeny := out.DryRun && !c.decision.Allow
 	if wouldDeny {

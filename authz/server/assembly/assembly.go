@@ -157,7 +157,7 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 // that may be served (loaded, and not stale beyond stale_max_age). Keys
 // past their refresh time but within stale_max_age keep it ready: an issuer
 // outage must not take every replica out of rotation at once; the staleness
-// shows in ccauthz_key_age_seconds.
+// shows in ccauthz_key_last_fetch_success_timestamp_seconds.
 func keysReady(ver *token.Verifier, issuers []string) func() error {
 	return func() error {
 		var problems []string
