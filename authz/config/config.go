@@ -73,6 +73,10 @@ type Config struct {
 	// RateLimit configures the embedded rate limiter (docs/rate-limits.md "Rate
 	// limiting"). Default off; on in the embedded default of `ccauthz serve`.
 	RateLimit RateLimit `yaml:"rate_limit"`
+	// Tracing exports OpenTelemetry spans of checks, token verification,
+	// policy evaluation and key fetches over OTLP. Off (and free) unless
+	// otlp_endpoint is set.
+	Tracing Tracing `yaml:"tracing"`
 
 	// File is the path the config was read from ("" for the built-in
 	// default); not a YAML key.
@@ -177,4 +181,20 @@ type RateLimit struct {
 	// MaxBuckets bounds the limiter's token buckets, and so its memory.
 	// 0 is the default, 100000.
 	MaxBuckets int `yaml:"max_buckets"`
+}
+
+// Tracing configures OpenTelemetry trace export (docs/configuration.md,
+// "Tracing").
+type Tracing struct {
+	// OTLPEndpoint is the collector's URL, e.g. http://otel-collector:4317
+	// (gRPC) or http://otel-collector:4318 (HTTP, spans POSTed to
+	// /v1/traces). http:// sends in plaintext, https:// over TLS. Empty (the
+	// default) turns tracing off.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// OTLPProtocol is grpc (default) or http (OTLP/HTTP protobuf).
+	OTLPProtocol string `yaml:"otlp_protocol"`
+	// SampleRatio is the share of new traces sampled (0..1, default 1). A
+	// check whose caller sent a sampled or unsampled trace context follows
+	// the caller's choice.
+	SampleRatio float64 `yaml:"sample_ratio"`
 }

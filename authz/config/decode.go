@@ -1,8 +1,10 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,7 +21,7 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tracing"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run"}
@@ -27,6 +29,7 @@ var (
 	loggingFields  = []string{"level", "allow_sample_rate"}
 	watchFields    = []string{"interval", "debounce"}
 	rateFields     = []string{"local", "max_buckets"}
+	tracingFields  = []string{"otlp_endpoint", "otlp_protocol", "sample_ratio"}
 
 	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 )
@@ -45,6 +48,7 @@ func Default() Config {
 		DrainTimeout: DefaultDrainTimeout,
 		Watch:        Watch{Interval: DefaultWatchInterval, Debounce: DefaultReloadDebounce},
 		StateDir:     DefaultStateDir,
+		Tracing:      Tracing{OTLPProtocol: "grpc", SampleRatio: 1},
 	}
 }
 
@@ -161,6 +165,9 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 			}
 			cfg.RateLimit.MaxBuckets = v
 		}
+	}
+	if tf := r.Fields(f["tracing"], "tracing", tracingFields, nil); tf != nil {
+		decodeTracing(r, tf, &cfg.Tracing)
 	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {
 		cfg.DryRun = v
@@ -318,4 +325,36 @@ func (c *Config) WatchedPaths() []string {
 		add(b.ExtraRego)
 	}
 	return out
+}
+
+// decodeTracing reads the tracing section: an OTLP endpoint URL (http or
+// https; plaintext only with http), the protocol and the sample ratio.
+func decodeTracing(r catalog.NodeReader, tf map[string]*yaml.Node, t *Tracing) {
+	if v, ok := r.String(tf["otlp_endpoint"], "otlp_endpoint"); ok {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.Errorf(tf["otlp_endpoint"], "field \"otlp_endpoint\" must be an http:// or https:// URL such as http://otel-collector:4317, got %q", v)
+		}
+		t.OTLPEndpoint = v
+	}
+	if v, ok := r.String(tf["otlp_protocol"], "otlp_protocol"); ok {
+		if v != "grpc" && v != "http" {
+			r.Errorf(tf["otlp_protocol"], "field \"otlp_protocol\" must be grpc or http, got %q", v)
+		}
+		t.OTLPProtocol = v
+	}
+	if n := tf["sample_ratio"]; n != nil {
+		v, err := strconv.ParseFloat(n.Value, 64)
+		switch {
+		case n.Kind != yaml.ScalarNode || err != nil:
+			r.Errorf(n, "field \"sample_ratio\" must be a number between 0 and 1, got %q", n.Value)
+		case v < 0 || v > 1:
+			r.Errorf(n, "field \"sample_ratio\" must be between 0 and 1, got %v", v)
+		default:
+			t.SampleRatio = v
+		}
+	}
+	if n := cmp.Or(tf["otlp_protocol"], tf["sample_ratio"]); t.OTLPEndpoint == "" && n != nil {
+		r.Errorf(n, "tracing needs \"otlp_endpoint\": without it nothing is exported")
+	}
 }

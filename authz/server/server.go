@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/health"
 
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
@@ -63,6 +64,10 @@ type Deps struct {
 	// RateLimiter is the embedded rate limiter; nil turns local rate
 	// limiting off (Envoy and envoyproxy/ratelimit may still enforce).
 	RateLimiter *ratelimit.Limiter
+	// Tracer records a span per check with children for token
+	// verification and policy evaluation; nil turns tracing off, and then
+	// the check path makes no tracing call at all.
+	Tracer trace.Tracer
 }
 
 // Server answers ext_authz checks from an immutable snapshot that reloads

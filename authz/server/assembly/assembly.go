@@ -15,6 +15,7 @@ import (
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
 	"github.com/ccauthz/ccauthz/authz/server"
 	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/authz/tracing"
 	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/policy"
 	"github.com/ccauthz/ccauthz/policy/manifest"
@@ -27,15 +28,23 @@ type Deps struct {
 	Build  server.BuildInfo
 }
 
-// Assembled is a server with the verifier it owns.
+// Assembled is a server with the verifier and tracer provider it owns.
 type Assembled struct {
 	Server   *server.Server
 	Verifier *token.Verifier
 	Config   *config.Config
+	tracing  *tracing.Provider
 }
 
-// Close stops the verifier's key refreshers.
-func (a *Assembled) Close() { a.Verifier.Close() }
+// traceFlushTimeout bounds the flush of queued spans on Close.
+const traceFlushTimeout = 5 * time.Second
+
+// Close stops the verifier's key refreshers, then flushes and stops the
+// span exporter (if tracing is on).
+func (a *Assembled) Close() {
+	a.Verifier.Close()
+	_ = a.tracing.Shutdown(traceFlushTimeout)
+}
 
 // New builds the verifier, starts its key caches (bound to ctx), builds the
 // first snapshot and the server. It cleans up on partial failure.
@@ -43,8 +52,13 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	tp, err := tracing.New(ctx, cfg.Tracing, deps.Build.Version)
+	if err != nil {
+		return nil, err
+	}
 	fetches := &fetchCounts{failures: map[string]uint64{}}
 	ver, err := token.NewVerifier(cfg.Issuers, token.Options{
+		Tracer:       tp.Tracer(),
 		Now:          deps.Now,
 		Logger:       deps.Logger,
 		CacheEntries: cfg.Caches.Tokens,
@@ -52,6 +66,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		Metrics:      token.Metrics{KeyFetch: fetches.observe},
 	})
 	if err != nil {
+		_ = tp.Shutdown(traceFlushTimeout)
 		return nil, err
 	}
 	ver.Start(ctx)
@@ -64,7 +79,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	}
 	srv, err := server.New(ctx, server.Deps{
 		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
-		RateLimiter: limiter,
+		RateLimiter: limiter, Tracer: tp.Tracer(),
 	}, server.Options{
 		CheckTimeout:     cfg.CheckTimeout,
 		DrainTimeout:     cfg.DrainTimeout,
@@ -81,9 +96,10 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	})
 	if err != nil {
 		ver.Close()
+		_ = tp.Shutdown(traceFlushTimeout)
 		return nil, err
 	}
-	return &Assembled{Server: srv, Verifier: ver, Config: cfg}, nil
+	return &Assembled{Server: srv, Verifier: ver, Config: cfg, tracing: tp}, nil
 }
 
 // Builder returns the snapshot builder for cfg: it loads the catalog and
