@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,30 +99,84 @@ func TestIstioExtensionProvider(t *testing.T) {
 	}
 }
 
-// TestIstioAuthorizationPolicy checks that the policy is a CUSTOM one naming
-// the ccauthz provider, selects a workload and matches every request.
+// TestIstioAuthorizationPolicy checks the CUSTOM policy (it names the
+// ccauthz provider, selects a workload and matches every request) and the
+// ALLOW policy that pins the workload to the hosts ccauthz maps to its
+// backend: the same hosts as the ai_gateway backend of the shipped config.
 func TestIstioAuthorizationPolicy(t *testing.T) {
-	doc := readYAML(t, "istio/authorizationpolicy.yaml")
-	if doc["apiVersion"] != "security.istio.io/v1" || doc["kind"] != "AuthorizationPolicy" {
-		t.Fatalf("apiVersion %v kind %v, want security.istio.io/v1 AuthorizationPolicy", doc["apiVersion"], doc["kind"])
+	const path = "istio/authorizationpolicy.yaml"
+	var custom, allow *securityv1beta1.AuthorizationPolicy
+	for _, doc := range yamlDocs(t, path) {
+		if doc["apiVersion"] != "security.istio.io/v1" || doc["kind"] != "AuthorizationPolicy" {
+			t.Fatalf("%s: apiVersion %v kind %v, want security.istio.io/v1 AuthorizationPolicy", path, doc["apiVersion"], doc["kind"])
+		}
+		if ns, _ := dig(t, doc, "metadata", "namespace").(string); ns == "" {
+			t.Error("no namespace: the policy would land in whatever namespace kubectl uses")
+		}
+		ap := &securityv1beta1.AuthorizationPolicy{}
+		protoFromYAML(t, path+" spec", doc["spec"], ap)
+		if len(ap.GetSelector().GetMatchLabels()) == 0 && len(ap.GetTargetRefs()) == 0 {
+			t.Error("no selector or targetRefs: the policy would apply to the whole namespace")
+		}
+		switch ap.GetAction() {
+		case securityv1beta1.AuthorizationPolicy_CUSTOM:
+			custom = ap
+		case securityv1beta1.AuthorizationPolicy_ALLOW:
+			allow = ap
+		default:
+			t.Errorf("unexpected action %v", ap.GetAction())
+		}
 	}
-	if ns, _ := dig(t, doc, "metadata", "namespace").(string); ns == "" {
-		t.Error("no namespace: the policy would land in whatever namespace kubectl uses")
+	if custom == nil || allow == nil {
+		t.Fatalf("%s: want a CUSTOM and an ALLOW policy", path)
 	}
-	var ap securityv1beta1.AuthorizationPolicy
-	protoFromYAML(t, "istio/authorizationpolicy.yaml spec", doc["spec"], &ap)
-	if ap.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
-		t.Errorf("action %v, want CUSTOM", ap.GetAction())
+	if custom.GetProvider().GetName() != "ccauthz" {
+		t.Errorf("provider %q, want ccauthz (meshconfig.yaml's extension provider)", custom.GetProvider().GetName())
 	}
-	if ap.GetProvider().GetName() != "ccauthz" {
-		t.Errorf("provider %q, want ccauthz (meshconfig.yaml's extension provider)", ap.GetProvider().GetName())
-	}
-	if len(ap.GetSelector().GetMatchLabels()) == 0 && len(ap.GetTargetRefs()) == 0 {
-		t.Error("no selector or targetRefs: a CUSTOM policy would apply to the whole namespace")
-	}
-	rules := ap.GetRules()
+	rules := custom.GetRules()
 	if len(rules) != 1 || len(rules[0].GetFrom()) != 0 || len(rules[0].GetTo()) != 0 || len(rules[0].GetWhen()) != 0 {
-		t.Errorf("rules %v, want one empty rule (every request checked)", rules)
+		t.Errorf("CUSTOM rules %v, want one empty rule (every request checked)", rules)
+	}
+	if !maps.Equal(custom.GetSelector().GetMatchLabels(), allow.GetSelector().GetMatchLabels()) {
+		t.Error("the CUSTOM and ALLOW policies select different workloads")
+	}
+
+	var hosts []string
+	for _, r := range allow.GetRules() {
+		if len(r.GetFrom()) != 0 || len(r.GetWhen()) != 0 {
+			t.Errorf("ALLOW rule %v: only a host condition belongs here", r)
+		}
+		for _, to := range r.GetTo() {
+			hosts = append(hosts, to.GetOperation().GetHosts()...)
+		}
+	}
+	var backendHosts []string
+	cm := k8sDocs(t, "kubernetes/configmap.yaml")["ConfigMap"]
+	var cfg struct {
+		Backends []struct {
+			Name  string   `yaml:"name"`
+			Hosts []string `yaml:"hosts"`
+		} `yaml:"backends"`
+	}
+	if err := yaml.Unmarshal([]byte(dig(t, cm, "data", "config.yaml").(string)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range cfg.Backends {
+		if b.Name == "ai_gateway" {
+			backendHosts = b.Hosts
+		}
+	}
+	if len(backendHosts) == 0 {
+		t.Fatal("kubernetes/configmap.yaml: the ai_gateway backend has no hosts, so Istio checks could not select it")
+	}
+	var want []string
+	for _, h := range backendHosts {
+		want = append(want, h, h+":*")
+	}
+	slices.Sort(hosts)
+	slices.Sort(want)
+	if !slices.Equal(hosts, want) {
+		t.Errorf("ALLOW hosts %v, want the ai_gateway backend's hosts with and without a port %v", hosts, want)
 	}
 }
 
