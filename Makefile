@@ -12,6 +12,9 @@ BENCHTIME ?= 1s
 # runs against (no tags upstream: a module pseudo-version). `make tools`
 # installs it into bin/tools; tests skip with a message when it is absent.
 RATELIMIT_VERSION := v1.4.1-0.20260122083618-3fb702589d36
+# Cloudflare's Workers runtime for the Worker's end-to-end test
+# (deploy/cloudflare); `make tools` installs it with npm when npm exists.
+WORKERD_VERSION := 1.20261117.1
 # Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME.
 FUZZ_PKGS := ./catalog ./authz/config ./authz/jwks ./authz/token ./policy/manifest ./proto/...
 
@@ -114,6 +117,9 @@ fuzz:
 
 tools:
 	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/envoyproxy/ratelimit/src/service_cmd@$(RATELIMIT_VERSION)
+	@if command -v npm >/dev/null; then \
+	  npm install --prefix bin/tools/workerd --no-audit --no-fund --silent workerd@$(WORKERD_VERSION); \
+	else echo "npm not found: skipping workerd (the Cloudflare Worker test will skip)"; fi
 
 clean:
 	rm -rf bin

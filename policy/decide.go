@@ -52,23 +52,44 @@ func Fault(reason Reason, backend string) Decision {
 	}
 }
 
+// CacheOutcome is how the decision cache took part in one Decide: a trace
+// attribute, not part of the decision.
+type CacheOutcome string
+
+// Decision cache outcomes.
+const (
+	CacheOff         CacheOutcome = "off"
+	CacheHit         CacheOutcome = "hit"
+	CacheMiss        CacheOutcome = "miss"
+	CacheUncacheable CacheOutcome = "uncacheable"
+)
+
 // Decide evaluates the policy for one request. A denial is a Decision, not an
 // error; an error means a fault (evaluation failure, deadline) and comes with
 // the fail-closed Fault decision.
 func (p *Policy) Decide(ctx context.Context, in *Input) (Decision, error) {
+	d, _, err := p.DecideCached(ctx, in)
+	return d, err
+}
+
+// DecideCached is Decide that also reports the decision cache's part (for
+// tracing).
+func (p *Policy) DecideCached(ctx context.Context, in *Input) (Decision, CacheOutcome, error) {
 	if in == nil {
-		return Fault(ReasonInternalError, p.backend), errors.New("policy: nil input")
+		return Fault(ReasonInternalError, p.backend), CacheOff, errors.New("policy: nil input")
 	}
-	key, cacheable := "", false
+	key, cacheable, outcome := "", false, CacheOff
 	if p.cache != nil {
 		key, cacheable = p.cacheKey(in)
 		if !cacheable {
 			p.stats.uncacheable.Add(1)
+			outcome = CacheUncacheable
 		} else if d, ok := p.cache.get(key); ok {
 			p.stats.hits.Add(1)
-			return d.clone(), nil
+			return d.clone(), CacheHit, nil
 		} else {
 			p.stats.misses.Add(1)
+			outcome = CacheMiss
 		}
 	}
 	d, err := p.eval(ctx, in)
@@ -77,15 +98,15 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (Decision, error) {
 		if ctx.Err() != nil {
 			reason = ReasonDeadlineExceeded
 		}
-		return Fault(reason, p.backend), err
+		return Fault(reason, p.backend), outcome, err
 	}
 	if cacheable {
 		if p.cache.put(key, d) {
 			p.stats.evictions.Add(1)
 		}
-		return d.clone(), nil
+		return d.clone(), outcome, nil
 	}
-	return d, nil
+	return d, outcome, nil
 }
 
 func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {

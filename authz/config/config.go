@@ -95,6 +95,10 @@ type Config struct {
 	Tokens Tokens `yaml:"tokens"`
 	// Overload bounds the checks decided at once (load shedding).
 	Overload Overload `yaml:"overload"`
+	// Tracing exports OpenTelemetry spans of checks, token verification,
+	// policy evaluation and key fetches over OTLP. Off (and free) unless
+	// otlp_endpoint is set.
+	Tracing Tracing `yaml:"tracing"`
 
 	// TLS configures TLS and mTLS on the listeners (docs/configuration.md
 	// "TLS and listener hygiene"). Default: plaintext.
@@ -270,4 +274,20 @@ type Tokens struct {
 	// the clock, as at the AI gateway). Default 0s, as the gateway; at most
 	// 5m.
 	ClockSkew time.Duration `yaml:"clock_skew"`
+}
+
+// Tracing configures OpenTelemetry trace export (docs/configuration.md,
+// "Tracing").
+type Tracing struct {
+	// OTLPEndpoint is the collector's URL, e.g. http://otel-collector:4317
+	// (gRPC) or http://otel-collector:4318 (HTTP, spans POSTed to
+	// /v1/traces). http:// sends in plaintext, https:// over TLS. Empty (the
+	// default) turns tracing off.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	// OTLPProtocol is grpc (default) or http (OTLP/HTTP protobuf).
+	OTLPProtocol string `yaml:"otlp_protocol"`
+	// SampleRatio is the share of new traces sampled (0..1, default 1). A
+	// check whose caller sent a sampled or unsampled trace context follows
+	// the caller's choice.
+	SampleRatio float64 `yaml:"sample_ratio"`
 }

@@ -78,6 +78,7 @@ func TestDecodeGood(t *testing.T) {
 		RequestBody:  RequestBody{MaxBytes: 4096},
 		Tokens:       Tokens{ClockSkew: 2 * time.Second},
 		Overload:     Overload{MaxInFlight: 16, MinDeadline: 5 * time.Millisecond},
+		Tracing:      Tracing{OTLPProtocol: "grpc", SampleRatio: 1},
 		File:         "/etc/ccauthz/config.yaml",
 	}
 	d := Default()
@@ -142,6 +143,14 @@ func TestDecodeProblems(t *testing.T) {
 		{"sample rate", base + "logging: {allow_sample_rate: 1.5, level: loud}\n", []string{
 			`c.yaml:5:30: field "allow_sample_rate" must be between 0 and 1, got 1.5`,
 			`c.yaml:5:42: field "level" must be one of debug, info, warn, error, got "loud"`,
+		}},
+		{"tracing", base + "tracing: {otlp_endpoint: \"collector:4317\", otlp_protocol: zipkin, sample_ratio: 2}\n", []string{
+			`c.yaml:5:26: field "otlp_endpoint" must be an http:// or https:// URL such as http://otel-collector:4317, got "collector:4317"`,
+			`c.yaml:5:59: field "otlp_protocol" must be grpc or http, got "zipkin"`,
+			`c.yaml:5:81: field "sample_ratio" must be between 0 and 1, got 2`,
+		}},
+		{"tracing without endpoint", base + "tracing: {sample_ratio: 0.5}\n", []string{
+			`c.yaml:5:25: tracing needs "otlp_endpoint": without it nothing is exported`,
 		}},
 		{"durations", base + "check_timeout: 0s\ndrain_timeout: soon\n", []string{
 			`c.yaml:5:16: field "check_timeout" must be positive, got 0s`,

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,7 +25,7 @@ import (
 )
 
 var (
-	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path", "api", "request_body", "tokens", "overload"}
+	topFields      = []string{"listeners", "catalog", "backends", "issuers", "http_check", "caches", "logging", "check_timeout", "drain_timeout", "watch", "dry_run", "state_dir", "rate_limit", "tls", "grpc_server", "admin_server", "drain_delay", "request_path", "api", "request_body", "tokens", "overload", "tracing"}
 	apiFields      = []string{"serve"}
 	listenerFields = []string{"grpc", "admin", "http"}
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
@@ -35,6 +37,7 @@ var (
 	pathFields     = []string{"merge_slashes", "escaped_slashes"}
 	bodyFields     = []string{"max_bytes"}
 	tokensFields   = []string{"clock_skew"}
+	tracingFields  = []string{"otlp_endpoint", "otlp_protocol", "sample_ratio"}
 
 	nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 )
@@ -56,6 +59,7 @@ func Default() Config {
 		RequestPath:  RequestPath{MergeSlashes: true, EscapedSlashes: string(requestpath.EscapedSlashesReject)},
 		API:          API{Serve: APIServeAuto},
 		RequestBody:  RequestBody{MaxBytes: DefaultRequestBodyMax},
+		Tracing:      Tracing{OTLPProtocol: "grpc", SampleRatio: 1},
 	}
 	defaultListen(&c)
 	return c
@@ -215,6 +219,9 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 		}
 	}
 	decodeOverload(r, f["overload"], &cfg.Overload)
+	if tf := r.Fields(f["tracing"], "tracing", tracingFields, nil); tf != nil {
+		decodeTracing(r, tf, &cfg.Tracing)
+	}
 	if v, ok := r.Bool(f["dry_run"], "dry_run"); ok {
 		cfg.DryRun = v
 	}
@@ -453,4 +460,36 @@ func promptRegistry(manifestFile string) string {
 		return m.PromptRegistry
 	}
 	return filepath.Join(filepath.Dir(manifestFile), m.PromptRegistry)
+}
+
+// decodeTracing reads the tracing section: an OTLP endpoint URL (http or
+// https; plaintext only with http), the protocol and the sample ratio.
+func decodeTracing(r catalog.NodeReader, tf map[string]*yaml.Node, t *Tracing) {
+	if v, ok := r.String(tf["otlp_endpoint"], "otlp_endpoint"); ok {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.Errorf(tf["otlp_endpoint"], "field \"otlp_endpoint\" must be an http:// or https:// URL such as http://otel-collector:4317, got %q", v)
+		}
+		t.OTLPEndpoint = v
+	}
+	if v, ok := r.String(tf["otlp_protocol"], "otlp_protocol"); ok {
+		if v != "grpc" && v != "http" {
+			r.Errorf(tf["otlp_protocol"], "field \"otlp_protocol\" must be grpc or http, got %q", v)
+		}
+		t.OTLPProtocol = v
+	}
+	if n := tf["sample_ratio"]; n != nil {
+		v, err := strconv.ParseFloat(n.Value, 64)
+		switch {
+		case n.Kind != yaml.ScalarNode || err != nil:
+			r.Errorf(n, "field \"sample_ratio\" must be a number between 0 and 1, got %q", n.Value)
+		case v < 0 || v > 1:
+			r.Errorf(n, "field \"sample_ratio\" must be between 0 and 1, got %v", v)
+		default:
+			t.SampleRatio = v
+		}
+	}
+	if n := cmp.Or(tf["otlp_protocol"], tf["sample_ratio"]); t.OTLPEndpoint == "" && n != nil {
+		r.Errorf(n, "tracing needs \"otlp_endpoint\": without it nothing is exported")
+	}
 }

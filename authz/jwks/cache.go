@@ -10,6 +10,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is the key source and refresh policy of one issuer. Exactly one of
@@ -53,6 +57,9 @@ type Options struct {
 	RetryMin time.Duration
 	// OnFetch, when set, is called after every fetch attempt (metrics).
 	OnFetch func(issuer string, err error, took time.Duration)
+	// Tracer, when set, records a span per fetch: a child of the check
+	// whose unknown kid triggered it, or a root span for a refresh.
+	Tracer trace.Tracer
 }
 
 // Errors returned by Refetch.
@@ -92,6 +99,8 @@ type Cache struct {
 type fetchCall struct {
 	done chan struct{}
 	err  error
+	// parent is the span of the check that started the fetch, if any.
+	parent trace.SpanContext
 }
 
 // Status is the health of one issuer's keys, for readiness and metrics.
@@ -250,7 +259,11 @@ func (c *Cache) Refetch(ctx context.Context, kid string) (*Snapshot, error) {
 		}
 		c.lastUnknown = now
 		c.st.UnknownKIDFetches++
-		call = c.startFetchLocked()
+		var parent trace.SpanContext
+		if c.opts.Tracer != nil {
+			parent = trace.SpanContextFromContext(ctx)
+		}
+		call = c.startFetchLocked(parent)
 	}
 	c.mu.Unlock()
 	if call == nil {
@@ -313,20 +326,21 @@ func (c *Cache) rememberUnknown(kid string, now time.Time) {
 }
 
 // startFetchLocked starts a fetch in the background (c.mu held) and returns
-// its call, or nil when the cache is closed. Only one fetch runs at a time.
-func (c *Cache) startFetchLocked() *fetchCall {
+// its call, or nil when the cache is closed. Only one fetch runs at a time;
+// parent is the span a new fetch's span descends from (invalid: a root).
+func (c *Cache) startFetchLocked(parent trace.SpanContext) *fetchCall {
 	if c.inflight != nil {
 		return c.inflight
 	}
 	if c.ctx.Err() != nil {
 		return nil
 	}
-	call := &fetchCall{done: make(chan struct{})}
+	call := &fetchCall{done: make(chan struct{}), parent: parent}
 	c.inflight = call
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		call.err = c.fetchOnce()
+		call.err = c.tracedFetch(call.parent)
 		c.mu.Lock()
 		c.inflight = nil
 		c.mu.Unlock()
@@ -338,7 +352,7 @@ func (c *Cache) startFetchLocked() *fetchCall {
 // fetch runs one fetch (sharing any in flight) and waits for it.
 func (c *Cache) fetch() error {
 	c.mu.Lock()
-	call := c.startFetchLocked()
+	call := c.startFetchLocked(trace.SpanContext{})
 	c.mu.Unlock()
 	if call == nil {
 		return ErrClosed
@@ -349,6 +363,29 @@ func (c *Cache) fetch() error {
 	case <-c.ctx.Done():
 		return ErrClosed
 	}
+}
+
+// tracedFetch is fetchOnce inside a span when a tracer is set.
+func (c *Cache) tracedFetch(parent trace.SpanContext) error {
+	if c.opts.Tracer == nil {
+		return c.fetchOnce()
+	}
+	source := "jwks_url"
+	switch {
+	case c.cfg.File != "":
+		source = "file"
+	case c.cfg.DiscoveryURL != "":
+		source = "discovery"
+	}
+	ctx := trace.ContextWithSpanContext(c.ctx, parent)
+	_, span := c.opts.Tracer.Start(ctx, "ccauthz.jwks.fetch", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("ccauthz.issuer", c.cfg.Issuer), attribute.String("ccauthz.jwks.source", source)))
+	defer span.End()
+	err := c.fetchOnce()
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
 }
 
 // fetchOnce reads the source, validates it and swaps the snapshot.

@@ -69,7 +69,11 @@ func (s *Server) recovered(p any) *envoy.Outcome {
 // request: trace context, backend choice, the check deadline, token
 // verification and the policy. The result is in c.decision.
 func (s *Server) decideRequest(ctx context.Context, c *checkState) {
-	ctx, c.span = withTraceParent(ctx, c.req.TraceParent)
+	if s.deps.Tracer != nil {
+		ctx = s.startCheckSpan(ctx, c)
+	} else {
+		ctx, c.span = withTraceParent(ctx, c.req.TraceParent)
+	}
 
 	snap := s.snap.Load()
 	b, ok := snap.choose(c.req.Backend, c.req.Input.Host)
@@ -103,6 +107,7 @@ type checkState struct {
 	out      envoy.Outcome
 	backend  *Backend
 	span     trace.SpanContext
+	otel     trace.Span // the check's span; nil when tracing is off
 	token    token.Result
 	decision policy.Decision
 	fault    string // internal detail for the log, never sent to the client
@@ -121,7 +126,11 @@ func (s *Server) decide(ctx context.Context, c *checkState) {
 			c.fault = fmt.Sprintf("panic: %v\n%s", p, debug.Stack())
 		}
 	}()
-	c.token = s.deps.Verifier.Verify(ctx, c.req.Authorization, c.backend.Audience)
+	if c.otel != nil {
+		s.tracedVerify(ctx, c)
+	} else {
+		c.token = s.deps.Verifier.Verify(ctx, c.req.Authorization, c.backend.Audience)
+	}
 	if c.token.Status == token.StatusValid && len(c.backend.Issuers) > 0 && !slices.Contains(c.backend.Issuers, c.token.Issuer) {
 		c.token = token.Result{Status: token.StatusInvalid, Reason: token.ReasonUnknownIssuer, Issuer: c.token.Issuer,
 			Kind: c.token.Kind, Hash: c.token.Hash, Message: "issuer " + c.token.Issuer + " is not accepted by backend " + c.backend.Name}
@@ -133,7 +142,15 @@ func (s *Server) decide(ctx context.Context, c *checkState) {
 		c.fault = "check deadline exceeded during token verification"
 		return
 	}
-	d, err := c.backend.Decider.Decide(ctx, &c.req.Input)
+	var (
+		d   policy.Decision
+		err error
+	)
+	if c.otel != nil {
+		d, err = tracedDecide(ctx, s.deps.Tracer, c)
+	} else {
+		d, err = c.backend.Decider.Decide(ctx, &c.req.Input)
+	}
 	switch {
 	case ctx.Err() != nil:
 		c.decision = faultDecision(policy.ReasonDeadlineExceeded)
@@ -197,10 +214,10 @@ func (s *Server) account(c *checkState, start time.Time) {
 	if out.Enforced() {
 		decision = decisionAllow
 	}
-	if ctr, ok := counters.checks[counterKey{decision, c.decision.Reason}]; ok {
+	if ctr, ok := counters.checks[counterKey{c.mode, decision, c.decision.Reason}]; ok {
 		ctr.Inc()
 	} else {
-		s.metrics.checks.WithLabelValues(counterLabel(c.backend), decision, string(c.decision.Reason)).Inc()
+		s.metrics.checks.WithLabelValues(counterLabel(c.backend), c.mode, decision, string(c.decision.Reason)).Inc()
 	}
 	wouldDeny := out.DryRun && !c.decision.Allow
 	if wouldDeny {
@@ -211,6 +228,9 @@ func (s *Server) account(c *checkState, start time.Time) {
 		}
 	}
 	counters.latency.Observe(latency.Seconds())
+	if c.otel != nil {
+		endCheckSpan(c, decision)
+	}
 	switch {
 	case c.shed:
 		s.logShed(c)

@@ -313,7 +313,7 @@ func TestHTTPJSON(t *testing.T) {
 		t.Errorf("unknown path: %d", w.Code)
 	}
 	// Malformed checks are counted as bad_request.
-	if !strings.Contains(scrape(t, h.srv), `ccauthz_checks_total{backend="unknown",decision="deny",reason="bad_request"} 15`) {
+	if !strings.Contains(scrape(t, h.srv), `ccauthz_checks_total{backend="unknown",decision="deny",mode="json",reason="bad_request"} 15`) {
 		t.Errorf("bad requests not counted:\n%s", scrape(t, h.srv))
 	}
 }

@@ -41,15 +41,16 @@ type BuildInfo struct {
 }
 
 // NewMetrics registers every collector in a new registry. stats may be nil
-// (no token or key metrics); now is the clock used for key ages.
+// (no token or key metrics); now is the server clock (key metrics carry
+// fetch timestamps, so scrapes do not read it).
 func NewMetrics(info BuildInfo, stats Stats, now Clock) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ccauthz_checks_total",
-			Help: "Checks answered, by backend, decision (allow or deny, as enforced) and reason.",
-		}, []string{"backend", "decision", "reason"}),
+			Help: "Checks answered, by backend, protocol mode (grpc, envoy_http, nginx, forward, json), decision (allow or deny, as enforced) and reason.",
+		}, []string{"backend", "mode", "decision", "reason"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ccauthz_check_duration_seconds",
 			Help:    "Time to answer a check, from request mapping to response, by backend.",
@@ -106,9 +107,14 @@ type backendCounters struct {
 }
 
 type counterKey struct {
+	mode     string
 	decision string
 	reason   policy.Reason
 }
+
+// checkModes are the protocols a check arrives by, the mode label's closed
+// set (checkState.mode is always one of them).
+var checkModes = [...]string{modeGRPC, modeEnvoy, modeNginx, modeForward, modeJSON}
 
 // forBackend pre-creates the series a backend can produce, and only those:
 // allows with allowed or public, denials with every other reason, and, when
@@ -117,20 +123,22 @@ type counterKey struct {
 // appears in /metrics.
 func (m *Metrics) forBackend(label string, dryRun bool) *backendCounters {
 	c := &backendCounters{
-		checks:    make(map[counterKey]prometheus.Counter, 2*len(knownReasons)),
+		checks:    make(map[counterKey]prometheus.Counter, len(checkModes)*2*len(knownReasons)),
 		wouldDeny: make(map[policy.Reason]prometheus.Counter, len(knownReasons)),
 		latency:   m.latency.WithLabelValues(label),
 	}
 	for _, r := range knownReasons {
 		allowReason := r == policy.ReasonAllowed || r == policy.ReasonPublic
-		if allowReason || dryRun {
-			c.checks[counterKey{decisionAllow, r}] = m.checks.WithLabelValues(label, decisionAllow, string(r))
-		}
-		if !allowReason {
-			c.checks[counterKey{decisionDeny, r}] = m.checks.WithLabelValues(label, decisionDeny, string(r))
-			if dryRun {
-				c.wouldDeny[r] = m.wouldDeny.WithLabelValues(label, string(r))
+		for _, mode := range checkModes {
+			if allowReason || dryRun {
+				c.checks[counterKey{mode, decisionAllow, r}] = m.checks.WithLabelValues(label, mode, decisionAllow, string(r))
 			}
+			if !allowReason {
+				c.checks[counterKey{mode, decisionDeny, r}] = m.checks.WithLabelValues(label, mode, decisionDeny, string(r))
+			}
+		}
+		if !allowReason && dryRun {
+			c.wouldDeny[r] = m.wouldDeny.WithLabelValues(label, string(r))
 		}
 	}
 	return c
@@ -162,14 +170,14 @@ var (
 		"Key set fetches per issuer.", []string{"issuer"}, nil)
 	descKeyFailures = prometheus.NewDesc("ccauthz_key_fetch_failures_total",
 		"Failed key set fetches per issuer.", []string{"issuer"}, nil)
-	descKeyAge = prometheus.NewDesc("ccauthz_key_age_seconds",
-		"Seconds since the issuer's keys were last fetched successfully (-1: never).", []string{"issuer"}, nil)
+	descKeyFetched = prometheus.NewDesc("ccauthz_key_last_fetch_success_timestamp_seconds",
+		"Unix time of the last successful fetch of the issuer's keys; absent until the first one (age: time() - this).", []string{"issuer"}, nil)
 	descKeyReady = prometheus.NewDesc("ccauthz_issuer_ready",
 		"1 when the issuer's keys are fresh enough to verify tokens.", []string{"issuer"}, nil)
 )
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTokenHits, descTokenMisses, descKeyFetches, descKeyFailures, descKeyAge, descKeyReady} {
+	for _, d := range []*prometheus.Desc{descTokenHits, descTokenMisses, descKeyFetches, descKeyFailures, descKeyFetched, descKeyReady} {
 		ch <- d
 	}
 }
@@ -178,15 +186,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	hits, misses := c.stats.TokenCache()
 	ch <- prometheus.MustNewConstMetric(descTokenHits, prometheus.CounterValue, float64(hits))
 	ch <- prometheus.MustNewConstMetric(descTokenMisses, prometheus.CounterValue, float64(misses))
-	now := c.now()
 	for _, is := range c.stats.Issuers() {
 		ch <- prometheus.MustNewConstMetric(descKeyFetches, prometheus.CounterValue, float64(is.Fetches), is.Name)
 		ch <- prometheus.MustNewConstMetric(descKeyFailures, prometheus.CounterValue, float64(is.Failures), is.Name)
-		age := -1.0
 		if !is.LastSuccess.IsZero() {
-			age = now.Sub(is.LastSuccess).Seconds()
+			ch <- prometheus.MustNewConstMetric(descKeyFetched, prometheus.GaugeValue, float64(is.LastSuccess.UnixNano())/1e9, is.Name)
 		}
-		ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, age, is.Name)
 		ready := 0.0
 		if is.Ready {
 			ready = 1

@@ -144,7 +144,7 @@ func TestCheckShedsAtInFlightLimit(t *testing.T) {
 	if n := counterValue(t, h.srv.overload.shed[shedOverloaded]); n != burst {
 		t.Errorf("ccauthz_checks_shed_total{reason=overloaded} = %v, want %d", n, burst)
 	}
-	if n := counterValue(t, h.srv.unknownCounters.checks[counterKey{decisionDeny, policy.ReasonOverloaded}]); n != 0 {
+	if n := counterValue(t, h.srv.unknownCounters.checks[counterKey{modeGRPC, decisionDeny, policy.ReasonOverloaded}]); n != 0 {
 		t.Errorf("shed checks counted under the unknown backend: %v", n)
 	}
 	shedLines := 0

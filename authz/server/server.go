@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/health"
 
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
@@ -97,6 +98,10 @@ type Deps struct {
 	// API is ccauthz's own API (ccauthz.v1), served beside the checks; nil
 	// serves none.
 	API APIServices
+	// Tracer records a span per check with children for token
+	// verification and policy evaluation; nil turns tracing off, and then
+	// the check path makes no tracing call at all.
+	Tracer trace.Tracer
 }
 
 // Server answers ext_authz checks from an immutable snapshot that reloads

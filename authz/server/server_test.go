@@ -499,7 +499,7 @@ func TestMetricsExposition(t *testing.T) {
 	_, _ = h.srv.Check(context.Background(), request("/allowed", "Bearer good-i", nil, ""))
 	body := scrape(t, h.srv)
 	for _, want := range []string{
-		`ccauthz_checks_total{backend="ai_gateway",decision="allow",reason="allowed"} 1`,
+		`ccauthz_checks_total{backend="ai_gateway",decision="allow",mode="grpc",reason="allowed"} 1`,
 		`ccauthz_check_duration_seconds_count{backend="ai_gateway"} 1`,
 		`ccauthz_build_info{go_version="`,
 		`ccauthz_backend_ready{backend="ai_gateway"} 1`,
@@ -561,11 +561,15 @@ func TestStatsMetrics(t *testing.T) {
 	for _, want := range []string{
 		"ccauthz_token_cache_hits_total 7", "ccauthz_token_cache_misses_total 3",
 		`ccauthz_key_fetches_total{issuer="gitlab_com"} 4`, `ccauthz_key_fetch_failures_total{issuer="customers_dot"} 2`,
-		`ccauthz_key_age_seconds{issuer="gitlab_com"} 90`, `ccauthz_key_age_seconds{issuer="customers_dot"} -1`,
+		`ccauthz_key_last_fetch_success_timestamp_seconds{issuer="gitlab_com"} 1.79999991e+09`,
 		`ccauthz_issuer_ready{issuer="gitlab_com"} 1`, `ccauthz_issuer_ready{issuer="customers_dot"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	// No sentinel for an issuer never fetched: the series is absent.
+	if strings.Contains(body, `ccauthz_key_last_fetch_success_timestamp_seconds{issuer="customers_dot"}`) {
+		t.Error("a fetch timestamp for customers_dot, whose keys were never fetched")
 	}
 }

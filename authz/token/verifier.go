@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ccauthz/ccauthz/authz/jwks"
 )
 
@@ -49,6 +51,8 @@ type Options struct {
 	// FilePollInterval and RetryMin tune the key caches (see jwks.Options).
 	FilePollInterval time.Duration
 	RetryMin         time.Duration
+	// Tracer, when set, traces key fetches (see jwks.Options).
+	Tracer trace.Tracer
 }
 
 // Metrics are hooks a server wires to its metrics registry. Nil hooks are
@@ -123,6 +127,7 @@ func NewVerifier(issuers []IssuerConfig, opts Options) (*Verifier, error) {
 			FilePollInterval: opts.FilePollInterval,
 			RetryMin:         opts.RetryMin,
 			OnFetch:          opts.Metrics.KeyFetch,
+			Tracer:           opts.Tracer,
 		})
 		if err != nil {
 			v.Close()

@@ -689,7 +689,7 @@ drain_timeout: 10s
 				t.Errorf("%s: deny without content-type application/json", tc.name)
 			}
 		}
-		p.waitMetric(t, `ccauthz_checks_total\{backend="ai_gateway",decision="deny",reason="header_mismatch"\} 1`)
+		p.waitMetric(t, `ccauthz_checks_total\{backend="ai_gateway",decision="deny",mode="grpc",reason="header_mismatch"\} 1`)
 	})
 
 	t.Run("context extension selects among backends", func(t *testing.T) {

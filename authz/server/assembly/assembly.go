@@ -20,6 +20,7 @@ import (
 	"github.com/ccauthz/ccauthz/authz/ratelimit"
 	"github.com/ccauthz/ccauthz/authz/server"
 	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/authz/tracing"
 	"github.com/ccauthz/ccauthz/catalog"
 	"github.com/ccauthz/ccauthz/catalog/site"
 	"github.com/ccauthz/ccauthz/policy"
@@ -33,15 +34,23 @@ type Deps struct {
 	Build  server.BuildInfo
 }
 
-// Assembled is a server with the verifier it owns.
+// Assembled is a server with the verifier and tracer provider it owns.
 type Assembled struct {
 	Server   *server.Server
 	Verifier *token.Verifier
 	Config   *config.Config
+	tracing  *tracing.Provider
 }
 
-// Close stops the verifier's key refreshers.
-func (a *Assembled) Close() { a.Verifier.Close() }
+// traceFlushTimeout bounds the flush of queued spans on Close.
+const traceFlushTimeout = 5 * time.Second
+
+// Close stops the verifier's key refreshers, then flushes and stops the
+// span exporter (if tracing is on).
+func (a *Assembled) Close() {
+	a.Verifier.Close()
+	_ = a.tracing.Shutdown(traceFlushTimeout)
+}
 
 // New builds the verifier, starts its key caches (bound to ctx), builds the
 // first snapshot and the server. It cleans up on partial failure.
@@ -49,8 +58,13 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	tp, err := tracing.New(ctx, cfg.Tracing, deps.Build.Version)
+	if err != nil {
+		return nil, err
+	}
 	fetches := &fetchCounts{failures: map[string]uint64{}}
 	ver, err := token.NewVerifier(cfg.Issuers, token.Options{
+		Tracer:       tp.Tracer(),
 		Now:          deps.Now,
 		Logger:       deps.Logger,
 		CacheEntries: cfg.Caches.Tokens,
@@ -59,6 +73,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		Metrics:      token.Metrics{KeyFetch: fetches.observe},
 	})
 	if err != nil {
+		_ = tp.Shutdown(traceFlushTimeout)
 		return nil, err
 	}
 	ver.Start(ctx)
@@ -91,7 +106,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	directory := dir.Handler(func() (site.Source, error) { return DirectorySource(srv.Snapshot()) }, deps.Now, deps.Logger)
 	srv, err = server.New(ctx, server.Deps{
 		Verifier: ver, Build: build, Logger: deps.Logger, Metrics: metrics, Now: deps.Now,
-		RateLimiter: limiter, API: apiSvc,
+		RateLimiter: limiter, API: apiSvc, Tracer: tp.Tracer(),
 		AdminRoutes: map[string]http.Handler{DirectoryPath: http.StripPrefix(strings.TrimSuffix(DirectoryPath, "/"), directory)},
 	}, server.Options{
 		CheckTimeout:        cfg.CheckTimeout,
@@ -115,9 +130,10 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 	})
 	if err != nil {
 		ver.Close()
+		_ = tp.Shutdown(traceFlushTimeout)
 		return nil, err
 	}
-	return &Assembled{Server: srv, Verifier: ver, Config: cfg}, nil
+	return &Assembled{Server: srv, Verifier: ver, Config: cfg, tracing: tp}, nil
 }
 
 // Builder returns the snapshot builder for cfg: it loads the catalog and
@@ -218,7 +234,7 @@ func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, v
 // that may be served (loaded, and not stale beyond stale_max_age). Keys
 // past their refresh time but within stale_max_age keep it ready: an issuer
 // outage must not take every replica out of rotation at once; the staleness
-// shows in ccauthz_key_age_seconds.
+// shows in ccauthz_key_last_fetch_success_timestamp_seconds.
 func keysReady(ver *token.Verifier, issuers []string) func() error {
 	return func() error {
 		var problems []string

@@ -17,6 +17,12 @@ const instance = "2b7d1a70-5e43-4d8c-9f0a-1c2d3e4f5a6b"
 
 func assemble(tb testing.TB) (*Assembled, string) {
 	tb.Helper()
+	return assembleWith(tb, func(*config.Config) {})
+}
+
+// assembleWith is assemble with the config adjusted by edit first.
+func assembleWith(tb testing.TB, edit func(*config.Config)) (*Assembled, string) {
+	tb.Helper()
 	dev, err := devissuer.Ensure(tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
@@ -26,6 +32,7 @@ func assemble(tb testing.TB) (*Assembled, string) {
 	cfg.Backends = []config.Backend{{Name: "ai_gateway", Manifest: "embedded:ai_gateway"}}
 	cfg.Issuers = append(cfg.Issuers, dev.IssuerConfig())
 	cfg.Logging.AllowSampleRate = 0
+	edit(&cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	a, err := New(ctx, &cfg, Deps{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
