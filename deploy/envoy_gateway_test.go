@@ -115,18 +115,23 @@ func TestEnvoyGatewaySecurityPolicy(t *testing.T) {
 		t.Fatalf("grpc backendRefs %v, want one", ea.GRPC.BackendRefs)
 	}
 	be := ea.GRPC.BackendRefs[0].BackendObjectReference
-	svc := k8sDocs(t, "kubernetes/ccauthz.yaml")["Service"]
+	// The walkthrough installs ccauthz with the Helm chart, whose gRPC port
+	// is plaintext h2c inside the cluster (deploy/kubernetes serves it over
+	// mTLS, which Envoy Gateway would need a BackendTLSPolicy for).
+	// renderChart installs release "ccauthz" into namespace "ccauthz".
+	svc := renderChart(t, nil).svc
+	const releaseNamespace = "ccauthz"
 	var grpcPort int
-	for _, p := range dig(t, svc, "spec", "ports").([]any) {
-		if dig(t, p, "name") == "grpc" {
-			grpcPort = dig(t, p, "port").(int)
-			if dig(t, p, "appProtocol") != "kubernetes.io/h2c" {
-				t.Error("the Service's grpc port lacks appProtocol kubernetes.io/h2c: Envoy Gateway would speak HTTP/1.1 to it")
+	for _, p := range svc.Spec.Ports {
+		if p.Name == "grpc" {
+			grpcPort = int(p.Port)
+			if p.AppProtocol == nil || *p.AppProtocol != "kubernetes.io/h2c" {
+				t.Error("the chart Service's grpc port lacks appProtocol kubernetes.io/h2c: Envoy Gateway would speak HTTP/1.1 to it")
 			}
 		}
 	}
-	if string(be.Name) != dig(t, svc, "metadata", "name") || be.Port == nil || int(*be.Port) != grpcPort || (be.Kind != nil && *be.Kind != "Service") {
-		t.Errorf("backendRef %s port %v, want Service %v port %d", be.Name, be.Port, dig(t, svc, "metadata", "name"), grpcPort)
+	if string(be.Name) != svc.Name || be.Namespace == nil || string(*be.Namespace) != releaseNamespace || be.Port == nil || int(*be.Port) != grpcPort || (be.Kind != nil && *be.Kind != "Service") {
+		t.Errorf("backendRef %s port %v, want the chart's Service %s/%s port %d", be.Name, be.Port, releaseNamespace, svc.Name, grpcPort)
 	}
 	if ea.FailOpen == nil || *ea.FailOpen {
 		t.Error("failOpen must be explicitly false")

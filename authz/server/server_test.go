@@ -507,8 +507,8 @@ func TestMetricsExposition(t *testing.T) {
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
 		// Pre-created at zero: every series the backend can produce.
-		`ccauthz_checks_total{backend="ai_gateway",decision="deny",reason="insufficient_scope"} 0`,
-		`ccauthz_checks_total{backend="ai_gateway",decision="allow",reason="public"} 0`,
+		`ccauthz_checks_total{backend="ai_gateway",decision="deny",mode="grpc",reason="insufficient_scope"} 0`,
+		`ccauthz_checks_total{backend="ai_gateway",decision="allow",mode="nginx",reason="public"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -529,7 +529,7 @@ func TestMetricsExposition(t *testing.T) {
 	// In dry-run a denial reason may be allowed, and is pre-created so.
 	body = scrape(t, newHarness(t, Options{DryRun: true}, aiGateway()).srv)
 	for _, want := range []string{
-		`ccauthz_checks_total{backend="ai_gateway",decision="allow",reason="insufficient_scope"} 0`,
+		`ccauthz_checks_total{backend="ai_gateway",decision="allow",mode="json",reason="insufficient_scope"} 0`,
 		`ccauthz_dry_run_would_deny_total{backend="ai_gateway",reason="insufficient_scope"} 0`,
 	} {
 		if !strings.Contains(body, want) {

@@ -62,6 +62,8 @@ func TestReloadStormE2E(t *testing.T) {
 		t.Fatalf("the example manifest no longer has exactly one %q", routeA)
 	}
 	versionB := strings.Replace(versionA, routeA, "    path: /v2/code/completions\n    unit_primitives: [generate_code]\n", 1)
+	// The example's prompt registry sits beside it (prompt_registry: prompts).
+	e2eCopyFS(t, manifest.ExampleFS(), dir)
 	manifestPath := filepath.Join(dir, "ai_gateway.yaml")
 	writeManifest := func(src string) {
 		// Renamed into place, as a config-management tool does: a reload
