@@ -64,6 +64,10 @@ type Policy struct {
 	grantWhyNot string
 	stats       counters
 	extra       []string // extra module files, sorted
+	// bindings and seats are the manifest's, for the identity step and the
+	// bindings' outcome in the cache key.
+	bindings []manifest.Binding
+	seats    manifest.SeatBuckets
 }
 
 // Build generates the Rego for the catalog and manifest, compiles it with the
@@ -137,6 +141,8 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		compiler: compiler,
 		reads:    analyse(compiler),
 		extra:    extraFiles,
+		bindings: m.Bindings,
+		seats:    m.SeatBuckets,
 	}
 	size := opts.CacheSize
 	if size == 0 {

@@ -34,12 +34,6 @@ auth_type := object.get(input.request.headers, "x-gitlab-authentication-type", "
 
 up_header := object.get(input.request.headers, "x-gitlab-unit-primitive", "")
 
-instance_id_header := object.get(input.request.headers, "x-gitlab-instance-id", "")
-
-global_user_id_header := object.get(input.request.headers, "x-gitlab-global-user-id", "")
-
-realm_header := object.get(input.request.headers, "x-gitlab-realm", "")
-
 # The verified claims; {} when the token is not valid.
 claims := input.token.claims if {
 	input.token.status == "valid"
@@ -289,30 +283,14 @@ claim_realm := v if {
 	is_string(v)
 }
 
-# Identity entries come from the request headers: on an allowed request the
-# claim bindings guarantee each equals its non-empty claim. An absent or empty
-# header is "unknown".
+# Identity entries (instance_id, global_user_id, realm, seat_bucket) are the
+# identity step's, computed in Go from the verified claims (a header only when
+# the token has no such claim; docs/policy.md "Identity") and given as
+# input.identity. The policy only copies them: the decision cache does not key
+# on them and Go fills them in after the cache.
+default identity := {"instance_id": "unknown", "global_user_id": "unknown", "realm": "unknown", "seat_bucket": "any"}
 
-rate_instance_id := object.get(unknown_if_empty, instance_id_header, instance_id_header)
-
-rate_global_user_id := object.get(unknown_if_empty, global_user_id_header, global_user_id_header)
-
-rate_realm := object.get(unknown_if_empty, realm_header, realm_header)
-
-# X-Gitlab-Duo-Seat-Count → bucket; anything but a positive integer is "any".
-seat_count := n if {
-	n := to_number(object.get(input.request.headers, "x-gitlab-duo-seat-count", ""))
-	n >= 1
-	n == floor(n)
-}
-
-seat_bucket := "small" if {
-	seat_count <= gen.seat_buckets.small_max
-} else := "medium" if {
-	seat_count <= gen.seat_buckets.medium_max
-} else := "large" if {
-	seat_count
-} else := "any"
+identity := input.identity
 
 rate_unit_primitive := route.rate_unit_primitive if {
 	not route.header_mode
@@ -333,10 +311,10 @@ rate_class := route.rate_class if {
 rate_entries := {
 	"backend": gen.backend,
 	"unit_primitive": rate_unit_primitive,
-	"instance_id": rate_instance_id,
-	"global_user_id": rate_global_user_id,
-	"realm": rate_realm,
-	"seat_bucket": seat_bucket,
+	"instance_id": identity.instance_id,
+	"global_user_id": identity.global_user_id,
+	"realm": identity.realm,
+	"seat_bucket": identity.seat_bucket,
 	"rate_class": rate_class,
 }
 
@@ -411,11 +389,10 @@ fast_allow := d if {
 			{"entries": {
 				"backend": gen.backend,
 				"unit_primitive": r.rate_unit_primitive,
-				# An absent or empty header is "unknown".
-				"instance_id": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-instance-id", ""), object.get(input.request.headers, "x-gitlab-instance-id", "")),
-				"global_user_id": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-global-user-id", ""), object.get(input.request.headers, "x-gitlab-global-user-id", "")),
-				"realm": object.get({"": "unknown"}, object.get(input.request.headers, "x-gitlab-realm", ""), object.get(input.request.headers, "x-gitlab-realm", "")),
-				"seat_bucket": seat_bucket,
+				"instance_id": identity.instance_id,
+				"global_user_id": identity.global_user_id,
+				"realm": identity.realm,
+				"seat_bucket": identity.seat_bucket,
 				"rate_class": r.rate_class,
 			}},
 			{"limit": l | l := gen.rate_limits[r.rate_class]},
@@ -423,5 +400,3 @@ fast_allow := d if {
 		"dry_run": r.dry_run,
 	}
 }
-
-unknown_if_empty := {"": "unknown"}
