@@ -78,7 +78,7 @@ type Server struct {
 	idPrefix string
 	seq      atomic.Uint64
 
-	reloadMu        sync.Mutex // serialises reloads; never taken by checks
+	reloadMu sync.Mutex // serialises reloads; never taken by checks
 	// reloadReqs counts reload requests; reloadDone is the count covered by
 	// the last finished reload (under reloadMu) and reloadErr its result, so
 	// a burst of requests waiting on reloadMu is answered by one build.
@@ -88,8 +88,8 @@ type Server struct {
 	// retired accumulates the decision-cache counters of policies a reload
 	// replaced, per backend (under reloadMu for writes, retiredMu for reads),
 	// so the exported counters never go backwards.
-	retiredMu sync.Mutex
-	retired   map[string]retiredCounters
+	retiredMu       sync.Mutex
+	retired         map[string]retiredCounters
 	unknownCounters *backendCounters
 	draining        atomic.Bool
 	readyMu         sync.Mutex
