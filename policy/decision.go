@@ -128,7 +128,9 @@ type Decision struct {
 // Envoy's metadata action can read them) and an optional limit override.
 type RateLimit struct {
 	Entries map[string]string `json:"entries"`
-	Limit   *LimitOverride    `json:"limit,omitempty"`
+	// Limit is shared between decisions served from the cache: never modify
+	// it through a decision, replace it.
+	Limit *LimitOverride `json:"limit,omitempty"`
 }
 
 // LimitOverride is the {requests_per_unit, unit} struct Envoy's
