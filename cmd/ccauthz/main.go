@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"syscall"
 	"time"
@@ -29,6 +30,11 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	now    func() time.Time
+	// setMemoryLimit is debug.SetMemoryLimit in the real process (nil in
+	// tests, which run serve in-process and must not change the test
+	// binary's limit); getenv reads the environment.
+	setMemoryLimit func(int64) int64
+	getenv         func(string) string
 }
 
 type command struct {
@@ -50,7 +56,8 @@ func commands() map[string]command {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now,
+		setMemoryLimit: debug.SetMemoryLimit, getenv: os.Getenv}
 	os.Exit(run(ctx, e, os.Args[1:]))
 }
 

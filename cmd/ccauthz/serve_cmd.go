@@ -115,6 +115,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Logging.Level))
 	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	applyMemoryLimit(e, logger)
 
 	// The verifier's key refreshers outlive the signal context: they must
 	// keep working while in-flight checks drain.
