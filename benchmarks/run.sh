@@ -20,7 +20,7 @@ MIX=${MIX:-cloud}
 case "$MIX" in
   cloud) ;;
   single) : "${TOKENS:=1}" "${DENY_PERCENT:=0}" "${REQUESTS:=1}" ;;
-  realistic) : "${TOKENS:=2000}" "${DENY_PERCENT:=15}" "${REQUESTS:=200000}" ;;
+  realistic) : "${TOKENS:=500}" "${DENY_PERCENT:=15}" "${REQUESTS:=200000}" "${WARMUP:=10s}" ;;
   adversarial) : "${DENY_PERCENT:=100}" "${REQUESTS:=50000}" ;;
   *) echo "MIX=$MIX: want cloud, single, realistic or adversarial" >&2; exit 2 ;;
 esac
