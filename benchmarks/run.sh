@@ -9,6 +9,7 @@
 #   benchmarks/run.sh                      # defaults below
 #   ROUNDS=5 DURATION=20s benchmarks/run.sh
 #   TARGET=127.0.0.1:9192 TARGET_PID=1234 benchmarks/run.sh   # any other ext_authz server
+#   CCAUTHZ_BIN=/path/to/other/ccauthz benchmarks/run.sh     # another ccauthz build, same harness
 #
 # With TARGET set, that server is measured instead of ccauthz (it must trust
 # the issuer key in $WORK/issuer.pem, printed at start, or run with CHECK=false).
