@@ -153,6 +153,12 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 	if p.grantKeyed && t.GrantDigest != "" {
 		tokenKey = "g" + t.GrantDigest
 	}
+	if t.Status != TokenValid && len(t.Claims) == 0 {
+		// A token that did not verify reaches the policy only as its
+		// status, reason, issuer and kind (all keyed below): keying on its
+		// hash would give every garbage token its own entry.
+		tokenKey = ""
+	}
 	if tokenKey == "" && (t.Status == TokenValid || len(t.Claims) > 0) {
 		return "", false
 	}

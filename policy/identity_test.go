@@ -157,3 +157,32 @@ deny contains "Large instances go elsewhere" if input.identity.seat_bucket == "l
 		t.Errorf("bindings still keyed by outcome: %+v", p.Stats())
 	}
 }
+
+// TestGarbageTokensShareDecisions: tokens that did not verify (and carry no
+// claims) are keyed by their status and reason, not their hash, so a stream
+// of distinct garbage tokens on one route is one cache entry.
+func TestGarbageTokensShareDecisions(t *testing.T) {
+	p := buildExample(t, "ai_gateway", BuildOptions{})
+	ctx := context.Background()
+	for i := range 50 {
+		in := aiGatewayInput()
+		in.Token = TokenInput{Status: TokenInvalid, Reason: "bad_signature", Hash: fmt.Sprintf("%064d", i)}
+		d, err := p.Decide(ctx, in)
+		if err != nil || d.Allow || d.Status != 401 || d.Reason != ReasonInvalidToken {
+			t.Fatalf("garbage token %d: %+v %v", i, d, err)
+		}
+	}
+	if s := p.Stats(); s.Misses != 1 || s.Hits != 49 {
+		t.Errorf("50 garbage tokens on one route: %+v, want 1 miss and 49 hits", s)
+	}
+	// A token with claims that did not verify (e.g. expired) stays keyed on
+	// its hash: its claims are not in the key otherwise.
+	in := aiGatewayInput()
+	in.Token.Status, in.Token.Reason = TokenInvalid, "expired"
+	k1, ok1 := p.cacheKey(in, &identity.Identity{})
+	in.Token.Hash = strings.Repeat("f", 64)
+	k2, ok2 := p.cacheKey(in, &identity.Identity{})
+	if !ok1 || !ok2 || k1 == k2 {
+		t.Error("an invalid token with claims must be keyed on its hash")
+	}
+}
