@@ -73,6 +73,7 @@ func main() {
 	flag.IntVar(&o.mix.users, "users", 5, "distinct global user ids per instance")
 	flag.IntVar(&o.mix.denyPercent, "deny-percent", 10, "share of requests built to be denied")
 	flag.IntVar(&o.mix.requests, "requests", 20000, "distinct pre-encoded requests cycled through")
+	flag.StringVar(&o.mix.mix, "mix", mixCloud, "workload: cloud, single, realistic or adversarial (benchmarks/README.md)")
 	flag.BoolVar(&o.mix.sequential, "sequential", false, "request i uses token i mod --tokens (one pass presents every token)")
 	printPort := flag.Bool("free-port", false, "print a free loopback port and exit (for scripts)")
 	summary := flag.String("summarize", "", "summarize a file of -json results (one per line) and exit")

@@ -32,6 +32,10 @@ type mixOptions struct {
 	// one), so one pass over tokens requests presents every token once: the
 	// memory test's "N distinct live tokens".
 	sequential bool
+	// mix names the workload (mixCloud, mixSingle, mixRealistic, mixAdversarial).
+	mix string
+	// jtiPrefix distinguishes a second generation of tokens of the same grants.
+	jtiPrefix string
 }
 
 // instance is one simulated GitLab instance and its token.
@@ -77,6 +81,17 @@ func buildMix(o mixOptions, now time.Time) ([]request, error) {
 	key, err := readKey(o.keyFile)
 	if err != nil {
 		return nil, err
+	}
+	switch o.mix {
+	case "", mixCloud:
+	case mixSingle:
+		return buildSingle(o, key, now)
+	case mixRealistic:
+		return buildRealistic(o, key, now)
+	case mixAdversarial:
+		return buildAdversarial(o)
+	default:
+		return nil, fmt.Errorf("--mix %q: want %s, %s, %s or %s", o.mix, mixCloud, mixSingle, mixRealistic, mixAdversarial)
 	}
 	instances, err := mintAll(key, o, now)
 	if err != nil {
@@ -193,7 +208,7 @@ func mintAll(key crypto.Signer, o mixOptions, now time.Time) ([]instance, error)
 					Realm:    "self-managed",
 					IssuedAt: now,
 					TTL:      time.Hour,
-					JTI:      fmt.Sprintf("load-%d", i),
+					JTI:      fmt.Sprintf("%sload-%d", o.jtiPrefix, i),
 				})
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)

@@ -345,7 +345,7 @@ func TestPromptRegistryProblems(t *testing.T) {
 		{"unknown unit primitive", map[string]string{"prompts/chat/x/base/1.0.0.yml": "name: x\nunit_primitives:\n  - duo_chat\n  - nope\n"},
 			[]string{`prompts/chat/x/base/1.0.0.yml:4:5: unit primitive "nope" is not in the catalog`}},
 		{"unreadable YAML", map[string]string{"prompts/chat/x/base/1.0.0.yml": "unit_primitives: [\n"},
-			[]string{`prompts/chat/x/base/1.0.0.yml:1: YAML syntax error: did not find expected node content`}},
+			[]string{`prompts/chat/x/base/1.0.0.yml:1:1: YAML syntax error: did not find expected node content`}},
 		{"no unit primitives", map[string]string{"prompts/chat/x/base/1.0.0.yml": "name: x\n"},
 			[]string{`prompts/chat/x/base/1.0.0.yml:1:1: a prompt definition needs unit_primitives (or the older unit_primitive)`}},
 		{"both keys", map[string]string{"prompts/x/base/1.0.0.yml": "unit_primitives: [duo_chat]\nunit_primitive: duo_chat\n"},

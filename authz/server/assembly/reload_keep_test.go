@@ -1,0 +1,141 @@
+package assembly
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ccauthz/ccauthz/authz/config"
+	"github.com/ccauthz/ccauthz/authz/devissuer"
+	"github.com/ccauthz/ccauthz/policy/manifest"
+)
+
+// TestReloadKeepsWhatDidNotChange: a reload with unchanged inputs (also a
+// comment-only edit) rebuilds nothing and keeps the snapshot; a manifest
+// edit rebuilds only its backend, the other keeps its policy and warm
+// cache; the decision-cache counters never go backwards.
+func TestReloadKeepsWhatDidNotChange(t *testing.T) {
+	dir := t.TempDir()
+	_, src, err := manifest.ExampleSource("ai_gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpath := filepath.Join(dir, "ai_gateway.yaml")
+	if err := os.WriteFile(mpath, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := devissuer.Ensure(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Catalog = "embedded:example"
+	cfg.Backends = []config.Backend{
+		{Name: "ai_gateway", Manifest: mpath, Hosts: []string{"cloud.gitlab.com"}},
+		{Name: "duo_workflow", Manifest: "embedded:duo_workflow", Hosts: []string{"duo-workflow.example"}},
+	}
+	cfg.Issuers = append(cfg.Issuers, dev.IssuerConfig())
+	cfg.Logging.AllowSampleRate = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := New(ctx, &cfg, Deps{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := a.Verifier.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := dev.Mint(instance, "self-managed", []string{"complete_code"}, []string{"gitlab-ai-gateway"}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := "Bearer " + tok
+	check := func() {
+		t.Helper()
+		if resp, _ := a.Server.Check(ctx, checkRequest("/v2/code/completions", auth)); resp.GetOkResponse() == nil {
+			t.Fatalf("want allow: %v", resp)
+		}
+	}
+	metric := func(name, label string) float64 {
+		t.Helper()
+		families, err := a.Server.MetricsRegistry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetValue() == label {
+						return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	for range 3 {
+		check()
+	}
+	first := a.Server.Snapshot()
+	aiPolicy := func() any { b, _ := a.Server.Snapshot().Backend("ai_gateway"); return b.Decider }
+	dwPolicy := func() any { b, _ := a.Server.Snapshot().Backend("duo_workflow"); return b.Decider }
+	ai0, dw0 := aiPolicy(), dwPolicy()
+
+	// Unchanged inputs, then a comment-only edit: nothing rebuilt.
+	if err := a.Server.Reload(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(mpath, append([]byte("# a comment\n"), src...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Server.Reload(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if a.Server.Snapshot() != first {
+		t.Fatal("a reload with unchanged inputs swapped the snapshot")
+	}
+	if got := metric("ccauthz_reloads_total", "unchanged"); got != 2 {
+		t.Errorf("reloads{unchanged} = %v, want 2", got)
+	}
+	hits := metric("ccauthz_decision_cache_hits_total", "ai_gateway")
+	if hits != 2 {
+		t.Fatalf("decision cache hits %v, want 2", hits)
+	}
+
+	// A real edit of the ai_gateway manifest: only that backend is rebuilt.
+	edited := strings.Replace(string(src), "small_max:", "small_max: 7 #", 1)
+	if edited == string(src) {
+		t.Fatal("example manifest has no seat_buckets.small_max to edit")
+	}
+	if err := os.WriteFile(mpath, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Server.Reload(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if a.Server.Snapshot() == first || aiPolicy() == ai0 {
+		t.Fatal("an edited manifest must rebuild its backend")
+	}
+	if dwPolicy() != dw0 {
+		t.Error("the unchanged duo_workflow backend must keep its policy")
+	}
+	if got := metric("ccauthz_decision_cache_hits_total", "ai_gateway"); got < hits {
+		t.Errorf("decision cache hits went backwards across a reload: %v < %v", got, hits)
+	}
+	check()
+	check()
+	if got := metric("ccauthz_decision_cache_hits_total", "ai_gateway"); got != hits+1 {
+		t.Errorf("hits after reload %v, want %v (carried over plus one)", got, hits+1)
+	}
+}
