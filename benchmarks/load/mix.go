@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -145,6 +146,16 @@ func buildMix(o mixOptions, now time.Time) ([]request, error) {
 }
 
 func encode(rt route, headers map[string]string, backend string, i int) ([]byte, error) {
+	return encodeBody(rt, headers, backend, i, "")
+}
+
+// encodeBody is encode with a request body, carried as Envoy's
+// with_request_body (pack_as_bytes) sends it: raw bytes and their
+// content-length.
+func encodeBody(rt route, headers map[string]string, backend string, i int, body string) ([]byte, error) {
+	if body != "" {
+		headers["content-length"] = strconv.Itoa(len(body))
+	}
 	headers[":authority"] = "cloud.gitlab.com"
 	headers[":method"] = rt.method
 	headers[":path"] = rt.path
@@ -163,6 +174,10 @@ func encode(rt route, headers map[string]string, backend string, i int) ([]byte,
 			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}},
 		}}},
 	}}
+	if body != "" {
+		req.Attributes.Request.Http.RawBody = []byte(body)
+		req.Attributes.Request.Http.Size = int64(len(body))
+	}
 	if backend != "" {
 		req.Attributes.ContextExtensions = map[string]string{"backend": backend}
 	}

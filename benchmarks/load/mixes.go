@@ -26,27 +26,39 @@ const (
 	mixAdversarial = "adversarial"
 )
 
-// weightedRoute is a route of the realistic mix and its share of traffic.
+// weightedRoute is a route of the realistic mix, its share of traffic and
+// the JSON request body it sends ("" for none).
 type weightedRoute struct {
 	route
 	weight int
+	body   string
 }
 
-// realisticRoutes approximates the AI gateway's traffic: code completions
-// dominate, then chat and generations, then the proxy routes (the unit
-// primitive in a header) and documentation search. Body routes (prompt
-// registry, request-body rules) join the mix once the body plumbing lands:
-// add them here with a body in encode.
+// The bodies of the code suggestions route (/v4/code/suggestions): its
+// request-body rule picks the unit primitive from the first prompt
+// component's type (complete_code for a completion, generate_code for a
+// generation), as the AI gateway does.
+const (
+	completionBody = `{"prompt_components":[{"type":"code_editor_completion","payload":{"file_name":"main.go","content_above_cursor":"package main\n\nfunc main() {\n\t","content_below_cursor":"\n}\n","language_identifier":"go"}}]}`
+	generationBody = `{"prompt_components":[{"type":"code_editor_generation","payload":{"file_name":"main.go","content_above_cursor":"// sort the users by name\n","content_below_cursor":"","language_identifier":"go"}}]}`
+)
+
+// realisticRoutes approximates the AI gateway's traffic: code suggestions
+// dominate (the v2 routes and the v4 route whose body decides the unit
+// primitive), then chat and generations, then the proxy routes (the unit
+// primitive in a header) and documentation search.
 var realisticRoutes = []weightedRoute{
-	{route{"POST", "/v2/code/completions", "complete_code", ""}, 55},
-	{route{"POST", "/v2/code/generations", "generate_code", ""}, 10},
-	{route{"POST", "/v1/chat/agent", "duo_chat", ""}, 15},
-	{route{"POST", "/v1/search/gitlab-docs", "documentation_search", ""}, 5},
-	{route{"POST", "/v1/proxy/anthropic/v1/messages", "review_merge_request", "review_merge_request"}, 10},
-	{route{"POST", "/v1/proxy/openai/v1/chat/completions", "review_merge_request", "review_merge_request"}, 5},
+	{route{"POST", "/v2/code/completions", "complete_code", ""}, 40, ""},
+	{route{"POST", "/v4/code/suggestions", "complete_code", ""}, 15, completionBody},
+	{route{"POST", "/v2/code/generations", "generate_code", ""}, 5, ""},
+	{route{"POST", "/v4/code/suggestions", "generate_code", ""}, 5, generationBody},
+	{route{"POST", "/v1/chat/agent", "duo_chat", ""}, 15, ""},
+	{route{"POST", "/v1/search/gitlab-docs", "documentation_search", ""}, 5, ""},
+	{route{"POST", "/v1/proxy/anthropic/v1/messages", "review_merge_request", "review_merge_request"}, 10, ""},
+	{route{"POST", "/v1/proxy/openai/v1/chat/completions", "review_merge_request", "review_merge_request"}, 5, ""},
 }
 
-func pickRoute(rng *mrand.Rand) route {
+func pickRoute(rng *mrand.Rand) weightedRoute {
 	total := 0
 	for _, r := range realisticRoutes {
 		total += r.weight
@@ -54,11 +66,11 @@ func pickRoute(rng *mrand.Rand) route {
 	n := rng.IntN(total)
 	for _, r := range realisticRoutes {
 		if n < r.weight {
-			return r.route
+			return r
 		}
 		n -= r.weight
 	}
-	return realisticRoutes[0].route
+	return realisticRoutes[0]
 }
 
 func baseHeaders(tok, instanceID, user, seats string) map[string]string {
@@ -121,14 +133,15 @@ func buildRealistic(o mixOptions, key crypto.Signer, now time.Time) ([]request, 
 		// A distinct global user id per request: GitLab sends
 		// Base64(SHA256(instance, user, salt)); any opaque value does.
 		user := fmt.Sprintf("u%d-%d", k, rng.IntN(1_000_000))
-		rt := pickRoute(rng)
+		wr := pickRoute(rng)
+		rt, body := wr.route, wr.body
 		h := baseHeaders(in.token, in.id, user, seatCounts[k%len(seatCounts)])
 		name, want := "allow "+rt.path, true
 		if rng.IntN(100) < o.denyPercent {
 			want = false
 			switch rng.IntN(4) {
 			case 0:
-				rt = route{"POST", "/v1/chat/troubleshoot_job", "troubleshoot_job", ""}
+				rt, body = route{"POST", "/v1/chat/troubleshoot_job", "troubleshoot_job", ""}, ""
 				name = "deny scope " + rt.path
 			case 1:
 				h["x-gitlab-instance-id"] = "not-" + in.id
@@ -144,7 +157,7 @@ func buildRealistic(o mixOptions, key crypto.Signer, now time.Time) ([]request, 
 		if rt.upHeader != "" {
 			h["x-gitlab-unit-primitive"] = rt.upHeader
 		}
-		b, err := encode(rt, h, o.backend, i)
+		b, err := encodeBody(rt, h, o.backend, i, body)
 		if err != nil {
 			return nil, err
 		}

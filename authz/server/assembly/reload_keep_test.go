@@ -21,14 +21,15 @@ import (
 // cache; the decision-cache counters never go backwards.
 func TestReloadKeepsWhatDidNotChange(t *testing.T) {
 	dir := t.TempDir()
-	_, src, err := manifest.ExampleSource("ai_gateway")
+	file, src, err := manifest.ExampleSource("ai_gateway")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mpath := filepath.Join(dir, "ai_gateway.yaml")
-	if err := os.WriteFile(mpath, src, 0o600); err != nil {
+	// The whole example directory: the manifest names its prompt registry.
+	if err := os.CopyFS(dir, manifest.ExampleFS()); err != nil {
 		t.Fatal(err)
 	}
+	mpath := filepath.Join(dir, filepath.Base(file))
 	dev, err := devissuer.Ensure(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -137,5 +138,38 @@ func TestReloadKeepsWhatDidNotChange(t *testing.T) {
 	check()
 	if got := metric("ccauthz_decision_cache_hits_total", "ai_gateway"); got != hits+1 {
 		t.Errorf("hits after reload %v, want %v (carried over plus one)", got, hits+1)
+	}
+	// The kept and rebuilt snapshots both serve the catalog and manifests
+	// (the unit-primitive directory and the API read them).
+	if snap := a.Server.Snapshot(); snap.Catalog == nil {
+		t.Error("a rebuilt snapshot lost its catalog")
+	}
+	if b, _ := a.Server.Snapshot().Backend("duo_workflow"); b.Manifest == nil {
+		t.Error("a kept backend lost its manifest")
+	}
+
+	// An edit in the prompt registry (not the manifest file) changes what
+	// the policy compiles: the backend is rebuilt.
+	ai1, before := aiPolicy(), a.Server.Snapshot()
+	prompt := filepath.Join(dir, "prompts", "chat", "react", "base", "1.0.0.yml")
+	pb, err := os.ReadFile(prompt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe := strings.Replace(string(pb), "  - duo_chat\n", "  - duo_chat\n  - documentation_search\n", 1)
+	if pe == string(pb) {
+		t.Fatal("example prompt has no duo_chat unit primitive to extend")
+	}
+	if err := os.WriteFile(prompt, []byte(pe), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Server.Reload(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if a.Server.Snapshot() == before || aiPolicy() == ai1 {
+		t.Error("an edited prompt definition must rebuild its backend")
+	}
+	if a.Server.Snapshot().Catalog == nil {
+		t.Error("the rebuilt snapshot lost its catalog")
 	}
 }
