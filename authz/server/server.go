@@ -174,13 +174,21 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// prepare attaches the shared metadata values and metric counters.
+// prepare attaches the shared metadata values and metric counters to every
+// backend not prepared yet (a reload may keep backends of the serving
+// snapshot; those are left as they are).
 func (s *Server) prepare(snap *Snapshot) error {
 	if snap == nil {
 		return errors.New("builder returned no snapshot")
 	}
 	for _, name := range snap.Names() {
 		b := snap.backends[name]
+		if b.meta != nil && b.counters != nil {
+			// A backend the builder kept from the serving snapshot (same
+			// compiled policy, so the same metadata and counters): checks
+			// read these fields concurrently, so they are not written again.
+			continue
+		}
 		b.meta = envoy.NewBackendMeta(b.Name, b.Decider.Revision())
 		b.meta.GRPC = b.GRPC
 		b.counters = s.metrics.forBackend(b.Name, s.opts.DryRun || b.DryRun)

@@ -2,6 +2,7 @@ package assembly
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -171,5 +172,79 @@ func TestReloadKeepsWhatDidNotChange(t *testing.T) {
 	}
 	if a.Server.Snapshot().Catalog == nil {
 		t.Error("the rebuilt snapshot lost its catalog")
+	}
+}
+
+// TestReloadKeptBackendRace: checks keep running on a backend the reload
+// keeps while the other backend is rebuilt and the snapshot swapped; the
+// kept backend is shared by the old and the new snapshot, so preparing the
+// new one must not write to it (go test -race).
+func TestReloadKeptBackendRace(t *testing.T) {
+	dir := t.TempDir()
+	file, src, err := manifest.ExampleSource("ai_gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dir, manifest.ExampleFS()); err != nil {
+		t.Fatal(err)
+	}
+	mpath := filepath.Join(dir, filepath.Base(file))
+	cfg := config.Default()
+	cfg.Catalog = "embedded:example"
+	cfg.Backends = []config.Backend{
+		{Name: "ai_gateway", Manifest: mpath, Hosts: []string{"cloud.gitlab.com"}},
+		{Name: "duo_workflow", Manifest: "embedded:duo_workflow", Hosts: []string{"duo-workflow.example"}},
+	}
+	dev, err := devissuer.Ensure(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Issuers = append(cfg.Issuers, dev.IssuerConfig())
+	cfg.Logging.AllowSampleRate = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := New(ctx, &cfg, Deps{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	dw := func() any { b, _ := a.Server.Snapshot().Backend("duo_workflow"); return b.Decider }
+	dw0 := dw()
+
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req := checkRequest("/v1/whatever", "")
+			req.Attributes.ContextExtensions = map[string]string{"backend": "duo_workflow"}
+			if resp, _ := a.Server.Check(ctx, req); resp.GetDeniedResponse() == nil {
+				t.Errorf("an unauthenticated check was not denied: %v", resp)
+				return
+			}
+			n++
+		}
+	}()
+	for i := range 3 {
+		edited := strings.Replace(string(src), "small_max:", fmt.Sprintf("small_max: %d #", 10+i), 1)
+		if err := os.WriteFile(mpath, []byte(edited), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Server.Reload(ctx, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if n := <-done; n == 0 {
+		t.Error("no check ran during the reloads")
+	}
+	if dw() != dw0 {
+		t.Error("the unchanged duo_workflow backend must keep its policy")
 	}
 }
