@@ -340,6 +340,7 @@ type routeRow struct {
 	DryRun   bool
 	How      string
 	UPs      []string
+	AnyOf    []string // alternatives (manifest any_of), at least one required
 }
 
 type backendView struct {
@@ -372,7 +373,7 @@ func (d *Directory) backendView(b *catalog.BackendService) backendView {
 			case r.HeaderUP != nil:
 				row.How, row.UPs = HowHeader, r.HeaderUP.Allow
 			default:
-				row.How, row.UPs = HowAllOf, r.UnitPrimitives
+				row.How, row.UPs, row.AnyOf = HowAllOf, r.UnitPrimitives, r.AnyOf
 			}
 			v.Routes = append(v.Routes, row)
 		}

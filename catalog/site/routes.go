@@ -18,6 +18,9 @@ const (
 	// HowHeaderAny: as HowHeader, with no allow list: any unit primitive
 	// the backend serves.
 	HowHeaderAny = "header-any"
+	// HowAnyOf: the route lists alternatives (manifest any_of) and the
+	// token needs at least one of them (besides any all-of ones).
+	HowAnyOf = "any-of"
 )
 
 // RouteUse is one route of one backend manifest that requires a unit
@@ -28,8 +31,9 @@ type RouteUse struct {
 	RouteID  string   `json:"route_id"`
 	Methods  []string `json:"methods"`
 	Path     string   `json:"path"`
-	How      string   `json:"how"` // HowAllOf, HowHeader or HowHeaderAny
-	// With are the other unit primitives an all-of route also requires.
+	How      string   `json:"how"` // HowAllOf, HowAnyOf, HowHeader or HowHeaderAny
+	// With are the other unit primitives an all-of route also requires, or
+	// the other alternatives of an any-of route.
 	With   []string `json:"with,omitempty"`
 	DryRun bool     `json:"dry_run,omitempty"`
 }
@@ -69,6 +73,12 @@ func RouteUses(manifests []*manifest.Manifest, all []string, served func(backend
 				for _, up := range r.UnitPrimitives {
 					u := use
 					u.With = slices.DeleteFunc(slices.Clone(r.UnitPrimitives), func(s string) bool { return s == up })
+					out[up] = append(out[up], u)
+				}
+				for _, up := range r.AnyOf {
+					u := use
+					u.How = HowAnyOf
+					u.With = slices.DeleteFunc(slices.Clone(r.AnyOf), func(s string) bool { return s == up })
 					out[up] = append(out[up], u)
 				}
 			}

@@ -511,7 +511,9 @@ func TestNewDirectoryBindsManifests(t *testing.T) {
 func TestRouteUses(t *testing.T) {
 	d := newDirectory(t, Source{Catalog: catalog.Example(), Manifests: exampleManifests(t)})
 	uses := d.Uses("complete_code")
-	if len(uses) == 0 || uses[0].Backend != "ai_gateway" || uses[0].How != HowAllOf {
+	if !slices.ContainsFunc(uses, func(u RouteUse) bool {
+		return u.Backend == "ai_gateway" && u.RouteID == "code_completions_v2" && u.How == HowAllOf
+	}) {
 		t.Fatalf("complete_code uses = %+v", uses)
 	}
 	for up, rows := range d.uses {
@@ -519,10 +521,20 @@ func TestRouteUses(t *testing.T) {
 			t.Errorf("RouteUses names %q, not a canonical unit primitive", up)
 		}
 		for _, r := range rows {
-			if r.How != HowAllOf && r.How != HowHeader && r.How != HowHeaderAny {
+			if r.How != HowAllOf && r.How != HowAnyOf && r.How != HowHeader && r.How != HowHeaderAny {
 				t.Errorf("%s: how %q", up, r.How)
 			}
 		}
+	}
+	// Duo Workflow's any-of routes list each alternative, naming the other.
+	found := false
+	for _, r := range d.Uses("duo_workflow_execute_workflow") {
+		if r.RouteID == "execute_workflow" {
+			found = r.How == HowAnyOf && slices.Equal(r.With, []string{"duo_agent_platform"})
+		}
+	}
+	if !found {
+		t.Errorf("execute_workflow is not an any-of use of duo_workflow_execute_workflow: %+v", d.Uses("duo_workflow_execute_workflow"))
 	}
 }
 
