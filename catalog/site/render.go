@@ -340,7 +340,8 @@ type routeRow struct {
 	DryRun   bool
 	How      string
 	UPs      []string
-	AnyOf    []string // alternatives (manifest any_of), at least one required
+	AnyOf    []string // at least one of these too
+	Extra    []string // further requirements: prompts, body rules
 }
 
 type backendView struct {
@@ -372,8 +373,19 @@ func (d *Directory) backendView(b *catalog.BackendService) backendView {
 				row.How = HowHeaderAny
 			case r.HeaderUP != nil:
 				row.How, row.UPs = HowHeader, r.HeaderUP.Allow
+			case r.AuthenticateOnly:
+				row.How = "authenticate-only"
+			case r.NotFound:
+				row.How = "not-found"
 			default:
-				row.How, row.UPs, row.AnyOf = HowAllOf, r.UnitPrimitives, r.AnyOf
+				row.How, row.UPs = HowAllOf, r.UnitPrimitives
+			}
+			row.AnyOf = r.AnyOf
+			if r.Prompt {
+				row.Extra = append(row.Extra, "and every unit primitive of the prompt named by the path (prompt registry)")
+			}
+			if len(r.Body) > 0 {
+				row.Extra = append(row.Extra, "and the unit primitives its request body selects: "+strings.Join(bodyUnitPrimitives(m, r, d.cat.UnitPrimitiveNames()), ", "))
 			}
 			v.Routes = append(v.Routes, row)
 		}

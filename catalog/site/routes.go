@@ -18,9 +18,16 @@ const (
 	// HowHeaderAny: as HowHeader, with no allow list: any unit primitive
 	// the backend serves.
 	HowHeaderAny = "header-any"
-	// HowAnyOf: the route lists alternatives (manifest any_of) and the
-	// token needs at least one of them (besides any all-of ones).
+	// HowAnyOf: the token needs at least one of the route's any_of unit
+	// primitives (With lists the alternatives).
 	HowAnyOf = "any-of"
+	// HowBody: a body rule of the route adds the unit primitive when the
+	// request body selects it (a completion or generation, a chat context
+	// category).
+	HowBody = "body"
+	// HowPrompt: the route serves prompts of the manifest's prompt registry,
+	// and a prompt (named by the path, or by a body field) needs it.
+	HowPrompt = "prompt"
 )
 
 // RouteUse is one route of one backend manifest that requires a unit
@@ -31,9 +38,9 @@ type RouteUse struct {
 	RouteID  string   `json:"route_id"`
 	Methods  []string `json:"methods"`
 	Path     string   `json:"path"`
-	How      string   `json:"how"` // HowAllOf, HowAnyOf, HowHeader or HowHeaderAny
+	How      string   `json:"how"` // HowAllOf, HowHeader, HowHeaderAny, HowAnyOf, HowBody or HowPrompt
 	// With are the other unit primitives an all-of route also requires, or
-	// the other alternatives of an any-of route.
+	// the alternatives of an any-of route.
 	With   []string `json:"with,omitempty"`
 	DryRun bool     `json:"dry_run,omitempty"`
 }
@@ -75,12 +82,26 @@ func RouteUses(manifests []*manifest.Manifest, all []string, served func(backend
 					u.With = slices.DeleteFunc(slices.Clone(r.UnitPrimitives), func(s string) bool { return s == up })
 					out[up] = append(out[up], u)
 				}
-				for _, up := range r.AnyOf {
-					u := use
-					u.How = HowAnyOf
-					u.With = slices.DeleteFunc(slices.Clone(r.AnyOf), func(s string) bool { return s == up })
-					out[up] = append(out[up], u)
+			}
+			for _, up := range r.AnyOf {
+				u := use
+				u.How = HowAnyOf
+				u.With = slices.DeleteFunc(slices.Clone(r.AnyOf), func(s string) bool { return s == up })
+				out[up] = append(out[up], u)
+			}
+			if r.Prompt {
+				for _, p := range m.Prompts {
+					for _, up := range p.UnitPrimitives {
+						u := use
+						u.How = HowPrompt
+						out[up] = append(out[up], u)
+					}
 				}
+			}
+			for _, up := range bodyUnitPrimitives(m, r, all) {
+				u := use
+				u.How = HowBody
+				out[up] = append(out[up], u)
 			}
 		}
 	}
@@ -95,8 +116,38 @@ func RouteUses(manifests []*manifest.Manifest, all []string, served func(backend
 			return strings.Compare(a.RouteID, b.RouteID)
 		})
 		out[up] = slices.CompactFunc(out[up], func(a, b RouteUse) bool {
-			return a.Backend == b.Backend && a.RouteID == b.RouteID
+			return a.Backend == b.Backend && a.RouteID == b.RouteID && a.How == b.How
 		})
 	}
 	return out
+}
+
+// bodyUnitPrimitives are the unit primitives a route's body rules may add:
+// the values of their maps and cases, every catalog unit primitive a
+// template such as include_{value}_context can name, and the prompts' unit
+// primitives when a case reads a prompt id from the body.
+func bodyUnitPrimitives(m *manifest.Manifest, r manifest.Route, all []string) []string {
+	var ups []string
+	for _, b := range r.Body {
+		for _, list := range b.Map {
+			ups = append(ups, list...)
+		}
+		if prefix, suffix, ok := strings.Cut(b.Template, "{value}"); ok {
+			for _, up := range all {
+				if len(up) > len(prefix)+len(suffix) && strings.HasPrefix(up, prefix) && strings.HasSuffix(up, suffix) {
+					ups = append(ups, up)
+				}
+			}
+		}
+		for _, c := range b.Cases {
+			ups = append(ups, c.UnitPrimitives...)
+			if c.PromptFrom != nil {
+				for _, p := range m.Prompts {
+					ups = append(ups, p.UnitPrimitives...)
+				}
+			}
+		}
+	}
+	slices.Sort(ups)
+	return slices.Compact(ups)
 }

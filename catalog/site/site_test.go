@@ -521,20 +521,45 @@ func TestRouteUses(t *testing.T) {
 			t.Errorf("RouteUses names %q, not a canonical unit primitive", up)
 		}
 		for _, r := range rows {
-			if r.How != HowAllOf && r.How != HowAnyOf && r.How != HowHeader && r.How != HowHeaderAny {
+			if !slices.Contains([]string{HowAllOf, HowHeader, HowHeaderAny, HowAnyOf, HowBody, HowPrompt}, r.How) {
 				t.Errorf("%s: how %q", up, r.How)
 			}
 		}
 	}
-	// Duo Workflow's any-of routes list each alternative, naming the other.
-	found := false
-	for _, r := range d.Uses("duo_workflow_execute_workflow") {
-		if r.RouteID == "execute_workflow" {
-			found = r.How == HowAnyOf && slices.Equal(r.With, []string{"duo_agent_platform"})
+}
+
+// TestRouteUsesOfTheNewRouteKinds: any-of alternatives, body rules and
+// prompt routes of the example AI gateway and Duo Workflow manifests each
+// list the unit primitives they may require.
+func TestRouteUsesOfTheNewRouteKinds(t *testing.T) {
+	d := newDirectory(t, Source{Catalog: catalog.Example(), Manifests: exampleManifests(t)})
+	has := func(up, route, how string) bool {
+		for _, r := range d.Uses(up) {
+			if r.RouteID == route && r.How == how {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range []struct{ up, route, how string }{
+		{"ai_gateway_model_provider_proxy", "code_user_access_token", HowAnyOf},
+		{"complete_code", "code_user_access_token", HowAnyOf},
+		{"duo_workflow_execute_workflow", "execute_workflow", HowAnyOf},
+		{"generate_code", "code_suggestions_v4", HowBody},
+		{"include_issue_context", "chat_agent_v2", HowBody},
+	} {
+		if !has(c.up, c.route, c.how) {
+			t.Errorf("%s: no %s row for route %s; rows: %+v", c.up, c.how, c.route, d.Uses(c.up))
 		}
 	}
-	if !found {
-		t.Errorf("execute_workflow is not an any-of use of duo_workflow_execute_workflow: %+v", d.Uses("duo_workflow_execute_workflow"))
+	var prompt bool
+	for up := range d.uses {
+		for _, r := range d.uses[up] {
+			prompt = prompt || r.How == HowPrompt
+		}
+	}
+	if !prompt {
+		t.Error("no unit primitive lists a prompt route")
 	}
 }
 
