@@ -1,5 +1,5 @@
 # benchmarks/lib.sh — shared by run.sh and memory.sh (sourced, not run).
-# bench_setup makes $WORK, builds ccauthz and load into it, and creates an
+# bench_setup makes $WORK, builds ccauthz (or copies $CCAUTHZ_BIN) and load into it, and creates an
 # issuer key ($WORK/issuer.pem, $ISSUER) the load generator mints with;
 # start_ccauthz serves the example catalog and AI gateway manifest trusting
 # that issuer, and sets CCAUTHZ_PID, GRPC_PORT and ADMIN_PORT. Everything
@@ -9,7 +9,12 @@ bench_setup() {
   WORK=$(mktemp -d)
   pids=()
   trap bench_cleanup EXIT
-  go build -o "$WORK/ccauthz" ./cmd/ccauthz
+  if [ -n "${CCAUTHZ_BIN:-}" ]; then
+    # Measure another build (e.g. main's) under this tree's harness.
+    cp "$CCAUTHZ_BIN" "$WORK/ccauthz"
+  else
+    go build -o "$WORK/ccauthz" ./cmd/ccauthz
+  fi
   go build -o "$WORK/load" ./benchmarks/load
   "$WORK/ccauthz" keys generate --out "$WORK/issuer.pem" >/dev/null
   "$WORK/ccauthz" keys jwks --key "$WORK/issuer.pem" >"$WORK/issuer.jwks.json"

@@ -4,15 +4,28 @@
 # get the same load from benchmarks/load, alternating ROUNDS times, and the
 # script prints each run and the medians with the ratio ccauthz / no-op.
 #
+#   MIX=realistic benchmarks/run.sh        # a named workload: cloud (default), single,
+#                                          # realistic, adversarial (benchmarks/README.md)
 #   benchmarks/run.sh                      # defaults below
 #   ROUNDS=5 DURATION=20s benchmarks/run.sh
 #   TARGET=127.0.0.1:9192 TARGET_PID=1234 benchmarks/run.sh   # any other ext_authz server
+#   CCAUTHZ_BIN=/path/to/other/ccauthz benchmarks/run.sh     # another ccauthz build, same harness
 #
 # With TARGET set, that server is measured instead of ccauthz (it must trust
 # the issuer key in $WORK/issuer.pem, printed at start, or run with CHECK=false).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MIX=${MIX:-cloud}
+# Per-mix defaults (each can still be overridden).
+case "$MIX" in
+  cloud) ;;
+  single) : "${TOKENS:=1}" "${DENY_PERCENT:=0}" "${REQUESTS:=1}" ;;
+  realistic) : "${TOKENS:=500}" "${DENY_PERCENT:=15}" "${REQUESTS:=200000}" "${WARMUP:=10s}" ;;
+  adversarial) : "${DENY_PERCENT:=100}" "${REQUESTS:=50000}" ;;
+  *) echo "MIX=$MIX: want cloud, single, realistic or adversarial" >&2; exit 2 ;;
+esac
+REQUESTS=${REQUESTS:-20000}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
@@ -44,11 +57,11 @@ if [ -z "$TARGET" ]; then
   TARGET_PID=$CCAUTHZ_PID
 fi
 
-common=(-key "$WORK/issuer.pem" -issuer "$ISSUER" -tokens "$TOKENS" -deny-percent "$DENY_PERCENT"
+common=(-mix "$MIX" -requests "$REQUESTS" -key "$WORK/issuer.pem" -issuer "$ISSUER" -tokens "$TOKENS" -deny-percent "$DENY_PERCENT"
   -duration "$DURATION" -warmup "$WARMUP" -concurrency "$CONCURRENCY" -conns "$CONNS" -json)
 
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
-echo "== load: $DURATION per run after $WARMUP warm-up, concurrency $CONCURRENCY over $CONNS connections, $TOKENS tokens, $DENY_PERCENT% denied"
+echo "== load: mix $MIX, $DURATION per run after $WARMUP warm-up, concurrency $CONCURRENCY over $CONNS connections, $TOKENS tokens, $REQUESTS requests, $DENY_PERCENT% denied"
 : >"$WORK/results.jsonl"
 for round in $(seq 1 "$ROUNDS"); do
   "$WORK/load" "${common[@]}" -label noop -target "127.0.0.1:$NOOP_PORT" -target-pid "$NOOP_PID" -check=false | tee -a "$WORK/results.jsonl"

@@ -5,6 +5,9 @@ import (
 	"sort"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	corerego "github.com/ccauthz/ccauthz/policy/rego"
+	"github.com/ccauthz/ccauthz/policy/regogen"
 )
 
 // reads is what the compiled policy reads from its input, found by walking
@@ -13,7 +16,16 @@ import (
 // variable key, the whole input) or the policy calls a non-deterministic
 // builtin, the cache is disabled and disabled says why.
 type reads struct {
-	headers  []string // constant header keys, sorted
+	headers []string // constant header keys, sorted
+	// bindingHeaders are the headers only the generated claim↔header bindings
+	// (rule header_mismatch) read: the cache keys on the bindings' outcome
+	// (identity.Mismatch) instead of their values. A header read anywhere
+	// else too is in headers.
+	bindingHeaders []string
+	// identity is true when an extra module reads input.identity: then the
+	// identity values are part of the key (the core and generated modules
+	// only copy them into the decision, which Decide refills after the cache).
+	identity bool
 	query    bool
 	host     bool
 	disabled string
@@ -51,81 +63,26 @@ func analyse(c *ast.Compiler, extra []string) reads {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	bindingHeaders := map[string]bool{}
 	for _, name := range names {
 		mod := c.Modules[name]
-		// object.get(input.request.headers, "<constant>", default) reads one
-		// header by a constant name, like input.request.headers["<constant>"].
-		// The compiler hoists the ref into a local first
-		// (__localN__ = input.request.headers); such an assignment is accepted
-		// when every use of the local is the object of an object.get with a
-		// constant key.
-		accepted := constantHeaderLocals(mod, headers)
-		refs := func(visit func(ast.Ref) bool) {
-			ast.NewGenericVisitor(func(x any) bool {
-				switch t := x.(type) {
-				case *ast.Expr:
-					return accepted[t]
-				case ast.Ref:
-					visit(t)
-				}
-				return false
-			}).Walk(mod)
+		// The generated module's header_mismatch rule is the manifest's
+		// bindings: what it reads is keyed by its outcome. Every other rule,
+		// and every other module, is keyed on what it reads.
+		units := []any{mod}
+		if name == regogen.ModuleFile {
+			units = units[:0]
+			for _, rule := range mod.Rules {
+				units = append(units, rule)
+			}
 		}
-		refs(func(ref ast.Ref) bool {
-			if !ref[0].Equal(ast.InputRootDocument) {
-				return false
+		for _, unit := range units {
+			target := headers
+			if rule, ok := unit.(*ast.Rule); ok && rule.Head.Name.Equal(ast.Var("header_mismatch")) {
+				target = bindingHeaders
 			}
-			loc := name
-			if ref[0].Location != nil {
-				loc = fmt.Sprintf("%s:%d", name, ref[0].Location.Row)
-			}
-			if len(ref) == 1 {
-				disable("%s reads the whole input", loc)
-				return false
-			}
-			top, ok := ref[1].Value.(ast.String)
-			if !ok {
-				disable("%s reads input by a variable key", loc)
-				return false
-			}
-			if top != "request" {
-				return false // backend and token are always part of the key
-			}
-			if len(ref) == 2 {
-				disable("%s reads the whole input.request", loc)
-				return false
-			}
-			field, ok := ref[2].Value.(ast.String)
-			if !ok {
-				disable("%s reads input.request by a variable key", loc)
-				return false
-			}
-			switch field {
-			case "body", "body_status":
-				// The core and the generated body rules read the body by the
-				// manifest's selectors, which the key covers; an extra
-				// module could read any of it.
-				if isExtra[name] {
-					disable("%s reads the request body", loc)
-				}
-			case "query":
-				r.query = true
-			case "host":
-				r.host = true
-			case "headers":
-				if len(ref) == 3 {
-					disable("%s reads input.request.headers as a whole", loc)
-					return false
-				}
-				key, ok := ref[3].Value.(ast.String)
-				if !ok {
-					disable("%s reads a header by a variable name", loc)
-					return false
-				}
-				headers[string(key)] = true
-			}
-			return false
-		})
+			analyseUnit(unit, name, isExtra[name], target, &r, disable)
+		}
 		ast.WalkTerms(mod, func(t *ast.Term) bool {
 			call, ok := t.Value.(ast.Call)
 			if !ok || len(call) == 0 {
@@ -147,7 +104,102 @@ func analyse(c *ast.Compiler, extra []string) reads {
 		r.headers = append(r.headers, h)
 	}
 	sort.Strings(r.headers)
+	for h := range bindingHeaders {
+		if !headers[h] {
+			r.bindingHeaders = append(r.bindingHeaders, h)
+		}
+	}
+	sort.Strings(r.bindingHeaders)
 	return r
+}
+
+// analyseUnit records what one module, or one rule of the generated module,
+// reads of the input: headers into target, the rest into r. extra is true
+// for an extra module (which may not read the request body).
+func analyseUnit(unit any, name string, extra bool, target map[string]bool, r *reads, disable func(string, ...any)) {
+	{
+		// object.get(input.request.headers, "<constant>", default) reads one
+		// header by a constant name, like input.request.headers["<constant>"].
+		// The compiler hoists the ref into a local first
+		// (__localN__ = input.request.headers); such an assignment is accepted
+		// when every use of the local is the object of an object.get with a
+		// constant key.
+		accepted := constantHeaderLocals(unit, target)
+		refs := func(visit func(ast.Ref) bool) {
+			ast.NewGenericVisitor(func(x any) bool {
+				switch t := x.(type) {
+				case *ast.Expr:
+					return accepted[t]
+				case ast.Ref:
+					visit(t)
+				}
+				return false
+			}).Walk(unit)
+		}
+		refs(func(ref ast.Ref) bool {
+			if !ref[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			loc := name
+			if ref[0].Location != nil {
+				loc = fmt.Sprintf("%s:%d", name, ref[0].Location.Row)
+			}
+			if len(ref) == 1 {
+				disable("%s reads the whole input", loc)
+				return false
+			}
+			top, ok := ref[1].Value.(ast.String)
+			if !ok {
+				disable("%s reads input by a variable key", loc)
+				return false
+			}
+			if top == "identity" {
+				// The core and generated modules copy the identity into the
+				// decision; anything else reading it makes it part of the key.
+				if name != corerego.CoreFile && name != regogen.ModuleFile {
+					r.identity = true
+				}
+				return false
+			}
+			if top != "request" {
+				return false // backend and token are always part of the key
+			}
+			if len(ref) == 2 {
+				disable("%s reads the whole input.request", loc)
+				return false
+			}
+			field, ok := ref[2].Value.(ast.String)
+			if !ok {
+				disable("%s reads input.request by a variable key", loc)
+				return false
+			}
+			switch field {
+			case "body", "body_status":
+				// The core and the generated body rules read the body by the
+				// manifest's selectors, which the key covers; an extra
+				// module could read any of it.
+				if extra {
+					disable("%s reads the request body", loc)
+				}
+			case "query":
+				r.query = true
+			case "host":
+				r.host = true
+			case "headers":
+				if len(ref) == 3 {
+					disable("%s reads input.request.headers as a whole", loc)
+					return false
+				}
+				key, ok := ref[3].Value.(ast.String)
+				if !ok {
+					disable("%s reads a header by a variable name", loc)
+					return false
+				}
+				target[string(key)] = true
+			}
+			return false
+		})
+	}
 }
 
 var headersRef = ast.MustParseRef("input.request.headers")
@@ -155,7 +207,7 @@ var headersRef = ast.MustParseRef("input.request.headers")
 // constantHeaderLocals finds `__localN__ = input.request.headers` assignments
 // whose local is only ever used as object.get(__localN__, "<constant>", _),
 // records those constant header names, and returns the accepted assignments.
-func constantHeaderLocals(mod *ast.Module, headers map[string]bool) map[*ast.Expr]bool {
+func constantHeaderLocals(mod any, headers map[string]bool) map[*ast.Expr]bool {
 	assigns := map[ast.Var]*ast.Expr{}
 	ast.WalkExprs(mod, func(e *ast.Expr) bool {
 		if !e.IsEquality() {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -70,6 +71,10 @@ type Policy struct {
 	// bodySelectors are what the manifest's body rules read of a request
 	// body: the decision cache keys on their values (writeBodyKey).
 	bodySelectors []manifest.Selector
+	// bindings and seats are the manifest's, for the identity step and the
+	// bindings' outcome in the cache key.
+	bindings []manifest.Binding
+	seats    manifest.SeatBuckets
 }
 
 // Build generates the Rego for the catalog and manifest, compiles it with the
@@ -152,6 +157,8 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		extra:    extraFiles,
 
 		bodySelectors: m.BodySelectors(),
+		bindings:      m.Bindings,
+		seats:         m.SeatBuckets,
 	}
 	size := opts.CacheSize
 	if size == 0 {
@@ -162,6 +169,40 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 	}
 	p.grantKeyed, p.grantWhyNot = grantKeyable(compiler, extraFiles, token.PerTokenClaims())
 	return p, nil
+}
+
+// SourceDigest names everything Build would compile for cat, m and opts:
+// the generator's input hash, every extra module (file name and content),
+// the builtins the extra modules may call and the cache size. Two builds
+// with the same SourceDigest produce the same policy, so a reload whose digest is unchanged may keep the policy it has
+// (and its warm decision cache). It reads the extra directory, nothing else.
+func SourceDigest(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (string, error) {
+	if cat == nil || m == nil {
+		return "", errors.New("policy: a catalog and a manifest are required")
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00", regogen.InputHash(cat, m), opts.CacheSize)
+	allowed := slices.Clone(opts.AllowBuiltins)
+	slices.Sort(allowed)
+	fmt.Fprintf(h, "%d\x00", len(allowed))
+	for _, b := range allowed {
+		fmt.Fprintf(h, "%s\x00", b)
+	}
+	if opts.ExtraDir != "" {
+		extra, err := readExtra(opts.ExtraDir)
+		if err != nil {
+			return "", err
+		}
+		names := make([]string, 0, len(extra))
+		for n := range extra {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			fmt.Fprintf(h, "%s\x00%d\x00%s", n, len(extra[n]), extra[n])
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // keepTerm makes evaluation hand back the result as the Rego term itself, so

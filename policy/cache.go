@@ -67,7 +67,7 @@ type counters struct {
 }
 
 // clone copies the decision's maps and slices so a caller may modify its copy
-// without touching the cached one.
+// without touching the cached one (RateLimit.Limit, immutable, is shared).
 func (d Decision) clone() Decision {
 	out := d
 	out.Body = maps.Clone(d.Body)
@@ -76,9 +76,6 @@ func (d Decision) clone() Decision {
 	out.HeadersToRemove = slices.Clone(d.HeadersToRemove)
 	out.ResponseHeaders = maps.Clone(d.ResponseHeaders)
 	out.RateLimit.Entries = maps.Clone(d.RateLimit.Entries)
-	if d.RateLimit.Limit != nil {
-		l := *d.RateLimit.Limit
-		out.RateLimit.Limit = &l
-	}
+	// RateLimit.Limit is shared: it is immutable (see RateLimit).
 	return out
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/ccauthz/ccauthz/policy/identity"
 )
 
 // maxCacheKey bounds the size of a cache key; requests with longer keys (huge
@@ -78,21 +80,26 @@ func (p *Policy) DecideCached(ctx context.Context, in *Input) (Decision, CacheOu
 	if in == nil {
 		return Fault(ReasonInternalError, p.backend), CacheOff, errors.New("policy: nil input")
 	}
+	// The identity step runs once per check; its values are copied into the
+	// decision after the cache, so the cache never keys on them.
+	id := p.identify(in)
 	key, cacheable, outcome := "", false, CacheOff
 	if p.cache != nil {
-		key, cacheable = p.cacheKey(in)
+		key, cacheable = p.cacheKey(in, &id)
 		if !cacheable {
 			p.stats.uncacheable.Add(1)
 			outcome = CacheUncacheable
 		} else if d, ok := p.cache.get(key); ok {
 			p.stats.hits.Add(1)
-			return d.clone(), CacheHit, nil
+			d = d.clone()
+			fillIdentity(&d, &id)
+			return d, CacheHit, nil
 		} else {
 			p.stats.misses.Add(1)
 			outcome = CacheMiss
 		}
 	}
-	d, err := p.eval(ctx, in)
+	d, err := p.eval(ctx, in, &id)
 	if err != nil {
 		reason := ReasonInternalError
 		if ctx.Err() != nil {
@@ -104,16 +111,47 @@ func (p *Policy) DecideCached(ctx context.Context, in *Input) (Decision, CacheOu
 		if p.cache.put(key, d) {
 			p.stats.evictions.Add(1)
 		}
-		return d.clone(), outcome, nil
+		d = d.clone()
 	}
+	fillIdentity(&d, &id)
 	return d, outcome, nil
 }
 
-func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
+// identify is the identity step of one check (package identity).
+func (p *Policy) identify(in *Input) identity.Identity {
+	return identity.Resolve(identity.Request{
+		TokenValid: in.Token.Status == TokenValid, Kind: in.Token.Kind,
+		Claims: in.Token.Claims, Headers: in.Headers,
+	}, p.seats)
+}
+
+// fillIdentity copies the identity into a decision: its rate-limit entries
+// (the policy computed them for the request that filled the cache entry,
+// which may have been another caller of the same grant) and Identity.
+func fillIdentity(d *Decision, id *identity.Identity) {
+	d.Identity = *id
+	if e := d.RateLimit.Entries; e != nil {
+		e[ratelimitInstanceID] = id.InstanceID.Value
+		e[ratelimitGlobalUserID] = id.GlobalUserID.Value
+		e[ratelimitRealm] = id.Realm.Value
+		e[ratelimitSeatBucket] = id.SeatBucket.Value
+	}
+}
+
+// The identity entries of rate_limit.entries (authz/ratelimit names the same
+// keys; policy must not import it).
+const (
+	ratelimitInstanceID   = "instance_id"
+	ratelimitGlobalUserID = "global_user_id"
+	ratelimitRealm        = "realm"
+	ratelimitSeatBucket   = "seat_bucket"
+)
+
+func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (Decision, error) {
 	if err := ctx.Err(); err != nil {
 		return Decision{}, fmt.Errorf("policy: %w", err)
 	}
-	v, err := in.value()
+	v, err := in.value(id)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -127,7 +165,7 @@ func (p *Policy) eval(ctx context.Context, in *Input) (Decision, error) {
 // cacheKey builds the key from exactly what the compiled policy reads. A
 // valid token without a hash, or claims without a hash, cannot be keyed (the
 // hash stands for the claims), nor can an oversized key.
-func (p *Policy) cacheKey(in *Input) (string, bool) {
+func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 	t := in.Token
 	// The token part of the key: the grant digest when the policy cannot
 	// tell tokens of one grant apart, else the token hash. Either stands for
@@ -135,6 +173,12 @@ func (p *Policy) cacheKey(in *Input) (string, bool) {
 	tokenKey := t.Hash
 	if p.grantKeyed && t.GrantDigest != "" {
 		tokenKey = "g" + t.GrantDigest
+	}
+	if t.Status != TokenValid && len(t.Claims) == 0 {
+		// A token that did not verify reaches the policy only as its
+		// status, reason, issuer and kind (all keyed below): keying on its
+		// hash would give every garbage token its own entry.
+		tokenKey = ""
 	}
 	if tokenKey == "" && (t.Status == TokenValid || len(t.Claims) > 0) {
 		return "", false
@@ -173,6 +217,16 @@ func (p *Policy) cacheKey(in *Input) (string, bool) {
 			return "", false
 		}
 	}
+	if len(p.reads.bindingHeaders) > 0 {
+		// The bound headers decide only through the bindings' outcome.
+		write(identity.Mismatch(p.bindings, t.Kind, t.Claims, in.Headers))
+	}
+	if p.reads.identity {
+		write(id.InstanceID.Value)
+		write(id.GlobalUserID.Value)
+		write(id.Realm.Value)
+		write(id.SeatBucket.Value)
+	}
 	if b.Len() > maxCacheKey {
 		return "", false
 	}
@@ -198,8 +252,12 @@ type Stats struct {
 	// HeadersRead are the request headers the compiled policy reads (the
 	// cache key's headers), sorted.
 	HeadersRead []string `json:"headers_read"`
-	ReadsQuery  bool     `json:"reads_query"`
-	ReadsHost   bool     `json:"reads_host"`
+	// HeadersBound are the headers only the manifest's claim↔header bindings
+	// read: the cache keys on the bindings' outcome, not on their values.
+	HeadersBound  []string `json:"headers_bound"`
+	ReadsIdentity bool     `json:"reads_identity,omitempty"`
+	ReadsQuery    bool     `json:"reads_query"`
+	ReadsHost     bool     `json:"reads_host"`
 	// GrantKeyed is true when decisions are keyed on the token's grant digest
 	// (claims without jti/iat/nbf/exp) instead of its hash; GrantKeyWhyNot
 	// says what prevented it.
@@ -212,6 +270,8 @@ func (p *Policy) Stats() Stats {
 	s := Stats{
 		Revision:       p.revision,
 		HeadersRead:    slices.Clone(p.reads.headers),
+		HeadersBound:   slices.Clone(p.reads.bindingHeaders),
+		ReadsIdentity:  p.reads.identity,
 		ReadsQuery:     p.reads.query,
 		ReadsHost:      p.reads.host,
 		Hits:           p.stats.hits.Load(),

@@ -1,5 +1,7 @@
 package policy
 
+import "github.com/ccauthz/ccauthz/policy/identity"
+
 // Reason is the closed set of decision reason codes. A reason doubles as a
 // metric label and a decision-log field, so the set must stay small and fixed.
 type Reason string
@@ -140,13 +142,20 @@ type Decision struct {
 	// DryRun is true when the matched route is in dry-run: the caller must
 	// allow the request and report the decision as "would deny".
 	DryRun bool `json:"dry_run"`
+	// Identity is the identity step's outcome for this request, with where
+	// each value came from (for the decision log). Decide fills it, and the
+	// identity entries of RateLimit.Entries from it, after the decision
+	// cache; it is not part of the policy's output.
+	Identity identity.Identity `json:"-"`
 }
 
 // RateLimit carries the rate-limit descriptor entries (string leaves only, so
 // Envoy's metadata action can read them) and an optional limit override.
 type RateLimit struct {
 	Entries map[string]string `json:"entries"`
-	Limit   *LimitOverride    `json:"limit,omitempty"`
+	// Limit is shared between decisions served from the cache: never modify
+	// it through a decision, replace it.
+	Limit *LimitOverride `json:"limit,omitempty"`
 }
 
 // LimitOverride is the {requests_per_unit, unit} struct Envoy's

@@ -5,11 +5,13 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/ccauthz/ccauthz/policy/identity"
 )
 
 // value builds the Rego input document directly as an ast.Value: no JSON
 // round trip, no reflection for the request part.
-func (in *Input) value() (ast.Value, error) {
+func (in *Input) value(id *identity.Identity) (ast.Value, error) {
 	headers := make([][2]*ast.Term, 0, len(in.Headers))
 	for k, v := range in.Headers {
 		if k == "authorization" {
@@ -48,10 +50,17 @@ func (in *Input) value() (ast.Value, error) {
 		ast.Item(ast.InternedTerm("kind"), ast.StringTerm(in.Token.Kind)),
 		ast.Item(ast.InternedTerm("claims"), claims),
 	)
+	ident := ast.NewObject(
+		ast.Item(ast.InternedTerm("instance_id"), ast.StringTerm(id.InstanceID.Value)),
+		ast.Item(ast.InternedTerm("global_user_id"), ast.StringTerm(id.GlobalUserID.Value)),
+		ast.Item(ast.InternedTerm("realm"), ast.StringTerm(id.Realm.Value)),
+		ast.Item(ast.InternedTerm("seat_bucket"), ast.StringTerm(id.SeatBucket.Value)),
+	)
 	return ast.NewObject(
 		ast.Item(ast.InternedTerm("backend"), ast.StringTerm(in.Backend)),
 		ast.Item(ast.InternedTerm("request"), ast.NewTerm(request)),
 		ast.Item(ast.InternedTerm("token"), ast.NewTerm(token)),
+		ast.Item(ast.InternedTerm("identity"), ast.NewTerm(ident)),
 	), nil
 }
 

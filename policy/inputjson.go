@@ -32,6 +32,9 @@ type inputDocument struct {
 		Claims map[string]any `json:"claims"`
 		Hash   string         `json:"hash"`
 	} `json:"token"`
+	// Identity is accepted (the generated test inputs carry it) and ignored:
+	// Decide always computes it from the token and the headers.
+	Identity json.RawMessage `json:"identity"`
 }
 
 var (

@@ -146,8 +146,9 @@ func TestBodyCacheKeysOnSelectorsOnly(t *testing.T) {
 	d1, _ := p.Decide(ctx, first)
 	// Other code, same selector values: the same key, a hit.
 	second := parityInput(t, "/v4/code/suggestions", scopes, `{"prompt_components": [{"type": "code_editor_completion", "payload": {"content_above_cursor": "other code"}}]}`)
-	k1, _ := p.cacheKey(first)
-	k2, _ := p.cacheKey(second)
+	id1, id2 := p.identify(first), p.identify(second)
+	k1, _ := p.cacheKey(first, &id1)
+	k2, _ := p.cacheKey(second, &id2)
 	if k1 != k2 {
 		t.Errorf("keys differ on a field no rule reads:\n%q\n%q", k1, k2)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy/identity"
 	"github.com/ccauthz/ccauthz/policy/manifest"
 	"github.com/ccauthz/ccauthz/policy/regogen"
 )
@@ -108,7 +109,8 @@ func TestDecideAgreesWithGeneratedTests(t *testing.T) {
 			fastHits := 0
 			for _, c := range cases {
 				in := caseInput(t, c)
-				v, err := in.value()
+				id := p.identify(in)
+				v, err := in.value(&id)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -120,7 +122,7 @@ func TestDecideAgreesWithGeneratedTests(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := p.eval(context.Background(), in)
+				got, err := p.eval(context.Background(), in, &id)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -194,6 +196,12 @@ func TestDecideAllowCarriesHeadersAndRateLimit(t *testing.T) {
 				"global_user_id": "user-1", "realm": "saas", "seat_bucket": "medium", "rate_class": "code_suggestions",
 			},
 			Limit: &LimitOverride{RequestsPerUnit: 60, Unit: "minute"},
+		},
+		Identity: identity.Identity{
+			InstanceID:   identity.Value{Value: "inst-1", From: identity.FromClaim, Claim: "sub"},
+			GlobalUserID: identity.Value{Value: "user-1", From: identity.FromHeader},
+			Realm:        identity.Value{Value: "saas", From: identity.FromClaim, Claim: "gitlab_realm"},
+			SeatBucket:   identity.Value{Value: "medium", From: identity.FromHeader},
 		},
 	}
 	if !reflect.DeepEqual(d, want) {
@@ -312,10 +320,11 @@ func TestCacheKeysOnWhatThePolicyReads(t *testing.T) {
 	if !s.CacheEnabled {
 		t.Fatalf("cache should be enabled: %s", s.CacheDisabledReason)
 	}
-	for _, h := range []string{"x-gitlab-authentication-type", "x-gitlab-unit-primitive", "x-gitlab-realm", "x-gitlab-duo-seat-count"} {
-		if !contains(s.HeadersRead, h) {
-			t.Errorf("HeadersRead %v misses %s", s.HeadersRead, h)
-		}
+	if want := []string{"x-gitlab-authentication-type", "x-gitlab-feature-enablement-type", "x-gitlab-unit-primitive"}; !reflect.DeepEqual(s.HeadersRead, want) {
+		t.Errorf("HeadersRead %v, want %v (identity headers are not keyed on)", s.HeadersRead, want)
+	}
+	if want := []string{"x-gitlab-global-user-id", "x-gitlab-instance-id", "x-gitlab-realm"}; !reflect.DeepEqual(s.HeadersBound, want) {
+		t.Errorf("HeadersBound %v, want %v", s.HeadersBound, want)
 	}
 	if contains(s.HeadersRead, "user-agent") || s.ReadsQuery || s.ReadsHost {
 		t.Errorf("policy reads more than it should: %+v", s)
@@ -335,10 +344,11 @@ func TestCacheKeysOnWhatThePolicyReads(t *testing.T) {
 		t.Fatalf("changed bound header must not be served from the cache: %+v", d)
 	}
 	// Absent differs from empty.
-	delete(in.Headers, "x-gitlab-realm")
-	k1, _ := p.cacheKey(in)
-	in.Headers["x-gitlab-realm"] = ""
-	k2, _ := p.cacheKey(in)
+	delete(in.Headers, "x-gitlab-unit-primitive")
+	id0 := p.identify(in)
+	k1, _ := p.cacheKey(in, &id0)
+	in.Headers["x-gitlab-unit-primitive"] = ""
+	k2, _ := p.cacheKey(in, &id0)
 	if k1 == k2 {
 		t.Error("absent and empty header share a cache key")
 	}

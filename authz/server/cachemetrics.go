@@ -33,9 +33,9 @@ var (
 	descDecisionEntries = prometheus.NewDesc("ccauthz_decision_cache_entries",
 		"Decisions held in the backend's decision cache.", []string{"backend"}, nil)
 	descDecisionHits = prometheus.NewDesc("ccauthz_decision_cache_hits_total",
-		"Decisions served from the backend's decision cache (current policy revision).", []string{"backend"}, nil)
+		"Decisions served from the backend's decision cache (since start, across reloads).", []string{"backend"}, nil)
 	descDecisionMisses = prometheus.NewDesc("ccauthz_decision_cache_misses_total",
-		"Decisions evaluated by the policy because the cache had none (current policy revision).", []string{"backend"}, nil)
+		"Decisions evaluated by the policy because the cache had none (since start, across reloads).", []string{"backend"}, nil)
 )
 
 func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -62,8 +62,11 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		st := d.Stats()
 		ch <- prometheus.MustNewConstMetric(descDecisionEntries, prometheus.GaugeValue, float64(st.CacheEntries), name)
-		ch <- prometheus.MustNewConstMetric(descDecisionHits, prometheus.CounterValue, float64(st.Hits), name)
-		ch <- prometheus.MustNewConstMetric(descDecisionMisses, prometheus.CounterValue, float64(st.Misses), name)
+		// Counters of policies a reload replaced are carried over, so the
+		// totals never go backwards.
+		r := c.srv.retiredFor(name)
+		ch <- prometheus.MustNewConstMetric(descDecisionHits, prometheus.CounterValue, float64(st.Hits+r.hits), name)
+		ch <- prometheus.MustNewConstMetric(descDecisionMisses, prometheus.CounterValue, float64(st.Misses+r.misses), name)
 	}
 }
 

@@ -98,6 +98,12 @@ func (s *Server) grpcServerOptions(tlsConfig *tls.Config) []grpc.ServerOption {
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge: o.MaxConnectionAge, MaxConnectionAgeGrace: o.MaxConnectionAgeGrace,
 		}),
+		// Checks run on long-lived stream workers instead of a fresh
+		// goroutine per stream: OPA's evaluation recurses deeply, and on a
+		// fresh 8 KiB stack every cold check paid runtime.newstack/copystack
+		// (about a third of the CPU of a realistic run). grpc-go falls back
+		// to a new goroutine when every worker is busy.
+		grpc.NumStreamWorkers(streamWorkers()),
 	}
 	if tlsConfig != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConfig)))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ccauthz/ccauthz/policy"
+	"github.com/ccauthz/ccauthz/policy/identity"
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
@@ -78,6 +79,10 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 	if id := instanceID(c); id != "" {
 		attrs = append(attrs, slog.String("instance_id", id))
 	}
+	if id := &c.decision.Identity; id.InstanceID.Value != "" {
+		// Where each rate-limit identity came from (claim, header, default).
+		attrs = append(attrs, slog.String("identity", id.String()))
+	}
 	if c.rateLimited != "" {
 		attrs = append(attrs, slog.String("ratelimited_descriptor", c.rateLimited))
 	}
@@ -100,6 +105,14 @@ func truncateLog(s string, n int) string {
 // instanceID is the GitLab instance the request is for: the verified claim
 // when there is one, else the (unverified) header.
 func instanceID(c *checkState) string {
+	if id := c.decision.Identity.InstanceID; id.Value != "" {
+		// The policy's identity step ran: claim first, the header only
+		// when the token has no such claim.
+		if id.Value == identity.Unknown {
+			return ""
+		}
+		return id.Value
+	}
 	if cl := c.token.Claims; cl != nil {
 		if cl.InstanceID != "" {
 			return cl.InstanceID

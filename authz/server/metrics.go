@@ -62,7 +62,7 @@ func NewMetrics(info BuildInfo, stats Stats, now Clock) *Metrics {
 		}, []string{"backend", "reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ccauthz_reloads_total",
-			Help: "Snapshot reloads by result (success or failure); on failure the last good snapshot keeps serving.",
+			Help: "Snapshot reloads by result: success, failure (the last good snapshot keeps serving), unchanged (inputs unchanged, nothing rebuilt) or coalesced (answered by a reload that ran meanwhile).",
 		}, []string{"result"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ccauthz_last_reload_success_timestamp_seconds",
@@ -142,6 +142,14 @@ func (m *Metrics) forBackend(label string, dryRun bool) *backendCounters {
 		}
 	}
 	return c
+}
+
+// observeUnchanged counts a reload whose inputs were unchanged: it succeeded
+// without rebuilding anything.
+func (m *Metrics) observeUnchanged(at time.Time) {
+	m.reloads.WithLabelValues("unchanged").Inc()
+	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+	m.reloadOK.Set(1)
 }
 
 func (m *Metrics) observeReload(ok bool, at time.Time) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -190,4 +191,11 @@ func (s *Server) AdminHandler() http.Handler {
 		s.deps.API.AdminRoutes(mux)
 	}
 	return mux
+}
+
+// streamWorkers is the number of gRPC stream workers: enough that a check
+// rarely finds them all busy (Envoy keeps many streams in flight per
+// connection), few enough that their grown stacks stay small.
+func streamWorkers() uint32 {
+	return uint32(max(8, 4*runtime.GOMAXPROCS(0)))
 }

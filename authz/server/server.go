@@ -118,7 +118,18 @@ type Server struct {
 	idPrefix string
 	seq      atomic.Uint64
 
-	reloadMu        sync.Mutex // serialises reloads; never taken by checks
+	reloadMu sync.Mutex // serialises reloads; never taken by checks
+	// reloadReqs counts reload requests; reloadDone is the count covered by
+	// the last finished reload (under reloadMu) and reloadErr its result, so
+	// a burst of requests waiting on reloadMu is answered by one build.
+	reloadReqs atomic.Uint64
+	reloadDone uint64
+	reloadErr  error
+	// retired accumulates the decision-cache counters of policies a reload
+	// replaced, per backend (under reloadMu for writes, retiredMu for reads),
+	// so the exported counters never go backwards.
+	retiredMu       sync.Mutex
+	retired         map[string]retiredCounters
 	unknownCounters *backendCounters
 	draining        atomic.Bool
 	readyMu         sync.Mutex
@@ -176,13 +187,21 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// prepare attaches the shared metadata values and metric counters.
+// prepare attaches the shared metadata values and metric counters to every
+// backend not prepared yet (a reload may keep backends of the serving
+// snapshot; those are left as they are).
 func (s *Server) prepare(snap *Snapshot) error {
 	if snap == nil {
 		return errors.New("builder returned no snapshot")
 	}
 	for _, name := range snap.Names() {
 		b := snap.backends[name]
+		if b.meta != nil && b.counters != nil {
+			// A backend the builder kept from the serving snapshot (same
+			// compiled policy, so the same metadata and counters): checks
+			// read these fields concurrently, so they are not written again.
+			continue
+		}
 		b.meta = envoy.NewBackendMeta(b.Name, b.Decider.Revision())
 		b.meta.GRPC = b.GRPC
 		b.counters = s.metrics.forBackend(b.Name, s.opts.DryRun || b.DryRun)
@@ -195,10 +214,36 @@ func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
 
 // Reload builds a new snapshot aside and swaps it in. On failure the
 // current snapshot keeps serving; the failure is logged and counted.
+//
+// Reloads coalesce: a request that arrives while another reload runs waits,
+// and if a reload that started after it finished meanwhile (so it read the
+// files as they were at the request or later), it returns that reload's
+// result instead of building again. When the builder reports nothing
+// changed (it returns the snapshot that is serving), nothing is swapped and
+// every policy keeps its warm decision cache.
 func (s *Server) Reload(ctx context.Context, why string) error {
+	req := s.reloadReqs.Add(1)
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.reloadDone >= req {
+		s.metrics.reloads.WithLabelValues("coalesced").Inc()
+		return s.reloadErr
+	}
+	covers := s.reloadReqs.Load()
+	err := s.reload(ctx, why)
+	s.reloadDone, s.reloadErr = covers, err
+	return err
+}
+
+func (s *Server) reload(ctx context.Context, why string) error {
+	current := s.snap.Load()
 	snap, err := s.deps.Build(ctx)
+	if err == nil && snap == current {
+		s.metrics.observeUnchanged(s.deps.Now())
+		s.deps.Logger.Info("reload: inputs unchanged; nothing rebuilt", "trigger", why)
+		s.refreshReadiness()
+		return nil
+	}
 	if err == nil {
 		err = s.prepare(snap)
 	}
@@ -209,6 +254,7 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 			"trigger", why, "error", err.Error(), "serving_since", old.Built.UTC().Format(time.RFC3339))
 		return err
 	}
+	s.retire(current, snap)
 	old := s.snap.Swap(snap)
 	s.metrics.observeReload(true, s.deps.Now())
 	attrs := []any{"trigger", why, "backends", snap.Names()}
@@ -217,6 +263,9 @@ func (s *Server) Reload(ctx context.Context, why string) error {
 		attrs = append(attrs, "revision."+name, b.meta.Revision)
 		if ob, ok := old.backends[name]; ok && ob.meta.Revision != b.meta.Revision {
 			attrs = append(attrs, "previous_revision."+name, ob.meta.Revision)
+		}
+		if ob, ok := old.backends[name]; ok && ob.Decider == b.Decider {
+			attrs = append(attrs, "kept."+name, true)
 		}
 	}
 	s.deps.Logger.Info("reloaded", attrs...)
@@ -243,4 +292,41 @@ func (s *Server) sampleAllow() bool {
 	default:
 		return mrand.Float64() < r
 	}
+}
+
+// retiredCounters are decision-cache counters of replaced policies.
+type retiredCounters struct{ hits, misses uint64 }
+
+// retire adds the counters of every policy in old that next does not keep to
+// the backend's retired counters.
+func (s *Server) retire(old, next *Snapshot) {
+	if old == nil {
+		return
+	}
+	s.retiredMu.Lock()
+	defer s.retiredMu.Unlock()
+	if s.retired == nil {
+		s.retired = map[string]retiredCounters{}
+	}
+	for name, ob := range old.backends {
+		if nb, ok := next.backends[name]; ok && nb.Decider == ob.Decider {
+			continue
+		}
+		d, ok := ob.Decider.(decisionCacheStatser)
+		if !ok {
+			continue
+		}
+		st := d.Stats()
+		r := s.retired[name]
+		r.hits += st.Hits
+		r.misses += st.Misses
+		s.retired[name] = r
+	}
+}
+
+// retiredFor returns the retired counters of a backend.
+func (s *Server) retiredFor(name string) retiredCounters {
+	s.retiredMu.Lock()
+	defer s.retiredMu.Unlock()
+	return s.retired[name]
 }

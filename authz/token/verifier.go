@@ -21,7 +21,7 @@ import (
 const (
 	DefaultMaxTokenBytes = 16 << 10
 	DefaultCacheEntries  = 100_000
-	DefaultCacheBytes    = 64 << 20
+	DefaultCacheBytes    = 32 << 20
 	// maxKidlessTries bounds the keys tried for a token without kid: each
 	// try is a full signature check.
 	maxKidlessTries = 8
@@ -40,7 +40,7 @@ type Options struct {
 	// gateway); iat is never compared with the clock.
 	ClockSkew time.Duration
 	// CacheEntries and CacheBytes bound the verified-token cache (defaults
-	// 100000 entries, 64 MiB estimated). A negative CacheEntries disables
+	// 100000 entries, 32 MiB estimated). A negative CacheEntries disables
 	// the cache.
 	CacheEntries int
 	CacheBytes   int
@@ -73,6 +73,9 @@ type Verifier struct {
 	list   []*issuer
 	cache  *verifiedCache
 	maxLen int
+	// intern shares claim names, scope lists and other repeated values
+	// between cached tokens.
+	intern interner
 }
 
 type issuer struct {
@@ -237,8 +240,13 @@ func (v *Verifier) Verify(ctx context.Context, authorization, audience string) (
 		return res
 	}
 	if v.cache != nil {
+		// The entry keeps the verified claims, compacted (shared names,
+		// scope lists and issuer values), not the token. Its cost estimate
+		// is about what it holds: the claims (in the order of the token's
+		// length) plus the fixed parts (entry, Claims, hash, map slot).
+		res.Claims.Raw = v.intern.compact(res.Claims.Raw)
 		v.cache.put(&sum, &cacheEntry{claims: res.Claims, iss: v.byIss[res.Claims.Issuer], key: key,
-			hash: res.Hash, cost: 3*len(tok) + 512}, now)
+			hash: res.Hash, cost: len(tok) + 800}, now)
 	}
 	return checkAudience(res, audience)
 }

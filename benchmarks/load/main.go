@@ -79,6 +79,7 @@ func main() {
 	flag.IntVar(&o.mix.users, "users", 5, "distinct global user ids per instance")
 	flag.IntVar(&o.mix.denyPercent, "deny-percent", 10, "share of requests built to be denied")
 	flag.IntVar(&o.mix.requests, "requests", 20000, "distinct pre-encoded requests cycled through")
+	flag.StringVar(&o.mix.mix, "mix", mixCloud, "workload: cloud, single, realistic or adversarial (benchmarks/README.md)")
 	flag.BoolVar(&o.mix.sequential, "sequential", false, "request i uses token i mod --tokens (one pass presents every token)")
 	flag.Float64Var(&o.rate, "rate", 0, "open loop: start requests at this fixed rate (req/s) regardless of answers; 0: closed loop at --concurrency")
 	flag.DurationVar(&o.callTimeout, "call-timeout", callTimeout, "open loop: deadline of each call (sent as grpc-timeout, as Envoy's ext_authz timeout is)")

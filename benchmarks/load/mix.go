@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,10 @@ type mixOptions struct {
 	// one), so one pass over tokens requests presents every token once: the
 	// memory test's "N distinct live tokens".
 	sequential bool
+	// mix names the workload (mixCloud, mixSingle, mixRealistic, mixAdversarial).
+	mix string
+	// jtiPrefix distinguishes a second generation of tokens of the same grants.
+	jtiPrefix string
 }
 
 // instance is one simulated GitLab instance and its token.
@@ -77,6 +82,17 @@ func buildMix(o mixOptions, now time.Time) ([]request, error) {
 	key, err := readKey(o.keyFile)
 	if err != nil {
 		return nil, err
+	}
+	switch o.mix {
+	case "", mixCloud:
+	case mixSingle:
+		return buildSingle(o, key, now)
+	case mixRealistic:
+		return buildRealistic(o, key, now)
+	case mixAdversarial:
+		return buildAdversarial(o)
+	default:
+		return nil, fmt.Errorf("--mix %q: want %s, %s, %s or %s", o.mix, mixCloud, mixSingle, mixRealistic, mixAdversarial)
 	}
 	instances, err := mintAll(key, o, now)
 	if err != nil {
@@ -130,6 +146,16 @@ func buildMix(o mixOptions, now time.Time) ([]request, error) {
 }
 
 func encode(rt route, headers map[string]string, backend string, i int) ([]byte, error) {
+	return encodeBody(rt, headers, backend, i, "")
+}
+
+// encodeBody is encode with a request body, carried as Envoy's
+// with_request_body (pack_as_bytes) sends it: raw bytes and their
+// content-length.
+func encodeBody(rt route, headers map[string]string, backend string, i int, body string) ([]byte, error) {
+	if body != "" {
+		headers["content-length"] = strconv.Itoa(len(body))
+	}
 	headers[":authority"] = "cloud.gitlab.com"
 	headers[":method"] = rt.method
 	headers[":path"] = rt.path
@@ -148,6 +174,10 @@ func encode(rt route, headers map[string]string, backend string, i int) ([]byte,
 			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40000}},
 		}}},
 	}}
+	if body != "" {
+		req.Attributes.Request.Http.RawBody = []byte(body)
+		req.Attributes.Request.Http.Size = int64(len(body))
+	}
 	if backend != "" {
 		req.Attributes.ContextExtensions = map[string]string{"backend": backend}
 	}
@@ -193,7 +223,7 @@ func mintAll(key crypto.Signer, o mixOptions, now time.Time) ([]instance, error)
 					Realm:    "self-managed",
 					IssuedAt: now,
 					TTL:      time.Hour,
-					JTI:      fmt.Sprintf("load-%d", i),
+					JTI:      fmt.Sprintf("%sload-%d", o.jtiPrefix, i),
 				})
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)

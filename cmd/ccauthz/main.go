@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"syscall"
 	"time"
@@ -32,6 +33,13 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	now    func() time.Time
+	// setMemoryLimit is debug.SetMemoryLimit in the real process (nil in
+	// tests, which run serve in-process and must not change the test
+	// binary's limit); getenv reads the environment and readFile the
+	// cgroup memory limit (nil: none).
+	setMemoryLimit func(int64) int64
+	getenv         func(string) string
+	readFile       func(string) ([]byte, error)
 }
 
 type command struct {
@@ -54,7 +62,8 @@ func commands() map[string]command {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, now: time.Now,
+		setMemoryLimit: debug.SetMemoryLimit, getenv: os.Getenv, readFile: os.ReadFile}
 	os.Exit(run(ctx, e, os.Args[1:]))
 }
 

@@ -3,10 +3,17 @@ package main
 import (
 	"log/slog"
 	"math"
-	"runtime/debug"
 	"strconv"
 	"strings"
 )
+
+// DefaultMemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT) that
+// `serve` sets when neither the environment nor a container limit gives one:
+// the garbage collector works harder as the heap nears it instead of letting
+// it double past the live set, which keeps RSS flat under a churn of
+// distinct tokens. It is a soft limit (the heap may exceed it rather than
+// thrash).
+const DefaultMemoryLimit int64 = 256 << 20
 
 // cgroup memory limit files: cgroup v2 first, then v1. These are kernel
 // interfaces, the same in every Linux container.
@@ -21,22 +28,30 @@ var cgroupMemoryFiles = []string{
 // kernel's OOM killer acts.
 const memoryLimitShare = 0.9
 
-// setMemoryLimit gives the Go runtime a soft memory limit of 90% of the
-// container's cgroup memory limit when GOMEMLIMIT is not set and a limit is
-// readable. An explicit GOMEMLIMIT (the runtime already applied it) always
-// wins; outside a container, or without a limit, nothing changes.
-func setMemoryLimit(logger *slog.Logger, getenv func(string) string, readFile func(string) ([]byte, error)) {
-	if getenv("GOMEMLIMIT") != "" {
-		return
+// Sources of the memory limit serve sets (logged as "source").
+const (
+	memoryLimitFromCgroup  = "cgroup"
+	memoryLimitFromDefault = "default"
+)
+
+// memoryLimit is the soft memory limit serve sets, in this order:
+//   - GOMEMLIMIT set: ok is false (the runtime already applied it; an
+//     explicit setting always wins);
+//   - a readable cgroup memory limit: 90 % of it (source "cgroup", file is
+//     the cgroup file read);
+//   - else DefaultMemoryLimit (source "default").
+//
+// A nil readFile reads no cgroup file.
+func memoryLimit(getenv func(string) string, readFile func(string) ([]byte, error)) (limit int64, source, file string, ok bool) {
+	if getenv != nil && getenv("GOMEMLIMIT") != "" {
+		return 0, "", "", false
 	}
-	limit, file, ok := cgroupMemoryLimit(readFile)
-	if !ok {
-		return
+	if readFile != nil {
+		if cg, f, found := cgroupMemoryLimit(readFile); found {
+			return int64(float64(cg) * memoryLimitShare), memoryLimitFromCgroup, f, true
+		}
 	}
-	soft := int64(float64(limit) * memoryLimitShare)
-	debug.SetMemoryLimit(soft)
-	logger.Info("memory limit set from the container's cgroup limit", "cgroup_file", file,
-		"cgroup_limit_bytes", limit, "gomemlimit_bytes", soft)
+	return DefaultMemoryLimit, memoryLimitFromDefault, "", true
 }
 
 // cgroupMemoryLimit reads the first readable cgroup memory limit; ok is
@@ -58,4 +73,22 @@ func cgroupMemoryLimit(readFile func(string) ([]byte, error)) (int64, string, bo
 		return n, f, true
 	}
 	return 0, "", false
+}
+
+// applyMemoryLimit sets the soft memory limit (memoryLimit) in the real
+// process; in tests e.setMemoryLimit is nil and nothing changes.
+func applyMemoryLimit(e *env, logger *slog.Logger) {
+	if e.setMemoryLimit == nil {
+		return
+	}
+	limit, source, file, ok := memoryLimit(e.getenv, e.readFile)
+	if !ok {
+		return
+	}
+	e.setMemoryLimit(limit)
+	args := []any{"gomemlimit_bytes", limit, "source", source}
+	if file != "" {
+		args = append(args, "cgroup_file", file)
+	}
+	logger.Info("memory limit", args...)
 }

@@ -118,6 +118,7 @@ func runServe(ctx context.Context, e *env, args []string) int {
 	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.Logging.Level))
 	logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	applyMemoryLimit(e, logger)
 
 	// The verifier's key refreshers outlive the signal context: they must
 	// keep working while in-flight checks drain.
@@ -140,7 +141,6 @@ func runServe(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "ccauthz serve: cannot start:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 		return exitInvalid
 	}
-	setMemoryLimit(logger, os.Getenv, os.ReadFile)
 
 	grpcLis, err := net.Listen("tcp", cfg.Listeners.GRPC)
 	if err != nil {

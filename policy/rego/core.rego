@@ -37,22 +37,6 @@ default up_header := ""
 
 up_header := input.request.headers["x-gitlab-unit-primitive"]
 
-default instance_id_header := ""
-
-instance_id_header := input.request.headers["x-gitlab-instance-id"]
-
-default global_user_id_header := ""
-
-global_user_id_header := input.request.headers["x-gitlab-global-user-id"]
-
-default realm_header := ""
-
-realm_header := input.request.headers["x-gitlab-realm"]
-
-default seat_count_header := ""
-
-seat_count_header := input.request.headers["x-gitlab-duo-seat-count"]
-
 # The verified claims; {} when the token is not valid.
 claims := input.token.claims if {
 	input.token.status == "valid"
@@ -368,30 +352,14 @@ claim_realm := v if {
 	is_string(v)
 }
 
-# Identity entries come from the request headers: on an allowed request the
-# claim bindings guarantee each equals its non-empty claim. An absent or empty
-# header is "unknown".
+# Identity entries (instance_id, global_user_id, realm, seat_bucket) are the
+# identity step's, computed in Go from the verified claims (a header only when
+# the token has no such claim; docs/policy.md "Identity") and given as
+# input.identity. The policy only copies them: the decision cache does not key
+# on them and Go fills them in after the cache.
+default identity := {"instance_id": "unknown", "global_user_id": "unknown", "realm": "unknown", "seat_bucket": "any"}
 
-rate_instance_id := object.get(unknown_if_empty, instance_id_header, instance_id_header)
-
-rate_global_user_id := object.get(unknown_if_empty, global_user_id_header, global_user_id_header)
-
-rate_realm := object.get(unknown_if_empty, realm_header, realm_header)
-
-# X-Gitlab-Duo-Seat-Count → bucket; anything but a positive integer is "any".
-seat_count := n if {
-	n := to_number(seat_count_header)
-	n >= 1
-	n == floor(n)
-}
-
-seat_bucket := "small" if {
-	seat_count <= gen.seat_buckets.small_max
-} else := "medium" if {
-	seat_count <= gen.seat_buckets.medium_max
-} else := "large" if {
-	seat_count
-} else := "any"
+identity := input.identity
 
 # Routes with fixed unit primitives carry their rate entries as data; the
 # others (header, any-of, prompt, body, authenticate-only) take the unit
@@ -421,10 +389,10 @@ rate_class := route.rate_class if {
 rate_entries := {
 	"backend": gen.backend,
 	"unit_primitive": rate_unit_primitive,
-	"instance_id": rate_instance_id,
-	"global_user_id": rate_global_user_id,
-	"realm": rate_realm,
-	"seat_bucket": seat_bucket,
+	"instance_id": identity.instance_id,
+	"global_user_id": identity.global_user_id,
+	"realm": identity.realm,
+	"seat_bucket": identity.seat_bucket,
 	"rate_class": rate_class,
 }
 
@@ -498,11 +466,10 @@ fast_allow := d if {
 			{"entries": {
 				"backend": gen.backend,
 				"unit_primitive": r.rate_unit_primitive,
-				# An absent or empty header is "unknown".
-				"instance_id": rate_instance_id,
-				"global_user_id": rate_global_user_id,
-				"realm": rate_realm,
-				"seat_bucket": seat_bucket,
+				"instance_id": identity.instance_id,
+				"global_user_id": identity.global_user_id,
+				"realm": identity.realm,
+				"seat_bucket": identity.seat_bucket,
 				"rate_class": r.rate_class,
 			}},
 			{"limit": l | l := gen.rate_limits[r.rate_class]},
@@ -510,5 +477,3 @@ fast_allow := d if {
 		"dry_run": r.dry_run,
 	}
 }
-
-unknown_if_empty := {"": "unknown"}

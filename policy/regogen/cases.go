@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/ccauthz/ccauthz/catalog"
+	"github.com/ccauthz/ccauthz/policy/identity"
 	"github.com/ccauthz/ccauthz/policy/manifest"
 )
 
@@ -207,7 +208,30 @@ func cases(cat *catalog.Catalog, m *manifest.Manifest) []Case {
 		Name: "no_route", Input: in,
 		Expect: deny("", 404, "no_route", map[string]any{"detail": "Not Found"}, false),
 	})
-	return append(out, policyCases(cat, m)...)
+	out = append(out, policyCases(cat, m)...)
+	for _, c := range out {
+		c.Input["identity"] = identityOf(m, c.Input)
+	}
+	return out
+}
+
+// identityOf is the input.identity document of a case: the identity step
+// (policy/identity) applied to the case's token and headers, as Decide does.
+func identityOf(m *manifest.Manifest, in map[string]any) map[string]any {
+	tok, _ := in["token"].(map[string]any)
+	claims, _ := tok["claims"].(map[string]any)
+	kind, _ := tok["kind"].(string)
+	req, _ := in["request"].(map[string]any)
+	hs, _ := req["headers"].(map[string]any)
+	headers := make(map[string]string, len(hs))
+	for k, v := range hs {
+		headers[k], _ = v.(string)
+	}
+	id := identity.Resolve(identity.Request{TokenValid: tok["status"] == "valid", Kind: kind, Claims: claims, Headers: headers}, m.SeatBuckets)
+	return map[string]any{
+		"instance_id": id.InstanceID.Value, "global_user_id": id.GlobalUserID.Value,
+		"realm": id.Realm.Value, "seat_bucket": id.SeatBucket.Value,
+	}
 }
 
 // policyCases exercise the parts of the core no single route does: seat
@@ -257,6 +281,14 @@ func policyCases(cat *catalog.Catalog, m *manifest.Manifest) []Case {
 			"unit_primitive": upEntry, "rate_class": classEntry,
 		}, nil)})
 	}
+	// The token's duo_seat_count decides; a header cannot raise it.
+	claimIn := with(base, func(_, h, _, c map[string]any) {
+		c["duo_seat_count"] = float64(sb.SmallMax)
+		h["x-gitlab-duo-seat-count"] = "999999"
+	})
+	out = append(out, Case{Name: "seat_bucket_claim_wins_over_header", Input: claimIn, Expect: allowed(map[string]string{
+		"seat_bucket": "small", "instance_id": testInstanceID, "realm": testRealm, "global_user_id": testUserID,
+	}, nil)})
 	out = append(out, Case{Name: "allowed_sets_identity_headers", Input: base, Expect: allowed(nil, map[string]string{
 		"x-ccauthz-decision": "allow", "x-ccauthz-route": r.ID, "x-ccauthz-issuer": testIssuerName,
 		"x-ccauthz-unit-primitive": strings.Join(checked, ","),

@@ -18,7 +18,7 @@ import (
 // Version is the generator version stamped into every generated file. Bump it
 // whenever the generated Rego changes shape, so a revision names both the
 // inputs and the generator that read them.
-const Version = "2"
+const Version = "3"
 
 // Generated file names, relative to the output directory.
 const (
@@ -135,9 +135,6 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 
 	// Rate limiting.
 	fmt.Fprintf(&b, "default_rate_class := %s\n\n", lit(m.RateLimit.DefaultClass))
-	fmt.Fprintf(&b, "seat_buckets := %s\n\n", lit(map[string]int{
-		"small_max": m.SeatBuckets.SmallMax, "medium_max": m.SeatBuckets.MediumMax,
-	}))
 	classes := map[string]string{}
 	limits := map[string]map[string]any{}
 	for _, c := range m.RateLimit.Classes {

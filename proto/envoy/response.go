@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -52,19 +54,34 @@ type Responder struct {
 	contentType *corev3.HeaderValueOption
 	okStatus    *rpcstatus.Status
 	statuses    map[int]*structpb.Value
+	// rateLimitKeys maps each known rate-limit entry key to its metadata key
+	// (MetaRateLimitPrefix + key), so responses do not concatenate them.
+	rateLimitKeys map[string]string
+	// overrides holds the shared metadata struct of each limit override seen
+	// so far (copy on write; a policy has a handful), so responses do not
+	// rebuild it. Bounded by maxOverrides; past it they are built per response.
+	overrides atomic.Pointer[map[policy.LimitOverride]*structpb.Value]
+	mu        sync.Mutex // serialises writers of overrides
 }
+
+// maxOverrides bounds the shared limit-override values.
+const maxOverrides = 256
 
 // NewResponder returns a Responder with its shared values prepared for the
 // given reason codes (others are built per response).
 func NewResponder(reasons ...policy.Reason) *Responder {
 	r := &Responder{
-		reasons:     make(map[policy.Reason]*structpb.Value, len(reasons)),
-		trueValue:   structpb.NewStringValue("true"),
-		falseValue:  structpb.NewStringValue("false"),
-		emptyValue:  structpb.NewStringValue(""),
-		contentType: headerOption("content-type", "application/json"),
-		okStatus:    &rpcstatus.Status{Code: int32(code.Code_OK)},
-		statuses:    map[int]*structpb.Value{},
+		reasons:       make(map[policy.Reason]*structpb.Value, len(reasons)),
+		trueValue:     structpb.NewStringValue("true"),
+		falseValue:    structpb.NewStringValue("false"),
+		emptyValue:    structpb.NewStringValue(""),
+		contentType:   headerOption("content-type", "application/json"),
+		okStatus:      &rpcstatus.Status{Code: int32(code.Code_OK)},
+		statuses:      map[int]*structpb.Value{},
+		rateLimitKeys: map[string]string{},
+	}
+	for _, k := range []string{"backend", "unit_primitive", "instance_id", "global_user_id", "realm", "seat_bucket", "rate_class"} {
+		r.rateLimitKeys[k] = MetaRateLimitPrefix + k
 	}
 	for _, reason := range reasons {
 		r.reasons[reason] = structpb.NewStringValue(string(reason))
@@ -224,18 +241,51 @@ func (r *Responder) metadata(o *Outcome) *structpb.Struct {
 		f[MetaDryRun] = r.falseValue
 	}
 	for k, v := range d.RateLimit.Entries {
-		f[MetaRateLimitPrefix+validUTF8(k)] = str(v)
+		mk, ok := r.rateLimitKeys[k]
+		if !ok {
+			mk = MetaRateLimitPrefix + validUTF8(k)
+		}
+		f[mk] = str(v)
 	}
 	if o.RateLimited != "" {
 		f[MetaRateLimited] = structpb.NewStringValue(validUTF8(o.RateLimited))
 	}
 	if l := d.RateLimit.Limit; l != nil {
-		f[MetaRateLimitOverride] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			"requests_per_unit": structpb.NewNumberValue(float64(l.RequestsPerUnit)),
-			"unit":              structpb.NewStringValue(validUTF8(l.Unit)),
-		}})
+		f[MetaRateLimitOverride] = r.override(*l)
 	}
 	return &structpb.Struct{Fields: f}
+}
+
+// override returns the shared metadata value of a limit override. Shared
+// values are never mutated after they are published.
+func (r *Responder) override(l policy.LimitOverride) *structpb.Value {
+	if m := r.overrides.Load(); m != nil {
+		if v, ok := (*m)[l]; ok {
+			return v
+		}
+	}
+	v := structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+		"requests_per_unit": structpb.NewNumberValue(float64(l.RequestsPerUnit)),
+		"unit":              structpb.NewStringValue(validUTF8(l.Unit)),
+	}})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.overrides.Load()
+	if old != nil && len(*old) >= maxOverrides {
+		return v
+	}
+	next := make(map[policy.LimitOverride]*structpb.Value, 1)
+	if old != nil {
+		if shared, ok := (*old)[l]; ok {
+			return shared
+		}
+		for k, x := range *old {
+			next[k] = x
+		}
+	}
+	next[l] = v
+	r.overrides.Store(&next)
+	return v
 }
 
 func (r *Responder) reasonValue(reason policy.Reason) *structpb.Value {

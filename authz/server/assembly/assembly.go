@@ -139,30 +139,53 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 // Builder returns the snapshot builder for cfg: it loads the catalog and
 // every manifest, compiles every backend's policy and returns the snapshot,
 // or every error at once. Nothing is swapped until all of it succeeded.
+//
+// A reload keeps what did not change: a backend whose inputs (catalog,
+// manifest and extra Rego, by policy.SourceDigest) are unchanged keeps its
+// compiled policy and warm decision cache — the Backend value itself — and
+// when no backend changed the previous snapshot is returned as is, which the
+// server takes as "nothing to swap".
 func Builder(cfg *config.Config, ver *token.Verifier, now func() time.Time) server.Builder {
+	var (
+		mu   sync.Mutex // builds are serialised by the server; this guards direct callers
+		kept = map[string]keptBackend{}
+		last *server.Snapshot
+	)
 	return func(ctx context.Context) (*server.Snapshot, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		cat, err := LoadCatalog(cfg.Catalog)
 		if err != nil {
 			return nil, err
 		}
 		var errs []error
 		backends := make([]*server.Backend, 0, len(cfg.Backends))
+		next := make(map[string]keptBackend, len(cfg.Backends))
+		changed := last == nil
 		for _, bc := range cfg.Backends {
-			b, err := buildBackend(cat, bc, cfg, ver)
+			b, digest, err := buildBackend(cat, bc, cfg, ver, kept[bc.Name])
 			if err != nil {
 				errs = append(errs, fmt.Errorf("backend %s: %w", bc.Name, err))
 				continue
 			}
+			if b != kept[bc.Name].backend {
+				changed = true
+			}
+			next[bc.Name] = keptBackend{digest: digest, backend: b}
 			backends = append(backends, b)
 		}
 		if err := errors.Join(errs...); err != nil {
 			return nil, err
+		}
+		if !changed {
+			return last, nil
 		}
 		snap, err := server.NewSnapshot(backends, now())
 		if err != nil {
 			return nil, err
 		}
 		snap.Catalog = cat
+		kept, last = next, snap
 		return snap, nil
 	}
 }
@@ -186,13 +209,35 @@ func DirectorySource(snap *server.Snapshot) (site.Source, error) {
 	return src, nil
 }
 
-func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, ver *token.Verifier) (*server.Backend, error) {
+// keptBackend is a built backend and the digest of the inputs it was built
+// from.
+type keptBackend struct {
+	digest  string
+	backend *server.Backend
+}
+
+// buildBackend builds one backend, or returns prev.backend when its inputs'
+// digest is unchanged.
+func buildBackend(cat *catalog.Catalog, bc config.Backend, cfg *config.Config, ver *token.Verifier, prev keptBackend) (*server.Backend, string, error) {
 	m, err := LoadManifest(bc.Manifest)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	p, err := policy.Build(cat, m, policy.BuildOptions{ExtraDir: bc.ExtraRego, CacheSize: cfg.Caches.Decisions,
-		AllowBuiltins: bc.ExtraRegoBuiltins})
+	opts := policy.BuildOptions{ExtraDir: bc.ExtraRego, CacheSize: cfg.Caches.Decisions,
+		AllowBuiltins: bc.ExtraRegoBuiltins}
+	digest, err := policy.SourceDigest(cat, m, opts)
+	if err != nil {
+		return nil, "", err
+	}
+	if prev.backend != nil && prev.digest == digest {
+		return prev.backend, digest, nil
+	}
+	b, err := newBackend(cat, m, bc, cfg, ver, opts)
+	return b, digest, err
+}
+
+func newBackend(cat *catalog.Catalog, m *manifest.Manifest, bc config.Backend, cfg *config.Config, ver *token.Verifier, opts policy.BuildOptions) (*server.Backend, error) {
+	p, err := policy.Build(cat, m, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,88 @@
+package token
+
+import (
+	"strings"
+	"sync"
+	"unique"
+)
+
+// maxInternedLists bounds the shared claim lists (scope and audience sets)
+// one verifier keeps; past it new lists are kept per token.
+const maxInternedLists = 4096
+
+// interner shares what tokens of the same grant, issuer or catalog have in
+// common, so a cached token costs about its own claims (subject, jti, times)
+// and not another copy of its scope list: claim names and the values of
+// low-cardinality claims (iss, gitlab_realm) are interned strings, scope and
+// audience lists are one shared slice per distinct list. Shared values are
+// never modified (Claims are read-only, see Verify).
+type interner struct {
+	mu    sync.RWMutex
+	lists map[string][]any
+}
+
+// sharedValue reports claims whose string values repeat across tokens.
+func sharedValue(claim string) bool {
+	return claim == "iss" || claim == "gitlab_realm" || claim == "aud"
+}
+
+// sharedList reports claims whose list values repeat across tokens.
+func sharedList(claim string) bool { return claim == "scopes" || claim == "aud" }
+
+// compact returns a copy of p sized exactly, with shared keys and values.
+func (in *interner) compact(p map[string]any) map[string]any {
+	out := make(map[string]any, len(p))
+	for k, v := range p {
+		k = unique.Make(k).Value()
+		switch t := v.(type) {
+		case string:
+			if sharedValue(k) {
+				v = unique.Make(t).Value()
+			}
+		case []any:
+			if sharedList(k) {
+				v = in.list(t)
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// list returns the shared copy of a list of strings (or l itself when it
+// holds anything else, or the table is full).
+func (in *interner) list(l []any) []any {
+	var b strings.Builder
+	for _, x := range l {
+		s, ok := x.(string)
+		if !ok {
+			return l
+		}
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	key := b.String()
+	in.mu.RLock()
+	shared, ok := in.lists[key]
+	in.mu.RUnlock()
+	if ok {
+		return shared
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if shared, ok := in.lists[key]; ok {
+		return shared
+	}
+	if in.lists == nil {
+		in.lists = map[string][]any{}
+	}
+	if len(in.lists) >= maxInternedLists {
+		return l
+	}
+	cp := make([]any, len(l))
+	for i, x := range l {
+		cp[i] = unique.Make(x.(string)).Value()
+	}
+	in.lists[key] = cp
+	return cp
+}
