@@ -174,17 +174,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	clients := make([]*grpc.ClientConn, o.conns)
-	for i := range clients {
-		cc, err := grpc.NewClient(o.target,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
-		if err != nil {
-			return fmt.Errorf("connect %s: %w", o.target, err)
-		}
-		defer cc.Close()
-		clients[i] = cc
+	clients, err := dial(o)
+	if err != nil {
+		return err
 	}
+	defer closeAll(clients)
 
 	if o.warmup > 0 {
 		if _, err := phase(ctx, o, clients, reqs, o.warmup, false); err != nil {
@@ -345,4 +339,27 @@ func report(w io.Writer, r result, asJSON bool) error {
 		return fmt.Errorf("%d errors and %d wrong decisions", r.Errors, r.WrongAnswer)
 	}
 	return nil
+}
+
+// dial opens o.conns connections to the target that send pre-encoded
+// CheckRequests (rawCodec).
+func dial(o options) ([]*grpc.ClientConn, error) {
+	clients := make([]*grpc.ClientConn, 0, o.conns)
+	for range o.conns {
+		cc, err := grpc.NewClient(o.target,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+		if err != nil {
+			closeAll(clients)
+			return nil, fmt.Errorf("connect %s: %w", o.target, err)
+		}
+		clients = append(clients, cc)
+	}
+	return clients, nil
+}
+
+func closeAll(clients []*grpc.ClientConn) {
+	for _, cc := range clients {
+		cc.Close()
+	}
 }

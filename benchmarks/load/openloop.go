@@ -12,9 +12,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -79,17 +77,11 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	clients := make([]*grpc.ClientConn, o.conns)
-	for i := range clients {
-		cc, err := grpc.NewClient(o.target,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
-		if err != nil {
-			return fmt.Errorf("connect %s: %w", o.target, err)
-		}
-		defer cc.Close()
-		clients[i] = cc
+	clients, err := dial(o)
+	if err != nil {
+		return err
 	}
+	defer closeAll(clients)
 	// due is how many requests should have started by el: --rate, then
 	// --step-rate after --step-after (to watch the target recover).
 	due := func(el time.Duration) int64 {
