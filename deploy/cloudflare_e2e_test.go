@@ -83,7 +83,7 @@ func TestCloudflareWorkerEndToEnd(t *testing.T) {
 	cc := startCcauthz(t)
 	up := startEcho(t)
 	gw := startWorkerd(t, bin, cc.http, up.srv.Listener.Addr().String(), "2000")
-	testGateway(t, cc, up, "http://"+gw, 503, workerUnavailable)
+	testGateway(t, cc, up, "http://"+gw, 503, workerUnavailable, true)
 }
 
 // TestCloudflareWorkerFailsClosed points the Worker at stub ccauthz answers

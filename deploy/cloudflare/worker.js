@@ -84,7 +84,14 @@ export default {
     for (const name of d.headers_to_remove) up.delete(name);
     for (const [name, value] of Object.entries(d.headers)) up.set(name, value);
     up.set("x-ccauthz-decision-id", d.decision_id);
-    const forward = new Request(request, { headers: up });
+    // Forward exactly the path ccauthz judged (its canonical form), never
+    // the raw one: the origin must not resolve dot segments, "//" or
+    // escapes into a route the policy did not judge (docs/request-path.md).
+    if (typeof d.path !== "string" || !d.path.startsWith("/")) return unavailable();
+    up.set("x-ccauthz-path", d.path);
+    const target = new URL(request.url);
+    target.pathname = d.path;
+    const forward = new Request(target.toString(), new Request(request, { headers: up }));
     return env.UPSTREAM ? env.UPSTREAM.fetch(forward) : fetch(forward);
   },
 };
