@@ -24,8 +24,10 @@ const maxRequestBytes = 1 << 20
 // admin listener. The server calls RegisterGRPC and AdminRoutes once each.
 type Services struct {
 	Catalog *CatalogService
-	GRPC    bool
-	Admin   bool
+	// Decision is DecisionService; nil leaves it out.
+	Decision *DecisionService
+	GRPC     bool
+	Admin    bool
 }
 
 // RegisterGRPC registers the services on gs when GRPC is set.
@@ -34,6 +36,9 @@ func (s *Services) RegisterGRPC(gs *grpc.Server) {
 		return
 	}
 	ccauthzv1.RegisterCatalogServiceServer(gs, s.Catalog)
+	if s.Decision != nil {
+		ccauthzv1.RegisterDecisionServiceServer(gs, s.Decision)
+	}
 }
 
 // AdminRoutes mounts POST /api/ccauthz.v1.<Service>/<Method> on mux when
@@ -54,6 +59,12 @@ func (s *Services) AdminRoutes(mux *http.ServeMux) {
 	}
 	for method, call := range routes {
 		mux.HandleFunc("POST /api/"+ccauthzv1.CatalogService_ServiceDesc.ServiceName+"/"+method, func(w http.ResponseWriter, r *http.Request) {
+			serveJSON(w, r, call)
+		})
+	}
+	if d := s.Decision; d != nil {
+		call := unary(d.Explain)
+		mux.HandleFunc("POST /api/"+ccauthzv1.DecisionService_ServiceDesc.ServiceName+"/Explain", func(w http.ResponseWriter, r *http.Request) {
 			serveJSON(w, r, call)
 		})
 	}

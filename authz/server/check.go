@@ -74,7 +74,14 @@ func (s *Server) decideRequest(ctx context.Context, c *checkState) {
 	} else {
 		ctx, c.span = withTraceParent(ctx, c.req.TraceParent)
 	}
+	s.decideOnly(ctx, c)
+	s.limitRate(c)
+}
 
+// decideOnly is the side-effect-free core of decideRequest (Explain calls
+// it directly): backend choice, the check deadline, token verification and
+// the policy, without tracing, rate limiting, metrics or logs.
+func (s *Server) decideOnly(ctx context.Context, c *checkState) {
 	snap := s.snap.Load()
 	b, ok := snap.choose(c.req.Backend, c.req.Input.Host)
 	if !ok {
@@ -97,7 +104,6 @@ func (s *Server) decideRequest(ctx context.Context, c *checkState) {
 	// ctx (their contracts), and a result that arrives after the deadline is
 	// discarded, so a slow dependency still fails closed.
 	s.decide(ctx, c)
-	s.limitRate(c)
 }
 
 // checkState is one check in progress.
@@ -194,11 +200,16 @@ func (s *Server) settle(c *checkState) {
 	c.out = envoy.Outcome{Decision: &c.decision, DecisionID: s.nextDecisionID(), RateLimited: c.rateLimited, Path: c.req.Input.Path}
 	if b := c.backend; b != nil {
 		c.out.Backend = b.meta
-		// Dry-run never hides a fault: deadline and internal errors are
-		// enforced even in dry-run, only policy denials are relaxed.
-		_, isFault := faults[c.decision.Reason]
-		c.out.DryRun = (s.opts.DryRun || b.DryRun || c.decision.DryRun) && !isFault
+		c.out.DryRun = s.dryRun(c)
 	}
+}
+
+// dryRun reports whether c's denial is only reported. Dry-run never hides
+// a fault: deadline and internal errors are enforced even in dry-run, only
+// policy denials are relaxed.
+func (s *Server) dryRun(c *checkState) bool {
+	_, isFault := faults[c.decision.Reason]
+	return (s.opts.DryRun || c.backend.DryRun || c.decision.DryRun) && !isFault
 }
 
 // account counts and logs a settled check.

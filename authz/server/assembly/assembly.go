@@ -100,6 +100,12 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 			}
 			return srv.Snapshot().Catalog
 		}, deps.Now),
+		Decision: api.NewDecisionService(func() api.Explainer {
+			if srv == nil || srv.Snapshot() == nil {
+				return nil
+			}
+			return srv.Explain
+		}),
 		GRPC:  apiOn(cfg.API.Serve, cfg.Listeners.GRPC),
 		Admin: apiOn(cfg.API.Serve, cfg.Listeners.Admin),
 	}
