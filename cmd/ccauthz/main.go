@@ -54,6 +54,7 @@ func commands() map[string]command {
 		"keys":      {"generate signing keys and publish JWKS (self-hosted issuers)", runKeys},
 		"token":     {"mint and inspect Cloud Connector tokens", runToken},
 		"serve":     {"serve Envoy ext_authz checks", runServe},
+		"explain":   {"show what ccauthz would decide for a request, and why", runExplain},
 		"ratelimit": {"generate rate-limit configuration", runRatelimit},
 		"version":   {"print the version, commit, Go and OPA versions", runVersion},
 	}
