@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -46,7 +47,7 @@ func (s *Server) Explain(ctx context.Context, req *authv3.CheckRequest) (e *Expl
 	defer func() {
 		if p := recover(); p != nil {
 			s.deps.Logger.Error("explain panicked; denied", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			e.Decision = faultDecision(policy.ReasonInternalError)
+			*e = Explained{Decision: faultDecision(policy.ReasonInternalError), RequestErr: errors.New("internal error while explaining; Check fails closed the same way")}
 		}
 	}()
 	if err := envoy.MapRequest(req, &c.req); err != nil {
