@@ -330,6 +330,28 @@ func testServeDefault(t *testing.T, bin string) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"complete_code"`) {
 		t.Errorf("admin Grant: %d %s", resp.StatusCode, body)
 	}
+	// DecisionService.Explain on the serving process: over gRPC, as JSON on
+	// the admin listener and through `ccauthz explain --server`. Explain
+	// logs no decision (the count below stays 4).
+	ex, err := ccauthzv1.NewDecisionServiceClient(p.conn).Explain(context.Background(), &ccauthzv1.ExplainRequest{
+		Method: "POST", Path: "/v2/code/completions", Host: "cloud.gitlab.com"})
+	if err != nil || ex.GetDecision().GetReason() != "missing_authorization" || len(ex.GetTrace()) == 0 {
+		t.Errorf("DecisionService.Explain = %v, %v", ex, err)
+	}
+	resp, err = http.Post("http://"+p.admin+"/api/ccauthz.v1.DecisionService/Explain", "application/json",
+		strings.NewReader(`{"method": "POST", "path": "/v9/none", "host": "cloud.gitlab.com"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"reason": "missing_authorization"`) && !strings.Contains(string(body), `"reason":"missing_authorization"`) {
+		t.Errorf("admin Explain: %d %s", resp.StatusCode, body)
+	}
+	if code, stdout, stderr := runCLI(t, "explain", "--server", p.grpc, "--method", "POST", "--path", "/v2/code/completions", "--host", "cloud.gitlab.com"); code != exitOK ||
+		!strings.HasPrefix(stdout, "decision: DENY 401 missing_authorization\n") {
+		t.Errorf("explain --server: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 	// Health: overall and per backend SERVING.
 	h := healthpb.NewHealthClient(p.conn)
 	for _, svc := range []string{"", "ai_gateway", "envoy.service.auth.v3.Authorization"} {
