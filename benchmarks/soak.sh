@@ -149,6 +149,7 @@ echo
 echo "RSS MiB series (every ${SAMPLE}s): $(awk '{printf "%s ", $2}' "$WORK/samples.txt")"
 echo "goroutines series (every ${SAMPLE}s): $(awk '{printf "%s ", $3}' "$WORK/samples.txt")"
 
+echo "== load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 fail=()
 [ "$SOAK_RC" = 0 ] || fail+=("load generator exited $SOAK_RC: $(grep -o '"first_error":"[^"]*"' "$WORK/soak.json" || true)")
 [ "${ERRORS:-x}" = 0 ] && [ "${TIMEOUTS:-x}" = 0 ] && [ "${SHED:-x}" = 0 ] && [ "${NOT_SENT:-x}" = 0 ] ||
