@@ -26,7 +26,7 @@ LDFLAGS   := -X main.buildVersion=$(VERSION) -X main.buildCommit=$(COMMIT)
 # Where `make install` puts the binary (a directory on PATH).
 PREFIX    ?= $(HOME)/.local
 
-.PHONY: all build install run test unit policy-test lint fmt bench fuzz tools clean proto proto-check
+.PHONY: all build install run test unit policy-test lint fmt bench soak fuzz tools clean proto proto-check
 
 all: build
 
@@ -106,6 +106,14 @@ fmt:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./benchmarks/...
+
+# Steady open-loop load at 80 % of the measured capacity for DURATION, every
+# answer checked, RSS and goroutines sampled and required to stay flat
+# (benchmarks/soak.sh, docs/reliability.md "Soak"). `make soak DURATION=30s`
+# is the short version.
+DURATION ?= 10m
+soak:
+	DURATION=$(DURATION) bash benchmarks/soak.sh
 
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \

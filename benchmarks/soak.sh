@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# benchmarks/soak.sh — run ccauthz at a steady ~80 % of its capacity for
+# DURATION and check that nothing drifts (docs/reliability.md "Soak"):
+#
+#   1. max:  closed-loop throughput with the realistic mix for MAX_DURATION;
+#   2. soak: open loop (fixed arrival rate, Envoy's ext_authz deadline per
+#      call) at LOAD_PERCENT of max for DURATION, realistic mix, every answer
+#      checked against the decision the mix expects;
+#   3. meanwhile RSS (/proc/PID/status VmRSS) and go_goroutines (/metrics)
+#      are sampled every SAMPLE seconds (10 s; 2 s in a short run);
+#   4. flatness: the median of the samples in the last minute must be within
+#      FLAT_PERCENT of the median in the second minute (short run, DURATION
+#      under 3m: last third against first third), for RSS and goroutines.
+#
+#   benchmarks/soak.sh                  # 10 minutes
+#   DURATION=30s benchmarks/soak.sh     # the short version
+#   make soak DURATION=3m
+#
+# Exits 1 when any check failed: errors, timeouts or shed checks (at 80 % none
+# is expected), wrong decisions, or a flatness failure. DURATION is in s or m.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10m}
+LOAD_PERCENT=${LOAD_PERCENT:-80}
+FLAT_PERCENT=${FLAT_PERCENT:-10}
+MAX_DURATION=${MAX_DURATION:-10s}
+CONCURRENCY=${CONCURRENCY:-32}
+CONNS=${CONNS:-2}
+TOKENS=${TOKENS:-500}
+DENY_PERCENT=${DENY_PERCENT:-15}
+REQUESTS=${REQUESTS:-200000}
+CALL_TIMEOUT=${CALL_TIMEOUT:-250ms}   # Envoy's ext_authz timeout in deploy/envoy.yaml
+
+case "$DURATION" in
+  *m) SECONDS_TOTAL=$((${DURATION%m} * 60)) ;;
+  *s) SECONDS_TOTAL=${DURATION%s} ;;
+  *) echo "DURATION=$DURATION: want e.g. 30s or 10m" >&2; exit 2 ;;
+esac
+if ! [ "$SECONDS_TOTAL" -ge 9 ] 2>/dev/null; then
+  echo "DURATION=$DURATION: want at least 9s" >&2; exit 2
+fi
+if [ "$SECONDS_TOTAL" -ge 180 ]; then SHORT=false; SAMPLE=${SAMPLE:-10}; else SHORT=true; SAMPLE=${SAMPLE:-2}; fi
+
+# shellcheck source=benchmarks/lib.sh
+. benchmarks/lib.sh
+echo "== building (ccauthz, load)"
+bench_setup
+start_ccauthz 0
+TARGET=127.0.0.1:$GRPC_PORT
+METRICS=http://127.0.0.1:$ADMIN_PORT/metrics
+json_num() { grep -o "\"$1\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
+rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$CCAUTHZ_PID/status"; }
+goroutines() { curl -fsS --max-time 5 "$METRICS" | awk '/^go_goroutines / {print $2}'; }
+
+common=(-mix realistic -requests "$REQUESTS" -key "$WORK/issuer.pem" -issuer "$ISSUER" -tokens "$TOKENS"
+  -deny-percent "$DENY_PERCENT" -target "$TARGET" -target-pid "$CCAUTHZ_PID" -conns "$CONNS" -json)
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+"$WORK/load" "${common[@]}" -label max -duration "$MAX_DURATION" -warmup 3s -concurrency "$CONCURRENCY" >"$WORK/max.json"
+MAX=$(json_num rps <"$WORK/max.json")
+RATE=$(awk -v m="$MAX" -v p="$LOAD_PERCENT" 'BEGIN {printf "%.0f", m*p/100}')
+echo "== capacity: $(printf '%.0f' "$MAX") checks/s closed loop at concurrency $CONCURRENCY (errors $(json_num errors <"$WORK/max.json"), wrong $(json_num wrong_decisions <"$WORK/max.json")); soak at $LOAD_PERCENT %: $RATE/s for $DURATION, sampling every ${SAMPLE}s"
+
+checks_total() { curl -fsS --max-time 5 "$METRICS" | awk '/^ccauthz_checks_total[{ ]/ {n += $NF} END {printf "%.0f", n}'; }
+# The sampler: "seconds rss_mib goroutines" lines from the soak's start, which
+# is when ccauthz's check counter first moves (the generator signs tokens and
+# encodes the mix first, for a few seconds).
+sampler() {
+  local t=0 before
+  before=$(checks_total)
+  for _ in $(seq 1 600); do
+    [ "$(checks_total)" != "$before" ] && break
+    sleep 0.1
+  done
+  while [ "$t" -le "$SECONDS_TOTAL" ]; do
+    echo "$t $(rss_mib) $(goroutines || echo -1)"
+    sleep "$SAMPLE"
+    t=$((t + SAMPLE))
+  done
+}
+sampler >"$WORK/samples.txt" &
+SAMPLER_PID=$!
+pids+=("$SAMPLER_PID")
+SOAK_RC=0
+"$WORK/load" "${common[@]}" -label soak -rate "$RATE" -duration "$DURATION" -call-timeout "$CALL_TIMEOUT" \
+  -max-requests "$((RATE * SECONDS_TOTAL + 1))" >"$WORK/soak.json" || SOAK_RC=$?
+wait "$SAMPLER_PID" 2>/dev/null || true
+kill -0 "$CCAUTHZ_PID" 2>/dev/null || { echo "ccauthz exited during the soak:"; cat "$WORK/ccauthz.log"; exit 1; }
+
+# The runtime's GC pause summary has quantiles 0, 0.25, 0.5, 0.75 and 1 only:
+# the max (1) is the upper bound reported for the p99.
+GC=$(curl -fsS "$METRICS" | awk -F'[ "]' '/^go_gc_duration_seconds\{quantile="(0.5|0.75|1)"\}/ {printf "q%s %.3f ms, ", $2, $4*1000}')
+GC_COUNT=$(curl -fsS "$METRICS" | awk '/^go_gc_duration_seconds_count / {print $2}')
+
+SENT_RPS=$(json_num sent_rps <"$WORK/soak.json")
+ERRORS=$(json_num errors <"$WORK/soak.json")
+TIMEOUTS=$(json_num timeouts <"$WORK/soak.json")
+SHED=$(json_num shed <"$WORK/soak.json")
+NOT_SENT=$(json_num not_sent <"$WORK/soak.json")
+WRONG=$(json_num wrong_decisions <"$WORK/soak.json")
+ANSWERED=$(json_num answered <"$WORK/soak.json")
+P50=$(json_num p50_ms <"$WORK/soak.json")
+P99=$(json_num p99_ms <"$WORK/soak.json")
+
+# Flatness windows (seconds from the start of the soak, half-open).
+if $SHORT; then
+  A0=0; A1=$((SECONDS_TOTAL / 3)); B0=$((SECONDS_TOTAL - SECONDS_TOTAL / 3)); B1=$((SECONDS_TOTAL + 1))
+  WHAT="last third vs first third"
+else
+  A0=60; A1=120; B0=$((SECONDS_TOTAL - 60)); B1=$((SECONDS_TOTAL + 1))
+  WHAT="last minute vs second minute"
+fi
+# flat COLUMN: prints "medianA medianB change% ok|FAIL". Medians, so that one
+# sample taken in a burst of in-flight checks does not decide; a leak moves
+# the median.
+flat() {
+  awk -v c="$1" -v a0="$A0" -v a1="$A1" -v b0="$B0" -v b1="$B1" -v lim="$FLAT_PERCENT" '
+    $c < 0 { bad = 1 }
+    function median(v, n,   i, j, t) {
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] > v[j]; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+      return n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2
+    }
+    $1 >= a0 && $1 < a1 { va[++na] = $c }
+    $1 >= b0 && $1 < b1 { vb[++nb] = $c }
+    END {
+      if (bad || na == 0 || nb == 0) { print "- - - FAIL(no-samples)"; exit }
+      ma = median(va, na); mb = median(vb, nb)
+      if (ma == 0) { print "- - - FAIL(no-samples)"; exit }
+      d = (mb - ma) * 100 / ma
+      printf "%.1f %.1f %+.1f %s\n", ma, mb, d, (d <= lim && d >= -lim) ? "ok" : "FAIL"
+    }' "$WORK/samples.txt"
+}
+read -r RSS_A RSS_B RSS_D RSS_OK < <(flat 2)
+read -r GOR_A GOR_B GOR_D GOR_OK < <(flat 3)
+
+echo
+echo "| figure | value |"
+echo "|---|---:|"
+echo "| offered / sent | $RATE/s / $(printf '%.0f' "$SENT_RPS")/s for $DURATION |"
+echo "| answered | $ANSWERED |"
+echo "| errors / timeouts ($CALL_TIMEOUT) / shed / not sent | $ERRORS / $TIMEOUTS / $SHED / $NOT_SENT |"
+echo "| wrong decisions | $WRONG |"
+echo "| p50 / p99 | $P50 / $P99 ms |"
+echo "| GC pause (go_gc_duration_seconds; p99 ≤ q1, the max) | $GC$GC_COUNT cycles |"
+echo "| RSS MiB, $WHAT | $RSS_A → $RSS_B ($RSS_D %) $RSS_OK |"
+echo "| goroutines, $WHAT | $GOR_A → $GOR_B ($GOR_D %) $GOR_OK |"
+echo
+echo "RSS MiB series (every ${SAMPLE}s): $(awk '{printf "%s ", $2}' "$WORK/samples.txt")"
+echo "goroutines series (every ${SAMPLE}s): $(awk '{printf "%s ", $3}' "$WORK/samples.txt")"
+
+echo "== load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+fail=()
+[ "$SOAK_RC" = 0 ] || fail+=("load generator exited $SOAK_RC: $(grep -o '"first_error":"[^"]*"' "$WORK/soak.json" || true)")
+[ "${ERRORS:-x}" = 0 ] && [ "${TIMEOUTS:-x}" = 0 ] && [ "${SHED:-x}" = 0 ] && [ "${NOT_SENT:-x}" = 0 ] ||
+  fail+=("errors $ERRORS, timeouts $TIMEOUTS, shed $SHED, not sent $NOT_SENT")
+[ "${WRONG:-x}" = 0 ] || fail+=("wrong decisions $WRONG")
+[ "$RSS_OK" = ok ] || fail+=("RSS not flat ($WHAT: $RSS_D %, limit $FLAT_PERCENT %)")
+[ "$GOR_OK" = ok ] || fail+=("goroutines not flat ($WHAT: $GOR_D %, limit $FLAT_PERCENT %)")
+if [ ${#fail[@]} -gt 0 ]; then
+  printf 'SOAK FAILED: %s\n' "${fail[@]}"
+  exit 1
+fi
+echo "SOAK PASSED"

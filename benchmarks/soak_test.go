@@ -1,0 +1,50 @@
+package benchmarks
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSoakShort runs benchmarks/soak.sh in its short version (DURATION=30s
+// unless CCAUTHZ_SOAK_DURATION says otherwise) against a real ccauthz on
+// 127.0.0.1 and fails when the script does: errors, timeouts, shed or wrong
+// decisions, or RSS or goroutines not flat. It takes over a minute (builds,
+// capacity run, soak), so it runs only with CCAUTHZ_SOAK=1.
+func TestSoakShort(t *testing.T) {
+	if os.Getenv("CCAUTHZ_SOAK") != "1" {
+		t.Skip("soak harness: set CCAUTHZ_SOAK=1 to run benchmarks/soak.sh (DURATION=30s, over a minute)")
+	}
+	for _, tool := range []string{"bash", "curl", "awk"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("soak harness needs %s: %v", tool, err)
+		}
+	}
+	duration := os.Getenv("CCAUTHZ_SOAK_DURATION")
+	if duration == "" {
+		duration = "30s"
+	}
+	script, err := filepath.Abs("soak.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bounded: builds, a 13 s capacity run and the soak, with room to spare.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Env = append(os.Environ(), "DURATION="+duration)
+	cmd.WaitDelay = 10 * time.Second
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("soak.sh (DURATION=%s) took %s:\n%s", duration, time.Since(start).Round(time.Second), out)
+	if err != nil {
+		t.Fatalf("soak.sh: %v", err)
+	}
+	if !strings.Contains(string(out), "SOAK PASSED") {
+		t.Fatal("soak.sh exited 0 without printing SOAK PASSED")
+	}
+}
