@@ -246,6 +246,13 @@ func trimBlank(lines []string) []string {
 // block) may send the reader to files beside the repository or to tools a
 // Debian base lacks.
 func TestNoMachinePaths(t *testing.T) {
+	// The folder the clone sits in, as this machine spells it: an example
+	// naming it only works here.
+	beside, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []string{"../shared", "uuidgen", beside + string(filepath.Separator)}
 	for _, p := range pages {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -266,9 +273,9 @@ func TestNoMachinePaths(t *testing.T) {
 			if regexp.MustCompile(`issuer: *"?https://customers\.gitlab\.com/`).MatchString(line) {
 				t.Errorf("%s:%d: CustomersDot issuer with a trailing slash: %s", p, i+1, line)
 			}
-			for _, bad := range []string{"../shared", "uuidgen", "/work/"} {
-				if strings.Contains(line, bad) {
-					t.Errorf("%s:%d: mentions %q: %s", p, i+1, bad, line)
+			for _, b := range bad {
+				if strings.Contains(line, b) {
+					t.Errorf("%s:%d: mentions %q: %s", p, i+1, b, line)
 				}
 			}
 		}
