@@ -26,6 +26,10 @@ type reads struct {
 	// identity values are part of the key (the core and generated modules
 	// only copy them into the decision, which Decide refills after the cache).
 	identity bool
+	// body is true when an extra module reads input.request.body or
+	// body_status (the core and generated rules read it only through the
+	// manifest's body rules: Policy.ReadsBody).
+	body     bool
 	query    bool
 	host     bool
 	disabled string
@@ -179,6 +183,7 @@ func analyseUnit(unit any, name string, extra bool, target map[string]bool, r *r
 				// manifest's selectors, which the key covers; an extra
 				// module could read any of it.
 				if extra {
+					r.body = true
 					disable("%s reads the request body", loc)
 				}
 			case "query":

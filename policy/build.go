@@ -249,6 +249,11 @@ func revision(inputHash string, sources map[string]string) string {
 // hash and every compiled module.
 func (p *Policy) Revision() string { return p.revision }
 
+// ReadsBody reports whether any decision of this policy can depend on the
+// request body: the manifest has body rules, or an extra module reads it.
+// A check for a policy that does not need not decode one.
+func (p *Policy) ReadsBody() bool { return len(p.bodySelectors) > 0 || p.reads.body }
+
 // Backend is the catalog name of the protected backend.
 func (p *Policy) Backend() string { return p.backend }
 

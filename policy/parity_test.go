@@ -189,6 +189,24 @@ deny contains "no secrets" if contains(input.request.body.prompt, "secret")
 	}
 }
 
+// TestReadsBody: a policy reads the body when its manifest has body rules
+// or an extra module reads it; otherwise checks need not decode one.
+func TestReadsBody(t *testing.T) {
+	if !buildExample(t, "ai_gateway", BuildOptions{}).ReadsBody() {
+		t.Error("ai_gateway has body rules, ReadsBody is false")
+	}
+	if buildExample(t, "duo_workflow", BuildOptions{}).ReadsBody() {
+		t.Error("duo_workflow has no body rules, ReadsBody is true")
+	}
+	src := `package ccauthz.extra
+
+deny contains "no secrets" if input.request.body_status == "ok"
+`
+	if !buildExample(t, "duo_workflow", BuildOptions{ExtraDir: writeExtra(t, map[string]string{"x.rego": src})}).ReadsBody() {
+		t.Error("an extra module reads the body, ReadsBody is false")
+	}
+}
+
 func TestParseInputJSONBody(t *testing.T) {
 	in, err := ParseInputJSON([]byte(`{"request": {"method": "POST", "path": "/x", "body": {"a": [1, "b"]}}, "token": {"status": "missing"}}`))
 	if err != nil || in.Body.Status != BodyOK || in.Body.JSON.(map[string]any)["a"] == nil {

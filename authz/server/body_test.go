@@ -9,6 +9,25 @@ import (
 	"github.com/ccauthz/ccauthz/policy"
 )
 
+// TestBodyNotDecodedForAPolicyThatDoesNotReadIt: a backend whose policy has
+// no body rule gets absent, whatever body the check carried (no decode).
+func TestBodyNotDecodedForAPolicyThatDoesNotReadIt(t *testing.T) {
+	h := newHarness(t, Options{}, aiGateway())
+	dec := h.deciders["ai_gateway"]
+	dec.noBody = true
+	req := request("/v4/code/suggestions", "Bearer good-inst1", map[string]string{"backend": "ai_gateway"}, "")
+	req.Attributes.Request.Http.RawBody = []byte(`{"prompt_components":[]}`)
+	req.Attributes.Request.Http.Headers["x-envoy-auth-partial-body"] = "false"
+	if _, err := h.srv.Check(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	dec.mu.Lock()
+	defer dec.mu.Unlock()
+	if len(dec.inputs) != 1 || dec.inputs[0].Body.Status != policy.BodyAbsent {
+		t.Fatalf("inputs %+v, want one with an absent body", dec.inputs)
+	}
+}
+
 // TestBodyReachesPolicy: the request body of every protocol arrives in
 // policy.Input.Body, decoded once, bounded by MaxRequestBodyBytes, and never
 // in the decision log.

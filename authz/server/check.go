@@ -175,10 +175,19 @@ func (s *Server) decide(ctx context.Context, c *checkState) {
 // unauthenticated client sent would only be work it can make ccauthz do.
 // Such a check's policy input says absent.
 func (s *Server) body(c *checkState) policy.BodyInput {
-	if c.token.Status != token.StatusValid {
+	if c.token.Status != token.StatusValid || !readsBody(c.backend.Decider) {
 		return policy.BodyInput{Status: policy.BodyAbsent}
 	}
 	return envoy.DecodeBody(c.req.Body, s.opts.MaxRequestBodyBytes)
+}
+
+// readsBody reports whether a decider can depend on the request body; a
+// decider that does not say (a test fake) is assumed to.
+func readsBody(d Decider) bool {
+	if br, ok := d.(interface{ ReadsBody() bool }); ok {
+		return br.ReadsBody()
+	}
+	return true
 }
 
 // tokenInput is the verification result as the policy sees it.

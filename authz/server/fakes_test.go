@@ -63,6 +63,7 @@ type fakeDecider struct {
 	sleep    time.Duration // honours ctx
 	routeDry bool
 	quiet    bool // do not record inputs (benchmarks)
+	noBody   bool // ReadsBody reports false: no rule of it reads the body
 	// hold, when set, blocks every decision until it is closed (or ctx is
 	// done); each blocked decision first sends on entered.
 	hold, entered chan struct{}
@@ -117,3 +118,5 @@ func (f *fakeDecider) Decide(ctx context.Context, in *policy.Input) (policy.Deci
 		RateLimit:      policy.RateLimit{Entries: map[string]string{"instance_id": in.Token.Claims["sub"].(string)}},
 	}, nil
 }
+
+func (d *fakeDecider) ReadsBody() bool { return !d.noBody }
