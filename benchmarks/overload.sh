@@ -18,6 +18,8 @@
 #
 # The load generator runs on the same machine and competes for its cores;
 # the rate it actually sent is printed next to the one offered.
+# SERVER_CPUS and LOAD_CPUS (taskset lists, e.g. 0 and 1) pin ccauthz and
+# the generator to separate cores so neither steals the other's CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,43 +32,60 @@ CONNS=${CONNS:-2}
 TOKENS=${TOKENS:-1000}
 CALL_TIMEOUT=${CALL_TIMEOUT:-250ms}   # Envoy's ext_authz timeout in deploy/envoy.yaml
 MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-0}     # overload.max_in_flight; 0: the default
+SERVER_CPUS=${SERVER_CPUS:-}          # taskset CPU list for ccauthz; empty: unpinned
+LOAD_CPUS=${LOAD_CPUS:-}              # taskset CPU list for the load generator
+OVERLOAD_EXTRA=${OVERLOAD_EXTRA:-}    # more overload keys, \n between them: "max_queue_wait: 20ms\nrefuse_streams: true"
+# Envoy's circuit breaker on the ext_authz cluster (max_requests in
+# deploy/envoy): at most this many checks in flight to ccauthz, the rest
+# answered 503 by Envoy at once without reaching ccauthz. The generator
+# emulates it with --max-outstanding; 0 leaves it off (unbounded).
+CIRCUIT_BREAKER=${CIRCUIT_BREAKER:-0}
 
 # shellcheck source=benchmarks/lib.sh
 . benchmarks/lib.sh
 echo "== building (ccauthz, load)"
 bench_setup
 start_ccauthz 0
-if [ "$MAX_IN_FLIGHT" != 0 ]; then
-  # Restart with the limit set (lib.sh's config has no overload section).
+if [ "$MAX_IN_FLIGHT" != 0 ] || [ -n "$OVERLOAD_EXTRA" ] || [ -n "$SERVER_CPUS" ]; then
+  # Restart with the overload settings and the pinning (lib.sh's config has
+  # no overload section; pinning at start lets GOMAXPROCS follow it).
   kill "$CCAUTHZ_PID"; wait "$CCAUTHZ_PID" 2>/dev/null || true
   printf 'overload:\n  max_in_flight: %s\n' "$MAX_IN_FLIGHT" >>"$WORK/config.yaml"
-  "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
+  if [ -n "$OVERLOAD_EXTRA" ]; then printf '  %b\n' "$OVERLOAD_EXTRA" >>"$WORK/config.yaml"; fi
+  PIN=()
+  if [ -n "$SERVER_CPUS" ]; then PIN=(taskset -c "$SERVER_CPUS"); fi
+  "${PIN[@]}" "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
   CCAUTHZ_PID=$!
   pids+=("$CCAUTHZ_PID")
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 fi
+LOAD=("$WORK/load")
+if [ -n "$LOAD_CPUS" ]; then LOAD=(taskset -c "$LOAD_CPUS" "$WORK/load"); fi
 TARGET=127.0.0.1:$GRPC_PORT
 json_num() { grep -o "\"$1\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$CCAUTHZ_PID/status"; }
 
 common=(-key "$WORK/issuer.pem" -issuer "$ISSUER" -tokens "$TOKENS" -target "$TARGET" -target-pid "$CCAUTHZ_PID" -conns "$CONNS" -json)
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== pinning: ccauthz ${SERVER_CPUS:-any} cores, load generator ${LOAD_CPUS:-any}"
 echo "== limit: overload.max_in_flight $(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ccauthz_checks_in_flight_limit / {print $2}') (0: off)"
 IDLE_RSS=$(rss_mib)
 
-"$WORK/load" "${common[@]}" -label max -duration "$MAX_DURATION" -warmup 3s -concurrency "$CONCURRENCY" >"$WORK/max.json"
+"${LOAD[@]}" "${common[@]}" -label max -duration "$MAX_DURATION" -warmup 3s -concurrency "$CONCURRENCY" >"$WORK/max.json"
 MAX=$(json_num rps <"$WORK/max.json")
 LOW=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m/10}')
 HIGH=$(awk -v m="$MAX" -v f="$FACTOR" 'BEGIN {printf "%.0f", m*f}')
 echo "== capacity: $(printf '%.0f' "$MAX") checks/s closed loop at concurrency $CONCURRENCY; unloaded $LOW/s, overload $HIGH/s"
 
-"$WORK/load" "${common[@]}" -label unloaded -rate "$LOW" -duration 10s -call-timeout "$CALL_TIMEOUT" >"$WORK/low.json"
+"${LOAD[@]}" "${common[@]}" -label unloaded -rate "$LOW" -duration 10s -call-timeout "$CALL_TIMEOUT" >"$WORK/low.json"
 P99_0=$(json_num p99_ms <"$WORK/low.json")
 IDLE_RSS_AFTER=$(rss_mib)
 
 OL_SECONDS=${OVERLOAD%s}
-"$WORK/load" "${common[@]}" -label overload -rate "$HIGH" -duration "$((OL_SECONDS + RECOVERY))s" \
-  -step-after "$OVERLOAD" -step-rate "$LOW" -call-timeout "$CALL_TIMEOUT" >"$WORK/high.json" || true
+BREAKER=()
+if [ "$CIRCUIT_BREAKER" -gt 0 ]; then BREAKER=(-max-outstanding "$CIRCUIT_BREAKER"); fi
+"${LOAD[@]}" "${common[@]}" -label overload -rate "$HIGH" -duration "$((OL_SECONDS + RECOVERY))s" \
+  -step-after "$OVERLOAD" -step-rate "$LOW" -call-timeout "$CALL_TIMEOUT" "${BREAKER[@]}" >"$WORK/high.json" || true
 
 # The overload phase's figures come from its one-second windows.
 grep -o '{"second":[^}]*}' "$WORK/high.json" | sed 's/[{}"]//g; s/,/ /g; s/:/ /g' >"$WORK/windows.txt"
@@ -83,6 +102,7 @@ RECOVERED=$(awk -v n="$OL_SECONDS" -v p="$P99_0" '
 P99_OL=$(awk -v n="$OL_SECONDS" '{ for (i = 1; i < NF; i += 2) v[$i] = $(i + 1) } v["second"] < n && v["second"] > 0 && v["answered"] > 0 && v["p99_ms"] >= m { m = v["p99_ms"]; seen = 1 } END { print (seen ? m : "none") }' "$WORK/windows.txt")
 PEAK_RSS=$(json_num target_peak_rss_mib <"$WORK/high.json")
 WRONG=$(json_num wrong_decisions <"$WORK/high.json")
+NOT_SENT=$(json_num not_sent <"$WORK/high.json")
 SHED_METRIC=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^ccauthz_checks_shed_total/ {printf "%s=%s ", $1, $2}')
 
 echo
@@ -92,6 +112,7 @@ echo "| capacity (closed loop, concurrency $CONCURRENCY) | $(printf '%.0f' "$MAX
 echo "| unloaded p99 (open loop at $LOW/s) | $P99_0 ms |"
 echo "| offered during overload | $HIGH/s for $OVERLOAD (sent $((SENT / OL_SECONDS))/s) |"
 echo "| answered / shed / timed out ($CALL_TIMEOUT) / errors | $ANSWERED / $SHED / $TIMEOUTS / $ERRORS |"
+echo "| over the circuit breaker ($CIRCUIT_BREAKER in flight; Envoy's immediate 503), whole run | ${NOT_SENT:-0} |"
 echo "| wrong decisions (whole run) | ${WRONG:-?} |"
 if [ "$P99_OL" = none ]; then
   echo "| p99 of answered checks, worst second of the overload | none answered after its first second |"

@@ -48,7 +48,7 @@ state_dir: /var/lib/ccauthz
 api: {serve: off}
 request_body: {max_bytes: 4096}
 tokens: {clock_skew: 2s}
-overload: {max_in_flight: 16, min_deadline: 5ms}
+overload: {max_in_flight: 16, min_deadline: 5ms, max_queue_wait: 20ms, refuse_streams: true}
 `
 
 func TestDecodeGood(t *testing.T) {
@@ -77,7 +77,7 @@ func TestDecodeGood(t *testing.T) {
 		API:          API{Serve: APIServeOff},
 		RequestBody:  RequestBody{MaxBytes: 4096},
 		Tokens:       Tokens{ClockSkew: 2 * time.Second},
-		Overload:     Overload{MaxInFlight: 16, MinDeadline: 5 * time.Millisecond},
+		Overload:     Overload{MaxInFlight: 16, MinDeadline: 5 * time.Millisecond, MaxQueueWait: 20 * time.Millisecond, RefuseStreams: true},
 		Tracing:      Tracing{OTLPProtocol: "grpc", SampleRatio: 1},
 		File:         "/etc/ccauthz/config.yaml",
 	}
@@ -201,6 +201,10 @@ issuers: [{name: dev, issuer: https://dev.invalid, jwks_file: /k.json}]
 			`c.yaml:5:27: field "max_in_flight" must be -1 (off), 0 (default) or a positive limit, got -2`,
 			`c.yaml:5:45: field "min_deadline" must be between 0s and 1s, got 2s`,
 			`c.yaml:5:49: unknown field "queue" in overload`,
+		}},
+		{"overload queue", base + "overload: {max_queue_wait: 2s, refuse_streams: yes}\n", []string{
+			`c.yaml:5:28: field "max_queue_wait" must be between 0s (off) and 1s, got 2s`,
+			`c.yaml:5:48: field "refuse_streams" must be true or false, got "yes"`,
 		}},
 		{"issuers are checked by the token package", `catalog: x
 backends: [{name: a, manifest: m}]

@@ -22,9 +22,23 @@ type Overload struct {
 	// 503 deadline_exceeded without evaluation. 0 is the default, 1ms; a
 	// deadline already passed is always dropped.
 	MinDeadline time.Duration `yaml:"min_deadline"`
+	// MaxQueueWait: a gRPC check that waited longer than this inside the
+	// gRPC transport (its HEADERS frame read, its handler not yet started)
+	// is answered 503 overloaded without evaluation (unless it carries over
+	// 64 KiB of headers and body: its wait was its upload), and the server
+	// counts as congested for as long again. 0 (the default) turns it off.
+	MaxQueueWait time.Duration `yaml:"max_queue_wait"`
+	// RefuseStreams: while max_in_flight checks are in flight, or while
+	// congested (above), the gRPC transport refuses new Check streams with
+	// RESOURCE_EXHAUSTED before decoding them, the cheapest way to shed.
+	// Envoy turns that error into status_on_error (503) only with
+	// failure_mode_allow: false, as every Envoy config we ship sets; with
+	// failure_mode_allow: true a refused check would be let through, hence
+	// off by default.
+	RefuseStreams bool `yaml:"refuse_streams"`
 }
 
-var overloadFields = []string{"max_in_flight", "min_deadline"}
+var overloadFields = []string{"max_in_flight", "min_deadline", "max_queue_wait", "refuse_streams"}
 
 func decodeOverload(r catalog.NodeReader, n *yaml.Node, o *Overload) {
 	f := r.Fields(n, "overload", overloadFields, nil)
@@ -42,5 +56,14 @@ func decodeOverload(r catalog.NodeReader, n *yaml.Node, o *Overload) {
 			r.Errorf(f["min_deadline"], "field \"min_deadline\" must be between 0s and 1s, got %s", v)
 		}
 		o.MinDeadline = v
+	}
+	if v, ok := r.Duration(f["max_queue_wait"], "max_queue_wait"); ok {
+		if v < 0 || v > time.Second {
+			r.Errorf(f["max_queue_wait"], "field \"max_queue_wait\" must be between 0s (off) and 1s, got %s", v)
+		}
+		o.MaxQueueWait = v
+	}
+	if v, ok := r.Bool(f["refuse_streams"], "refuse_streams"); ok {
+		o.RefuseStreams = v
 	}
 }

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/ccauthz/ccauthz/policy"
 )
@@ -38,6 +41,24 @@ type OverloadOptions struct {
 	// without evaluation. Default DefaultMinDeadline; negative turns the
 	// check off (a deadline already passed is still dropped).
 	MinDeadline time.Duration
+	// MaxQueueWait: a gRPC check that waited longer than this between the
+	// transport reading its HEADERS frame and its handler starting is
+	// answered 503 overloaded without evaluation (unless its message is
+	// large: then the wait was mostly its upload), and the server counts as
+	// congested for the next MaxQueueWait. 0 or negative: off (the
+	// default; measured in docs/reliability.md, it does not prevent the
+	// collapse at 3× capacity, and on a shared machine a GC pause or a
+	// noisy neighbour alone can exceed a tight setting).
+	MaxQueueWait time.Duration
+	// RefuseStreams: while the in-flight gate is full, or while congested
+	// (MaxQueueWait), the gRPC transport refuses new Check streams with
+	// RESOURCE_EXHAUSTED before reading their message, the cheapest
+	// shedding there is. A refused stream is a gRPC error, not a
+	// CheckResponse: Envoy answers it with status_on_error (503 in
+	// deploy/envoy) only when failure_mode_allow is false, as every config
+	// we ship says; with failure_mode_allow true it would let the request
+	// through, hence off by default.
+	RefuseStreams bool
 }
 
 func (o *OverloadOptions) defaults() {
@@ -53,6 +74,8 @@ func (o *OverloadOptions) defaults() {
 const (
 	shedOverloaded = "overloaded"
 	shedDeadline   = "deadline"
+	shedQueued     = "queued"  // waited over max_queue_wait in the transport
+	shedRefused    = "refused" // stream refused by the transport (RefuseStreams)
 )
 
 // gate is the in-flight limiter: a counter, not a queue. try never blocks.
@@ -77,22 +100,32 @@ func (g *gate) try() bool {
 
 func (g *gate) done() { g.inFlight.Add(-1) }
 
+// full reports whether try would refuse now.
+func (g *gate) full() bool { return g.max > 0 && g.inFlight.Load() >= g.max }
+
 // overload is the server's shedding state and its metrics.
 type overload struct {
-	gate        gate
-	minDeadline time.Duration
-	shed        map[string]prometheus.Counter
-	lastLog     atomic.Int64 // unix nanos of the last "shedding" log line
-	unlogged    atomic.Int64 // checks shed since that line
+	gate         gate
+	minDeadline  time.Duration
+	maxQueueWait time.Duration // <= 0: off
+	refuse       bool
+	// congestedUntil (unix nanos of deps.Now) is when the last check that
+	// waited over maxQueueWait stops counting: until then new streams are
+	// refused when refuse is set.
+	congestedUntil atomic.Int64
+	shed           map[string]prometheus.Counter
+	lastLog        atomic.Int64 // unix nanos of the last "shedding" log line
+	unlogged       atomic.Int64 // checks shed since that line
 }
 
 func newOverload(o OverloadOptions, reg prometheus.Registerer) (*overload, error) {
-	ov := &overload{gate: gate{max: int64(o.MaxInFlight)}, minDeadline: o.MinDeadline, shed: map[string]prometheus.Counter{}}
+	ov := &overload{gate: gate{max: int64(o.MaxInFlight)}, minDeadline: o.MinDeadline,
+		maxQueueWait: o.MaxQueueWait, refuse: o.RefuseStreams, shed: map[string]prometheus.Counter{}}
 	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ccauthz_checks_shed_total",
-		Help: "Checks answered 503 without evaluation: at the in-flight limit (overloaded) or with a caller deadline too close to be useful (deadline).",
+		Help: "Checks answered 503 without evaluation: at the in-flight limit (overloaded), with a caller deadline too close to be useful (deadline), after waiting over max_queue_wait in the gRPC transport (queued); and Check streams refused with RESOURCE_EXHAUSTED before decoding (refused).",
 	}, []string{"reason"})
-	for _, r := range []string{shedOverloaded, shedDeadline} {
+	for _, r := range []string{shedOverloaded, shedDeadline, shedQueued, shedRefused} {
 		ov.shed[r] = shed.WithLabelValues(r)
 	}
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -118,6 +151,14 @@ func newOverload(o OverloadOptions, reg prometheus.Registerer) (*overload, error
 // before any verification or evaluation.
 func (s *Server) decideAdmitted(ctx context.Context, c *checkState) {
 	ov := s.overload
+	if at, ok := ctx.Value(arrivalKey{}).(*arrival); ok && ov.maxQueueWait > 0 {
+		now := s.deps.Now()
+		if waited := now.Sub(at.at); waited > ov.maxQueueWait && mappedSize(c) <= largeCheckBytes {
+			ov.congestedUntil.Store(now.Add(ov.maxQueueWait).UnixNano())
+			s.shedCheck(c, policy.ReasonOverloaded, shedQueued, "waited "+waited.String()+" in the gRPC transport, over max_queue_wait")
+			return
+		}
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left <= 0 || left < ov.minDeadline {
 			s.shedCheck(c, policy.ReasonDeadlineExceeded, shedDeadline, "caller deadline too close to evaluate: "+left.String())
@@ -159,3 +200,65 @@ func (s *Server) logShed(c *checkState) {
 	s.deps.Logger.Warn("shedding checks", "shed_since_last_line", n, "reason", string(c.decision.Reason),
 		"detail", c.fault, "in_flight", ov.gate.inFlight.Load(), "max_in_flight", ov.gate.max)
 }
+
+// largeCheckBytes: a CheckRequest over this size may have spent its queue
+// wait being uploaded, not queued, so it is not shed for the wait. Only
+// computed for checks over max_queue_wait.
+const largeCheckBytes = 64 << 10
+
+// mappedSize approximates the size of the check's message from what was
+// mapped out of it: headers, body, path.
+func mappedSize(c *checkState) int {
+	n := len(c.req.Body.Data) + len(c.req.Authorization) + len(c.req.RawPath)
+	for k, v := range c.req.Input.Headers {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// checkMethod is the full gRPC method name of ext_authz Check.
+const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
+
+// arrivalKey keys the *arrival the tap handle puts in a Check stream's
+// context.
+type arrivalKey struct{}
+
+// arrival is when the transport read a Check stream's HEADERS frame.
+type arrival struct{ at time.Time }
+
+// arrivalCtx carries the arrival without a second allocation for the
+// value (context.WithValue would box it).
+type arrivalCtx struct {
+	context.Context
+	arrival arrival
+}
+
+func (c *arrivalCtx) Value(key any) any {
+	if key == (arrivalKey{}) {
+		return &c.arrival
+	}
+	return c.Context.Value(key)
+}
+
+// tapStream is the gRPC InTapHandle. It runs on the connection's reader
+// goroutine as each stream's HEADERS frame is read, before the message is
+// read or a goroutine is given to the stream, so it must stay cheap: it
+// stamps the arrival of a Check (decideAdmitted measures the queue wait
+// from it) and, with RefuseStreams, refuses the stream while the server is
+// congested or its in-flight gate is full. Other methods (health, the
+// ccauthz.v1 API) pass untouched.
+func (s *Server) tapStream(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != checkMethod {
+		return ctx, nil
+	}
+	ov := s.overload
+	now := s.deps.Now()
+	if ov.refuse && (now.UnixNano() < ov.congestedUntil.Load() || ov.gate.full()) {
+		ov.shed[shedRefused].Inc()
+		return nil, errRefused
+	}
+	return &arrivalCtx{Context: ctx, arrival: arrival{at: now}}, nil
+}
+
+// errRefused answers a refused Check stream.
+var errRefused = status.Error(codes.ResourceExhausted, "ccauthz overloaded: check refused before decoding")

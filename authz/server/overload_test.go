@@ -14,7 +14,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/ccauthz/ccauthz/policy"
 	"github.com/ccauthz/ccauthz/proto/httpcheck"
@@ -248,7 +251,7 @@ func TestPanicReturnsTheSlot(t *testing.T) {
 func TestOverloadDefaults(t *testing.T) {
 	var o OverloadOptions
 	o.defaults()
-	if o.MaxInFlight < DefaultInFlightPerCPU || o.MinDeadline != DefaultMinDeadline {
+	if o.MaxInFlight < DefaultInFlightPerCPU || o.MinDeadline != DefaultMinDeadline || o.MaxQueueWait != 0 || o.RefuseStreams {
 		t.Errorf("defaults %+v", o)
 	}
 	off := OverloadOptions{MaxInFlight: -1}
@@ -371,4 +374,144 @@ func TestShedIsNotRelaxedByDryRun(t *testing.T) {
 	}
 	close(d.hold)
 	wait()
+}
+
+// queuedFor is a Check context as tapStream makes it, for a stream whose
+// HEADERS frame was read wait ago.
+func queuedFor(wait time.Duration) context.Context {
+	return &arrivalCtx{Context: context.Background(), arrival: arrival{at: time.Now().Add(-wait)}}
+}
+
+// TestQueueWaitSheds: a check that waited in the transport longer than
+// max_queue_wait is answered 503 overloaded without verification, counted
+// as queued, and marks the server congested: with refuse_streams the tap
+// then refuses new Check streams (RESOURCE_EXHAUSTED) but never other
+// methods, and admits again once the congestion has passed. A check that
+// waited less is decided as usual.
+func TestQueueWaitSheds(t *testing.T) {
+	h := newHarness(t, Options{Overload: OverloadOptions{MaxQueueWait: time.Minute, RefuseStreams: true}}, aiGateway())
+	ov := h.srv.overload
+	if resp, _ := h.srv.Check(queuedFor(time.Second), request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com")); resp.GetOkResponse() == nil {
+		t.Fatalf("a check that waited under max_queue_wait: %v", resp)
+	}
+	ov.maxQueueWait = 100 * time.Millisecond
+	before := time.Now()
+	resp, err := h.srv.Check(queuedFor(time.Second), request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com"))
+	if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 503 || meta(resp)["reason"] != string(policy.ReasonOverloaded) {
+		t.Fatalf("a check that waited 1s: %v %v", resp, err)
+	}
+	if n := len(h.ver.calls); n != 1 {
+		t.Errorf("verifier called %d times, want 1 (the shed check must not reach it)", n)
+	}
+	if n := counterValue(t, ov.shed[shedQueued]); n != 1 {
+		t.Errorf("ccauthz_checks_shed_total{reason=queued} = %v, want 1", n)
+	}
+	big := request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com")
+	big.Attributes.Request.Http.Headers["x-big"] = strings.Repeat("x", largeCheckBytes)
+	if resp, _ := h.srv.Check(queuedFor(time.Second), big); resp.GetOkResponse() == nil {
+		t.Errorf("a check over %d bytes that waited 1s (its upload) was not decided: %v", largeCheckBytes, resp)
+	}
+	until := time.Unix(0, ov.congestedUntil.Load())
+	if until.Before(before.Add(ov.maxQueueWait)) || until.After(time.Now().Add(ov.maxQueueWait)) {
+		t.Errorf("congested until %v, want max_queue_wait after the shed", until)
+	}
+
+	if _, err := h.srv.tapStream(context.Background(), &tap.Info{FullMethodName: checkMethod}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("tap while congested: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if n := counterValue(t, ov.shed[shedRefused]); n != 1 {
+		t.Errorf("ccauthz_checks_shed_total{reason=refused} = %v, want 1", n)
+	}
+	if ctx, err := h.srv.tapStream(context.Background(), &tap.Info{FullMethodName: "/grpc.health.v1.Health/Check"}); err != nil || ctx.Value(arrivalKey{}) != nil {
+		t.Errorf("tap refused or stamped a health check: %v", err)
+	}
+
+	ov.congestedUntil.Store(time.Now().Add(-time.Millisecond).UnixNano())
+	ctx, err := h.srv.tapStream(context.Background(), &tap.Info{FullMethodName: checkMethod})
+	if err != nil {
+		t.Fatalf("tap after the congestion: %v", err)
+	}
+	if a, ok := ctx.Value(arrivalKey{}).(*arrival); !ok || time.Since(a.at) > time.Minute || a.at.After(time.Now()) {
+		t.Fatalf("tap did not stamp the arrival: %v", ctx.Value(arrivalKey{}))
+	}
+	if resp, _ := h.srv.Check(ctx, request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com")); resp.GetOkResponse() == nil {
+		t.Errorf("a fresh check after the congestion: %v", resp)
+	}
+
+	// Without refuse_streams congestion only sheds in the handler.
+	ov.refuse = false
+	ov.congestedUntil.Store(time.Now().Add(time.Hour).UnixNano())
+	if _, err := h.srv.tapStream(context.Background(), &tap.Info{FullMethodName: checkMethod}); err != nil {
+		t.Errorf("tap refused with refuse_streams off: %v", err)
+	}
+}
+
+// TestTapRefusesAtFullGate: with refuse_streams, a Check stream arriving
+// while the in-flight gate is full is refused before decoding.
+func TestTapRefusesAtFullGate(t *testing.T) {
+	d := &fakeDecider{revision: "rev", hold: make(chan struct{}), entered: make(chan struct{}, 4)}
+	b := aiGateway()
+	b.Decider = d
+	h := newHarness(t, Options{Overload: OverloadOptions{MaxInFlight: 2, RefuseStreams: true}}, b)
+	wait := fillGate(t, h, d, 2)
+	if _, err := h.srv.tapStream(context.Background(), &tap.Info{FullMethodName: checkMethod}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("tap at a full gate: %v", err)
+	}
+	close(d.hold)
+	wait()
+	if _, err := h.srv.tapStream(context.Background(), &tap.Info{FullMethodName: checkMethod}); err != nil {
+		t.Errorf("tap after the gate emptied: %v", err)
+	}
+}
+
+// TestQueueWaitOverGRPC: over a real gRPC connection the tap's arrival
+// stamp reaches the handler (a max_queue_wait of 1ns sheds every check as
+// queued), and with refuse_streams a congested server answers the next
+// stream RESOURCE_EXHAUSTED; with the shedding off checks are allowed.
+func TestQueueWaitOverGRPC(t *testing.T) {
+	assertNoLeak := goroutineBaseline(t)
+	h := newHarness(t, Options{DrainTimeout: 2 * time.Second, Overload: OverloadOptions{MaxQueueWait: time.Nanosecond, RefuseStreams: true}}, aiGateway())
+	var ls Listeners
+	for _, p := range []*net.Listener{&ls.GRPC, &ls.Admin} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		*p = l
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- h.srv.Serve(ctx, ls) }()
+	conn, err := grpc.NewClient(ls.GRPC.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := authv3.NewAuthorizationClient(conn)
+	ov := h.srv.overload
+	resp, err := client.Check(context.Background(), request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com"))
+	if err != nil || meta(resp)["reason"] != string(policy.ReasonOverloaded) {
+		t.Errorf("check with max_queue_wait 1ns: %v %v", resp, err)
+	}
+	if n := counterValue(t, ov.shed[shedQueued]); n != 1 {
+		t.Errorf("queued shed counter %v, want 1", n)
+	}
+	ov.congestedUntil.Store(time.Now().Add(time.Hour).UnixNano())
+	if _, err := client.Check(context.Background(), request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com")); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("check while congested: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	ov.maxQueueWait, ov.refuse = time.Hour, false
+	if resp, err := client.Check(context.Background(), request("/allowed", "Bearer good-i", nil, "cloud.gitlab.com")); err != nil || resp.GetOkResponse() == nil {
+		t.Errorf("check with shedding relaxed: %v %v", resp, err)
+	}
+	conn.Close()
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	assertNoLeak()
 }

@@ -24,7 +24,7 @@ import (
 // outcome kinds of one open-loop call.
 const (
 	kindAnswered = iota + 1 // a decision from the policy
-	kindShed                // 503 overloaded or deadline_exceeded, unevaluated
+	kindShed                // 503 overloaded or deadline_exceeded, unevaluated, or refused (RESOURCE_EXHAUSTED)
 	kindTimeout             // no answer within --call-timeout
 	kindError               // any other gRPC error
 )
@@ -139,6 +139,8 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 				switch {
 				case status.Code(err) == codes.DeadlineExceeded:
 					ev.kind = kindTimeout
+				case status.Code(err) == codes.ResourceExhausted:
+					ev.kind = kindShed // refused before decoding (overload.refuse_streams)
 				case err != nil:
 					ev.kind = kindError
 					firstErr.CompareAndSwap(nil, err.Error())

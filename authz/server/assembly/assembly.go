@@ -132,7 +132,8 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		GRPC:        GRPCOptions(cfg.GRPCServer),
 		Admin:       server.AdminOptions(cfg.AdminServer),
 		DrainDelay:  cfg.DrainDelay,
-		Overload:    server.OverloadOptions{MaxInFlight: cfg.Overload.MaxInFlight, MinDeadline: cfg.Overload.MinDeadline},
+		Overload: server.OverloadOptions{MaxInFlight: cfg.Overload.MaxInFlight, MinDeadline: cfg.Overload.MinDeadline,
+			MaxQueueWait: cfg.Overload.MaxQueueWait, RefuseStreams: cfg.Overload.RefuseStreams},
 	})
 	if err != nil {
 		ver.Close()
