@@ -51,13 +51,18 @@ if [ "$MAX_IN_FLIGHT" != 0 ] || [ -n "$OVERLOAD_EXTRA" ] || [ -n "$SERVER_CPUS" 
   # no overload section; pinning at start lets GOMAXPROCS follow it).
   kill "$CCAUTHZ_PID"; wait "$CCAUTHZ_PID" 2>/dev/null || true
   printf 'overload:\n  max_in_flight: %s\n' "$MAX_IN_FLIGHT" >>"$WORK/config.yaml"
-  if [ -n "$OVERLOAD_EXTRA" ]; then printf '  %b\n' "$OVERLOAD_EXTRA" >>"$WORK/config.yaml"; fi
+  if [ -n "$OVERLOAD_EXTRA" ]; then printf '%b\n' "$OVERLOAD_EXTRA" | sed 's/^/  /' >>"$WORK/config.yaml"; fi
   PIN=()
   if [ -n "$SERVER_CPUS" ]; then PIN=(taskset -c "$SERVER_CPUS"); fi
   "${PIN[@]}" "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
   CCAUTHZ_PID=$!
   pids+=("$CCAUTHZ_PID")
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  if ! curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1; then
+    echo "ccauthz did not become ready with the overload settings:" >&2
+    cat "$WORK/ccauthz.log" >&2
+    exit 1
+  fi
 fi
 LOAD=("$WORK/load")
 if [ -n "$LOAD_CPUS" ]; then LOAD=(taskset -c "$LOAD_CPUS" "$WORK/load"); fi

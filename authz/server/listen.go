@@ -104,10 +104,13 @@ func (s *Server) grpcServerOptions(tlsConfig *tls.Config) []grpc.ServerOption {
 		// (about a third of the CPU of a realistic run). grpc-go falls back
 		// to a new goroutine when every worker is busy.
 		grpc.NumStreamWorkers(streamWorkers()),
+	}
+	if ov := s.overload; ov.maxQueueWait > 0 || ov.refuse {
 		// Stamps each Check's arrival for the queue-wait shed and, with
 		// overload.refuse_streams, refuses streams before they are decoded
-		// (overload.go).
-		grpc.InTapHandle(s.tapStream),
+		// (overload.go). Not installed otherwise: it costs an allocation a
+		// check.
+		opts = append(opts, grpc.InTapHandle(s.tapStream))
 	}
 	if tlsConfig != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConfig)))

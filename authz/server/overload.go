@@ -257,6 +257,9 @@ func (s *Server) tapStream(ctx context.Context, info *tap.Info) (context.Context
 		ov.shed[shedRefused].Inc()
 		return nil, errRefused
 	}
+	if ov.maxQueueWait <= 0 {
+		return ctx, nil
+	}
 	return &arrivalCtx{Context: ctx, arrival: arrival{at: now}}, nil
 }
 
