@@ -99,8 +99,8 @@ func TestLargeRequestsMemoryE2E(t *testing.T) {
 				switch {
 				case err != nil:
 					t.Errorf("round %d: ~1.9 MB check: %v", round, err)
-				case resp.GetOkResponse() != nil:
-					t.Errorf("round %d: ~1.9 MB check with a bad token allowed", round)
+				case resp.GetDeniedResponse().GetStatus().GetCode() != 401:
+					t.Errorf("round %d: ~1.9 MB check with a bad token: %v, want a 401 denial", round, resp.GetDeniedResponse().GetStatus())
 				default:
 					note("grpc denied " + strconv.Itoa(int(resp.GetDeniedResponse().GetStatus().GetCode())))
 				}
