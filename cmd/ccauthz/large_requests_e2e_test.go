@@ -38,7 +38,8 @@ const (
 
 // TestLargeRequestsMemoryE2E starts the real binary and sends, in each of
 // largeRounds rounds, largeConcurrency concurrent gRPC checks with ~1.9 MB
-// of headers (just under the receive limit: evaluated and denied), as many
+// of headers (just under the receive limit: decoded and denied 401, or 429
+// once the authentication-failure rate limit trips), as many
 // with 3 MB (over it: RESOURCE_EXHAUSTED before decoding), and as many HTTP
 // forward-auth checks with 3 MB of headers (431 from the 64 KiB header
 // limit). It asserts each answer and that the server's peak RSS stays under
@@ -96,13 +97,16 @@ func TestLargeRequestsMemoryE2E(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				defer cancel()
 				resp, err := conns[i%len(conns)].Check(ctx, under)
+				c := resp.GetDeniedResponse().GetStatus().GetCode()
 				switch {
 				case err != nil:
 					t.Errorf("round %d: ~1.9 MB check: %v", round, err)
-				case resp.GetDeniedResponse().GetStatus().GetCode() != 401:
-					t.Errorf("round %d: ~1.9 MB check with a bad token: %v, want a 401 denial", round, resp.GetDeniedResponse().GetStatus())
+				case c != 401 && c != 429:
+					// 429 once the authentication-failure rate limit for the
+					// instance trips: still a denial after decoding.
+					t.Errorf("round %d: ~1.9 MB check with a bad token: %v, want a 401 (or 429) denial", round, resp.GetDeniedResponse().GetStatus())
 				default:
-					note("grpc denied " + strconv.Itoa(int(resp.GetDeniedResponse().GetStatus().GetCode())))
+					note("grpc denied " + strconv.Itoa(int(c)))
 				}
 			}()
 			go func() {
