@@ -279,4 +279,29 @@ func BenchmarkCheckAdversarial(b *testing.B) {
 		req.Attributes.Request.Http.Headers["x-gitlab-unit-primitive"] = a.up
 		runCheck(b, cb, req, codes.Unauthenticated)
 	}
+	b.StopTimer()
+	hits, misses := decisionCacheCounts(b, cb)
+	if hits+misses > 0 {
+		b.ReportMetric(hits/(hits+misses), "hit-ratio")
+	}
+}
+
+// decisionCacheCounts reads the decision cache's hit and miss counters from
+// the server's metrics.
+func decisionCacheCounts(b *testing.B, cb *checkBench) (hits, misses float64) {
+	mfs, err := cb.a.Server.MetricsRegistry().Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "ccauthz_decision_cache_hits_total":
+				hits += m.GetCounter().GetValue()
+			case "ccauthz_decision_cache_misses_total":
+				misses += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return hits, misses
 }
