@@ -197,7 +197,7 @@ func TestCacheKeyIsSound(t *testing.T) {
 	const (
 		perCase  = 40  // variants of each generated case
 		perKey   = 3   // inputs evaluated per shared key
-		maxEvals = 900 // decisions evaluated per policy
+		maxEvals = 600 // decisions evaluated per policy
 	)
 	ctx := context.Background()
 	for name, kp := range keyedPolicies(t) {
