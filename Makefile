@@ -16,7 +16,7 @@ RATELIMIT_VERSION := v1.4.1-0.20260122083618-3fb702589d36
 # (deploy/cloudflare); `make tools` installs it with npm when npm exists.
 WORKERD_VERSION := 1.20261117.1
 # Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME.
-FUZZ_PKGS := ./catalog ./authz/config ./authz/jwks ./authz/token ./authz/api ./policy/manifest ./proto/...
+FUZZ_PKGS := ./catalog ./authz/config ./authz/jwks ./authz/token ./authz/api ./policy/manifest ./policy/route ./proto/...
 
 # `ccauthz version` and ccauthz_build_info report these (git describe and
 # the commit; "devel"/"unknown" outside a git checkout).
@@ -86,7 +86,7 @@ proto-check:
 	  echo "proto-check: generated code is up to date"
 
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Generates the Rego for the example manifests and the real legacy catalog and
 # runs `opa test` on each (see docs/policy.md).

@@ -5,9 +5,11 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -232,4 +234,74 @@ func BenchmarkCheckRequestOnly(b *testing.B) {
 	for b.Loop() {
 		checkRequestSink = checkRequest("/v2/code/completions", "x", benchInstance)
 	}
+}
+
+// BenchmarkCheckAdversarial is the adversarial mix in process: a garbage
+// token (JWT-shaped, an unknown kid, a signature that cannot verify) on a
+// random path or a real route, with a random unit-primitive header, every
+// request different. Each is denied 401; what it costs is what an attacker
+// gets for free.
+func BenchmarkCheckAdversarial(b *testing.B) {
+	cb := newCheckBench(b, 0)
+	rng := mrand.New(mrand.NewPCG(5, 6))
+	word := func() string {
+		const letters = "abcdefghijklmnopqrstuvwxyz0123456789-_"
+		w := make([]byte, 4+rng.IntN(12))
+		for i := range w {
+			w[i] = letters[rng.IntN(len(letters))]
+		}
+		return string(w)
+	}
+	part := func(n int) string {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		return base64.RawURLEncoding.EncodeToString(p)
+	}
+	routes := []string{"/v2/code/completions", "/v1/chat/agent", "/v1/proxy/anthropic/v1/messages", "/v1/prompts/chat/explain_code"}
+	type adv struct{ path, tok, up string }
+	pool := make([]adv, 4096)
+	for i := range pool {
+		path := "/" + word() + "/" + word()
+		if rng.IntN(2) == 0 {
+			path = routes[rng.IntN(len(routes))]
+		}
+		header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT","kid":"` + part(6) + `"}`))
+		pool[i] = adv{path, header + "." + part(180) + "." + part(256), word()}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		a := pool[i%len(pool)]
+		i++
+		req := checkRequest(a.path, a.tok, word())
+		req.Attributes.Request.Http.Headers["x-gitlab-unit-primitive"] = a.up
+		runCheck(b, cb, req, codes.Unauthenticated)
+	}
+	b.StopTimer()
+	hits, misses := decisionCacheCounts(b, cb)
+	if hits+misses > 0 {
+		b.ReportMetric(hits/(hits+misses), "hit-ratio")
+	}
+}
+
+// decisionCacheCounts reads the decision cache's hit and miss counters from
+// the server's metrics.
+func decisionCacheCounts(b *testing.B, cb *checkBench) (hits, misses float64) {
+	mfs, err := cb.a.Server.MetricsRegistry().Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "ccauthz_decision_cache_hits_total":
+				hits += m.GetCounter().GetValue()
+			case "ccauthz_decision_cache_misses_total":
+				misses += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return hits, misses
 }

@@ -71,6 +71,8 @@ type Policy struct {
 	// bodySelectors are what the manifest's body rules read of a request
 	// body: the decision cache keys on their values (writeBodyKey).
 	bodySelectors []manifest.Selector
+	// routes is the request part of the cache key (routekey.go).
+	routes *routeKeys
 	// bindings and seats are the manifest's, for the identity step and the
 	// bindings' outcome in the cache key.
 	bindings []manifest.Binding
@@ -167,6 +169,7 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 	if size > 0 && p.reads.cacheable() {
 		p.cache = newDecisionCache(size)
 	}
+	p.routes = newRouteKeys(cat, m, compiler, extraFiles)
 	p.grantKeyed, p.grantWhyNot = grantKeyable(compiler, extraFiles, token.PerTokenClaims())
 	return p, nil
 }

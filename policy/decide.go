@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -196,18 +197,25 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 	write(t.Reason)
 	write(t.Issuer)
 	write(t.Kind)
-	write(in.Method)
-	write(in.Path)
+	// The request: the matched route and what its decision reads
+	// (routekey.go), not the raw path and unit-primitive header.
+	body, ok := p.routes.writeRequestKey(write, in, t.Status == TokenValid)
+	if !ok {
+		return "", false
+	}
 	if p.reads.query {
 		write(in.Query)
 	}
 	if p.reads.host {
 		write(in.Host)
 	}
-	if len(p.bodySelectors) > 0 {
+	if body && len(p.bodySelectors) > 0 {
 		writeBodyKey(&b, in.Body, p.bodySelectors)
 	}
 	for _, h := range p.reads.headers {
+		if h == upHeader {
+			continue // keyed by writeRequestKey
+		}
 		if v, ok := in.Headers[h]; ok {
 			write(v)
 		} else {
@@ -263,6 +271,11 @@ type Stats struct {
 	// says what prevented it.
 	GrantKeyed     bool   `json:"grant_keyed"`
 	GrantKeyWhyNot string `json:"grant_key_why_not,omitempty"`
+	// RouteKeyed is true when decisions are keyed on the matched route and
+	// what its decision reads instead of the raw method, path and
+	// unit-primitive header; RouteKeyWhyNot says what prevented it (in part).
+	RouteKeyed     bool   `json:"route_keyed"`
+	RouteKeyWhyNot string `json:"route_key_why_not,omitempty"`
 }
 
 // Stats reports the cache configuration and counters.
@@ -280,6 +293,8 @@ func (p *Policy) Stats() Stats {
 		Uncacheable:    p.stats.uncacheable.Load(),
 		GrantKeyed:     p.grantKeyed,
 		GrantKeyWhyNot: p.grantWhyNot,
+		RouteKeyed:     p.routes.rawPath == "" && p.routes.rawHeader == "",
+		RouteKeyWhyNot: cmp.Or(p.routes.rawPath, p.routes.rawHeader),
 	}
 	switch {
 	case p.cache != nil:

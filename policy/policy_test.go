@@ -343,14 +343,24 @@ func TestCacheKeysOnWhatThePolicyReads(t *testing.T) {
 	if d, _ := p.Decide(ctx, in); d.Status != 401 || d.Reason != ReasonHeaderMismatch {
 		t.Fatalf("changed bound header must not be served from the cache: %+v", d)
 	}
-	// Absent differs from empty.
+	// The unit-primitive header decides nothing on a route with fixed unit
+	// primitives: it is not in the key there. On a proxy route it is, and
+	// absent differs from empty.
 	delete(in.Headers, "x-gitlab-unit-primitive")
 	id0 := p.identify(in)
 	k1, _ := p.cacheKey(in, &id0)
+	in.Headers["x-gitlab-unit-primitive"] = "duo_chat"
+	if k2, _ := p.cacheKey(in, &id0); k1 != k2 {
+		t.Error("the unit-primitive header is keyed on a route that never reads it")
+	}
+	in.Path = "/v1/proxy/anthropic/v1/messages"
+	k1, _ = p.cacheKey(in, &id0)
 	in.Headers["x-gitlab-unit-primitive"] = ""
 	k2, _ := p.cacheKey(in, &id0)
-	if k1 == k2 {
-		t.Error("absent and empty header share a cache key")
+	delete(in.Headers, "x-gitlab-unit-primitive")
+	k3, _ := p.cacheKey(in, &id0)
+	if k1 == k2 || k2 == k3 {
+		t.Error("a proxy route's unit-primitive header is not keyed (absent, empty, a value)")
 	}
 	// Mutating a returned decision does not change the cached one.
 	in = aiGatewayInput()
