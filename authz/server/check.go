@@ -228,7 +228,8 @@ func (s *Server) account(c *checkState, start time.Time) {
 	if c.backend != nil {
 		counters = c.backend.counters
 	}
-	latency := s.deps.Now().Sub(start)
+	end := s.deps.Now()
+	latency := end.Sub(start)
 
 	decision := decisionDeny
 	if out.Enforced() {
@@ -254,7 +255,13 @@ func (s *Server) account(c *checkState, start time.Time) {
 	switch {
 	case c.shed:
 		s.logShed(c)
-	case !c.decision.Allow || s.sampleAllow():
+	case !c.decision.Allow:
+		ok, suppressed := s.denialLog.admit(end)
+		s.logSuppressed(suppressed)
+		if ok {
+			s.logDecision(c, out, latency)
+		}
+	case s.sampleAllow():
 		s.logDecision(c, out, latency)
 	}
 }

@@ -105,6 +105,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 				return
 			case <-t.C:
 				s.refreshReadiness()
+				s.logSuppressed(s.denialLog.flush())
 			}
 		}
 	}()
@@ -165,7 +166,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 // AdminHandler serves /healthz (the process is alive), /readyz (every
 // backend ready and not draining: 200, else 503 with the reasons) and
 // /metrics (Prometheus text format from the server's own registry), and
-// Deps.AdminRoutes.
+// Deps.AdminRoutes, and /debug/pprof/ when Options.Admin.Pprof is on.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -184,6 +185,9 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	if s.opts.Admin.Pprof {
+		pprofRoutes(mux)
+	}
 	for pattern, h := range s.deps.AdminRoutes {
 		mux.Handle(pattern, h)
 	}
