@@ -47,6 +47,8 @@ func wireOutcomes() map[string]*Outcome {
 	empty.Body = nil
 	ctype := deny
 	ctype.ResponseHeaders = map[string]string{"content-type": "text/plain"}
+	badBody := deny
+	badBody.Body = map[string]any{"detail": "echoed \xff\xfe value"}
 	fault := policy.Fault(policy.ReasonDeadlineExceeded, "ai_gateway")
 	meta := NewBackendMeta("ai_gateway", "rev1")
 	grpcMeta := NewBackendMeta("duo_workflow", "rev2")
@@ -58,18 +60,20 @@ func wireOutcomes() map[string]*Outcome {
 		big.RateLimit.Entries[string(rune('a'+i%26))+string(rune('a'+i/26))] = string(make([]byte, 200))
 	}
 	return map[string]*Outcome{
-		"allow":             {Decision: &allow, DecisionID: "d-1", Backend: meta, Path: "/v2/code/completions"},
-		"deny":              {Decision: &deny, DecisionID: "d-2", Backend: meta},
-		"deny grpc backend": {Decision: &deny, DecisionID: "d-3", Backend: grpcMeta},
-		"dry-run denial":    {Decision: &deny, DecisionID: "d-4", Backend: meta, DryRun: true},
-		"dry-run allow":     {Decision: &allow, DecisionID: "d-5", Backend: meta, DryRun: true},
-		"fault no backend":  {Decision: &fault, DecisionID: "d-6"},
-		"rate limited":      {Decision: &deny, DecisionID: "d-7", Backend: meta, RateLimited: "limit=per_instance,instance_id=i-2"},
-		"invalid utf-8":     {Decision: &bad, DecisionID: "d-8\xff", Backend: meta, RateLimited: "x\xff"},
-		"odd status":        {Decision: &weird, DecisionID: "d-9", Backend: meta},
-		"empty body":        {Decision: &empty, DecisionID: "d-10", Backend: meta},
-		"own content-type":  {Decision: &ctype, DecisionID: "d-11", Backend: meta},
-		"long fields":       {Decision: &big, DecisionID: "d-12", Backend: meta},
+		"allow":                   {Decision: &allow, DecisionID: "d-1", Backend: meta, Path: "/v2/code/completions"},
+		"deny":                    {Decision: &deny, DecisionID: "d-2", Backend: meta},
+		"deny grpc backend":       {Decision: &deny, DecisionID: "d-3", Backend: grpcMeta},
+		"dry-run denial":          {Decision: &deny, DecisionID: "d-4", Backend: meta, DryRun: true},
+		"dry-run allow":           {Decision: &allow, DecisionID: "d-5", Backend: meta, DryRun: true},
+		"fault no backend":        {Decision: &fault, DecisionID: "d-6"},
+		"rate limited":            {Decision: &deny, DecisionID: "d-7", Backend: meta, RateLimited: "limit=per_instance,instance_id=i-2"},
+		"invalid utf-8":           {Decision: &bad, DecisionID: "d-8\xff", Backend: meta, RateLimited: "x\xff"},
+		"odd status":              {Decision: &weird, DecisionID: "d-9", Backend: meta},
+		"empty body":              {Decision: &empty, DecisionID: "d-10", Backend: meta},
+		"own content-type":        {Decision: &ctype, DecisionID: "d-11", Backend: meta},
+		"long fields":             {Decision: &big, DecisionID: "d-12", Backend: meta},
+		"invalid utf-8 body":      {Decision: &badBody, DecisionID: "d-13", Backend: meta},
+		"invalid utf-8 grpc body": {Decision: &badBody, DecisionID: "d-14", Backend: grpcMeta},
 	}
 }
 
