@@ -17,6 +17,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ccauthz/ccauthz/authz/config"
 	"github.com/ccauthz/ccauthz/authz/jwks"
@@ -304,4 +305,39 @@ func decisionCacheCounts(b *testing.B, cb *checkBench) (hits, misses float64) {
 		}
 	}
 	return hits, misses
+}
+
+var wireSink []byte
+
+// BenchmarkCheckCachedTokenWire is BenchmarkCheckCachedToken as the gRPC
+// listener runs it: the check and its answer encoded (Server.CheckWire),
+// which is what Envoy waits for. BenchmarkCheckCachedTokenMarshal is the
+// same answer the way the listener built it before, Check then
+// proto.Marshal.
+func BenchmarkCheckCachedTokenWire(b *testing.B) {
+	cb := newCheckBench(b, 0)
+	tok := cb.mint(b, "https://customers.gitlab.com", benchInstance, "complete_code", "duo_chat")
+	runCheck(b, cb, checkRequest("/v2/code/completions", tok, benchInstance), codes.OK)
+	b.ReportAllocs()
+	for b.Loop() {
+		wireSink = cb.a.Server.CheckWire(context.Background(), checkRequest("/v2/code/completions", tok, benchInstance))
+	}
+	var resp authv3.CheckResponse
+	if err := proto.Unmarshal(wireSink, &resp); err != nil || resp.GetOkResponse() == nil {
+		b.Fatalf("not an allow: %v %v", &resp, err)
+	}
+}
+
+func BenchmarkCheckCachedTokenMarshal(b *testing.B) {
+	cb := newCheckBench(b, 0)
+	tok := cb.mint(b, "https://customers.gitlab.com", benchInstance, "complete_code", "duo_chat")
+	runCheck(b, cb, checkRequest("/v2/code/completions", tok, benchInstance), codes.OK)
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, _ := cb.a.Server.Check(context.Background(), checkRequest("/v2/code/completions", tok, benchInstance))
+		var err error
+		if wireSink, err = proto.Marshal(resp); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -2,7 +2,8 @@
 # bench_setup makes $WORK, builds ccauthz (or copies $CCAUTHZ_BIN) and load into it, and creates an
 # issuer key ($WORK/issuer.pem, $ISSUER) the load generator mints with;
 # start_ccauthz serves the example catalog and AI gateway manifest trusting
-# that issuer, and sets CCAUTHZ_PID, GRPC_PORT and ADMIN_PORT. Everything
+# that issuer, with ccauthz's default logging (and /debug/pprof/ when PROFILE
+# is set), and sets CCAUTHZ_PID, GRPC_PORT and ADMIN_PORT. Everything
 # started is stopped, and $WORK removed, on exit.
 
 bench_setup() {
@@ -48,10 +49,14 @@ issuers:
     kind: instance
 caches:
   decisions: ${1:-0}
-logging:
-  level: warn
-  allow_sample_rate: 0
 CFG
+  # No logging section: ccauthz runs with its default logging (level info,
+  # 1 % of allows and up to logging.max_denials_per_second denials logged),
+  # so the figures include what a default deployment pays for its log.
+  if [ -n "${PROFILE:-}" ]; then
+    # run.sh takes a CPU profile over the admin listener (admin_server.pprof).
+    printf 'admin_server: {pprof: true, write_timeout: 10m}\n' >>"$WORK/config.yaml"
+  fi
   "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
   CCAUTHZ_PID=$!
   pids+=("$CCAUTHZ_PID")

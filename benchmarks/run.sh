@@ -10,6 +10,7 @@
 #   ROUNDS=5 DURATION=20s benchmarks/run.sh
 #   TARGET=127.0.0.1:9192 TARGET_PID=1234 benchmarks/run.sh   # any other ext_authz server
 #   CCAUTHZ_BIN=/path/to/other/ccauthz benchmarks/run.sh     # another ccauthz build, same harness
+#   PROFILE=/tmp/ccauthz.pprof benchmarks/run.sh           # also a CPU profile of ccauthz (last round)
 #
 # With TARGET set, that server is measured instead of ccauthz (it must trust
 # the issuer key in $WORK/issuer.pem, printed at start, or run with CHECK=false).
@@ -63,8 +64,31 @@ common=(-mix "$MIX" -requests "$REQUESTS" -key "$WORK/issuer.pem" -issuer "$ISSU
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
 echo "== load: mix $MIX, $DURATION per run after $WARMUP warm-up, concurrency $CONCURRENCY over $CONNS connections, $TOKENS tokens, $REQUESTS requests, $DENY_PERCENT% denied"
 : >"$WORK/results.jsonl"
+# seconds DURATION: a Go duration in whole seconds ("10s") as an integer.
+seconds() {
+  case "$1" in
+    *[0-9]s) echo "${1%s}" ;;
+    *) echo "$1: PROFILE needs DURATION and WARMUP in seconds, such as 10s" >&2; return 1 ;;
+  esac
+}
+if [ -n "${PROFILE:-}" ]; then
+  [ -n "${ADMIN_PORT:-}" ] || { echo "PROFILE profiles the ccauthz this script starts; unset TARGET" >&2; exit 2; }
+  prof_wait=$(seconds "$WARMUP")
+  prof_secs=$(( $(seconds "$DURATION") - 1 ))
+  [ "$prof_secs" -ge 1 ] || { echo "PROFILE needs DURATION of 2s or more" >&2; exit 2; }
+fi
 for round in $(seq 1 "$ROUNDS"); do
   "$WORK/load" "${common[@]}" -label noop -target "127.0.0.1:$NOOP_PORT" -target-pid "$NOOP_PID" -check=false | tee -a "$WORK/results.jsonl"
+  prof_pid=
+  if [ -n "${PROFILE:-}" ] && [ "$round" = "$ROUNDS" ]; then
+    # The measured part of the last ccauthz run (after its warm-up), over
+    # the admin listener's /debug/pprof/ (admin_server.pprof).
+    (sleep "$prof_wait"; curl -fsS -o "$PROFILE" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$prof_secs") &
+    prof_pid=$!
+  fi
   "$WORK/load" "${common[@]}" -label ccauthz -target "$TARGET" ${TARGET_PID:+-target-pid "$TARGET_PID"} -check="$CHECK" | tee -a "$WORK/results.jsonl"
+  if [ -n "$prof_pid" ]; then
+    wait "$prof_pid" && echo "== CPU profile of ccauthz: $PROFILE (go tool pprof -top $PROFILE)"
+  fi
 done
 "$WORK/load" -summarize "$WORK/results.jsonl" -baseline noop

@@ -30,11 +30,14 @@ const (
 	DefaultReloadDebounce   = time.Second
 	DefaultAllowSampleRate  = 0.01
 	DefaultLogLevel         = "info"
-	DefaultStateDir         = ".state"
-	DefaultTokenCacheSize   = token.DefaultCacheEntries
-	DefaultDecisionCacheSz  = 10000
-	DefaultTokenCacheMemory = token.DefaultCacheBytes
-	DefaultRequestBodyMax   = envoy.DefaultMaxBodyBytes
+	// DefaultMaxDenialsPerSecond bounds the denial lines of the decision
+	// log (logging.max_denials_per_second).
+	DefaultMaxDenialsPerSecond = 100
+	DefaultStateDir            = ".state"
+	DefaultTokenCacheSize      = token.DefaultCacheEntries
+	DefaultDecisionCacheSz     = 10000
+	DefaultTokenCacheMemory    = token.DefaultCacheBytes
+	DefaultRequestBodyMax      = envoy.DefaultMaxBodyBytes
 	// MaxClockSkew bounds tokens.clock_skew: a larger leeway would keep
 	// expired tokens alive for long.
 	MaxClockSkew = 5 * time.Minute
@@ -200,6 +203,14 @@ type Logging struct {
 	// AllowSampleRate is the fraction (0..1) of allowed checks written to
 	// the decision log; denials are always written. Default 0.01.
 	AllowSampleRate float64 `yaml:"allow_sample_rate"`
+	// MaxDenialsPerSecond bounds the denial (and fault) lines written to
+	// the decision log each second: a flood of denials (an attacker's
+	// garbage tokens) must not turn into a flood of JSON lines that costs
+	// more CPU and disk than the checks. Lines past it are counted
+	// (ccauthz_decision_log_dropped_total) and summed up in one "decision
+	// log lines suppressed" line a second. Default 100; 0 is the default,
+	// -1 writes every denial.
+	MaxDenialsPerSecond int `yaml:"max_denials_per_second"`
 }
 
 // Watch tunes file watching.

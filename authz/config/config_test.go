@@ -39,7 +39,7 @@ issuers:
     issuer: https://gitlab.com
     jwks_file: keys/jwks.json
 caches: {tokens: -1, token_bytes: 1024, decisions: 5}
-logging: {level: debug, allow_sample_rate: 0}
+logging: {level: debug, allow_sample_rate: 0, max_denials_per_second: -1}
 check_timeout: 250ms
 drain_timeout: 3s
 watch: {interval: 500ms, debounce: 0s}
@@ -67,7 +67,7 @@ func TestDecodeGood(t *testing.T) {
 			{Name: "duo_workflow", Manifest: "embedded:duo_workflow", DryRun: true},
 		},
 		Caches:       Caches{Tokens: -1, TokenBytes: 1024, Decisions: 5},
-		Logging:      Logging{Level: "debug", AllowSampleRate: 0},
+		Logging:      Logging{Level: "debug", AllowSampleRate: 0, MaxDenialsPerSecond: -1},
 		CheckTimeout: 250 * time.Millisecond,
 		DrainTimeout: 3 * time.Second,
 		Watch:        Watch{Interval: 500 * time.Millisecond, Debounce: 0},
@@ -143,6 +143,9 @@ func TestDecodeProblems(t *testing.T) {
 		{"sample rate", base + "logging: {allow_sample_rate: 1.5, level: loud}\n", []string{
 			`c.yaml:5:30: field "allow_sample_rate" must be between 0 and 1, got 1.5`,
 			`c.yaml:5:42: field "level" must be one of debug, info, warn, error, got "loud"`,
+		}},
+		{"denial log bound", base + "logging: {max_denials_per_second: -5}\n", []string{
+			`c.yaml:5:35: field "max_denials_per_second" must be positive, 0 (the default 100) or -1 (no bound), got -5`,
 		}},
 		{"tracing", base + "tracing: {otlp_endpoint: \"collector:4317\", otlp_protocol: zipkin, sample_ratio: 2}\n", []string{
 			`c.yaml:5:26: field "otlp_endpoint" must be an http:// or https:// URL such as http://otel-collector:4317, got "collector:4317"`,

@@ -31,7 +31,7 @@ var (
 	httpFields     = []string{"envoy_path_prefix", "max_header_bytes", "max_body_bytes", "read_timeout", "write_timeout", "idle_timeout"}
 	backendFields  = []string{"name", "manifest", "extra_rego", "issuers", "hosts", "dry_run", "extra_rego_builtins"}
 	cacheFields    = []string{"tokens", "token_bytes", "decisions"}
-	loggingFields  = []string{"level", "allow_sample_rate"}
+	loggingFields  = []string{"level", "allow_sample_rate", "max_denials_per_second"}
 	watchFields    = []string{"interval", "debounce"}
 	rateFields     = []string{"local", "max_buckets"}
 	pathFields     = []string{"merge_slashes", "escaped_slashes"}
@@ -51,7 +51,7 @@ func Default() Config {
 			EnvoyPathPrefix: DefaultEnvoyPathPrefix, MaxHeaderBytes: DefaultHTTPMaxHeader, MaxBodyBytes: DefaultHTTPMaxBody,
 			ReadTimeout: DefaultHTTPReadTimeout, WriteTimeout: DefaultHTTPWriteTimeout, IdleTimeout: DefaultHTTPIdleTimeout,
 		},
-		Logging:      Logging{Level: DefaultLogLevel, AllowSampleRate: DefaultAllowSampleRate},
+		Logging:      Logging{Level: DefaultLogLevel, AllowSampleRate: DefaultAllowSampleRate, MaxDenialsPerSecond: DefaultMaxDenialsPerSecond},
 		CheckTimeout: DefaultCheckTimeout,
 		DrainTimeout: DefaultDrainTimeout,
 		Watch:        Watch{Interval: DefaultWatchInterval, Debounce: DefaultReloadDebounce},
@@ -152,6 +152,14 @@ func decode(r catalog.NodeReader, f map[string]*yaml.Node, cfg *Config) {
 				r.Errorf(n, "field \"allow_sample_rate\" must be between 0 and 1, got %v", v)
 			default:
 				cfg.Logging.AllowSampleRate = v
+			}
+		}
+		if v, ok := r.Int(lf["max_denials_per_second"], "max_denials_per_second"); ok {
+			switch {
+			case v < -1:
+				r.Errorf(lf["max_denials_per_second"], "field \"max_denials_per_second\" must be positive, 0 (the default %d) or -1 (no bound), got %d", DefaultMaxDenialsPerSecond, v)
+			case v != 0:
+				cfg.Logging.MaxDenialsPerSecond = v
 			}
 		}
 	}

@@ -30,7 +30,7 @@ var (
 	tlsFields         = []string{"min_version", "grpc", "http", "admin"}
 	listenerTLSFields = []string{"cert_file", "key_file", "client_ca_file"}
 	grpcServerFields  = []string{"reflection", "max_concurrent_streams", "max_connection_age", "max_connection_age_grace", "keepalive_min_time", "keepalive_permit_without_stream"}
-	adminServerFields = []string{"read_timeout", "write_timeout", "idle_timeout"}
+	adminServerFields = []string{"read_timeout", "write_timeout", "idle_timeout", "pprof"}
 )
 
 // TLS configures TLS on the listeners. A listener whose block has no
@@ -121,6 +121,12 @@ type AdminServer struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes a keep-alive connection idle this long. Default 60s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// Pprof serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the admin listener, for profiling a running server.
+	// Off by default: a profile shows the code and costs CPU while it runs,
+	// so it is only for an admin listener reachable by operators (the
+	// default, loopback). A CPU profile must be shorter than write_timeout.
+	Pprof bool `yaml:"pprof"`
 }
 
 // defaultListen fills the listener sections' defaults.
@@ -177,6 +183,9 @@ func decodeListen(r catalog.NodeReader, f map[string]*yaml.Node, dir string, cfg
 		positiveDuration(r, af["read_timeout"], "read_timeout", &cfg.AdminServer.ReadTimeout)
 		positiveDuration(r, af["write_timeout"], "write_timeout", &cfg.AdminServer.WriteTimeout)
 		positiveDuration(r, af["idle_timeout"], "idle_timeout", &cfg.AdminServer.IdleTimeout)
+		if v, ok := r.Bool(af["pprof"], "pprof"); ok {
+			cfg.AdminServer.Pprof = v
+		}
 	}
 	nonNegativeDuration(r, f["drain_delay"], "drain_delay", &cfg.DrainDelay)
 }

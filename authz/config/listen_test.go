@@ -23,7 +23,7 @@ func TestDecodeListen(t *testing.T) {
   grpc: {cert_file: tls.crt, key_file: tls.key, client_ca_file: ca.crt}
   admin: {cert_file: `+pair.CertFile+`, key_file: `+pair.KeyFile+`}
 grpc_server: {reflection: true, max_concurrent_streams: 64, max_connection_age: 0s, max_connection_age_grace: 5s, keepalive_min_time: 30s, keepalive_permit_without_stream: false}
-admin_server: {read_timeout: 1s, write_timeout: 2s, idle_timeout: 3s}
+admin_server: {read_timeout: 1s, write_timeout: 2s, idle_timeout: 3s, pprof: true}
 drain_delay: 7s
 `))
 	if err != nil {
@@ -45,13 +45,13 @@ drain_delay: 7s
 		KeepaliveMinTime: 30 * time.Second, KeepalivePermitWithoutStream: false}); cfg.GRPCServer != g {
 		t.Errorf("grpc_server = %+v", cfg.GRPCServer)
 	}
-	if a := (AdminServer{time.Second, 2 * time.Second, 3 * time.Second}); cfg.AdminServer != a || cfg.DrainDelay != 7*time.Second {
+	if a := (AdminServer{ReadTimeout: time.Second, WriteTimeout: 2 * time.Second, IdleTimeout: 3 * time.Second, Pprof: true}); cfg.AdminServer != a || cfg.DrainDelay != 7*time.Second {
 		t.Errorf("admin_server = %+v, drain_delay %v", cfg.AdminServer, cfg.DrainDelay)
 	}
 
 	d := Default()
 	if d.GRPCServer.Reflection || d.TLS.GRPC.Enabled() || d.DrainDelay != 0 || d.GRPCServer.MaxConnectionAge != 10*time.Minute ||
-		!d.GRPCServer.KeepalivePermitWithoutStream || d.AdminServer.WriteTimeout != 10*time.Second {
+		!d.GRPCServer.KeepalivePermitWithoutStream || d.AdminServer.WriteTimeout != 10*time.Second || d.AdminServer.Pprof {
 		t.Errorf("defaults: %+v %+v %+v", d.TLS, d.GRPCServer, d.AdminServer)
 	}
 }

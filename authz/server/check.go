@@ -32,6 +32,16 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 			resp, err = s.responder.Response(s.recovered(p)), nil
 		}
 	}()
+	s.checkGRPC(ctx, req, c)
+	resp = s.responder.Response(&c.out)
+	s.account(c, start)
+	return resp, nil
+}
+
+// checkGRPC maps, decides and settles one CheckRequest (Check and the wire
+// path, wire.go, share it; they differ only in how the outcome is put on
+// the wire).
+func (s *Server) checkGRPC(ctx context.Context, req *authv3.CheckRequest, c *checkState) {
 	if err := envoy.MapRequest(req, &c.req); err != nil {
 		c.decision = badRequestDecision(err)
 	} else if err := s.canonicalPath(c); err != nil {
@@ -40,9 +50,6 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		s.decideAdmitted(ctx, c)
 	}
 	s.settle(c)
-	resp = s.responder.Response(&c.out)
-	s.account(c, start)
-	return resp, nil
 }
 
 // canonicalPath puts the request's path in canonical form (every protocol
@@ -94,9 +101,9 @@ func (s *Server) decideOnly(ctx context.Context, c *checkState) {
 	// Envoy sends its own (usually tighter) deadline with each call; only
 	// add ours when it is earlier, which saves a timer per check.
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.opts.CheckTimeout {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.CheckTimeout)
-		defer cancel()
+		d := newCheckDeadline(ctx, time.Now().Add(s.opts.CheckTimeout))
+		defer d.stop()
+		ctx = d
 	}
 	// The decision runs inline: handing it to another goroutine to race the
 	// deadline costs two scheduler hops per check, which on a busy machine
@@ -228,7 +235,8 @@ func (s *Server) account(c *checkState, start time.Time) {
 	if c.backend != nil {
 		counters = c.backend.counters
 	}
-	latency := s.deps.Now().Sub(start)
+	end := s.deps.Now()
+	latency := end.Sub(start)
 
 	decision := decisionDeny
 	if out.Enforced() {
@@ -254,7 +262,13 @@ func (s *Server) account(c *checkState, start time.Time) {
 	switch {
 	case c.shed:
 		s.logShed(c)
-	case !c.decision.Allow || s.sampleAllow():
+	case !c.decision.Allow:
+		ok, suppressed := s.denialLog.admit(end)
+		s.logSuppressed(suppressed)
+		if ok {
+			s.logDecision(c, out, latency)
+		}
+	case s.sampleAllow():
 		s.logDecision(c, out, latency)
 	}
 }

@@ -54,6 +54,8 @@ type AdminOptions struct {
 	// writing its answer and an idle keep-alive connection. Defaults 5s,
 	// 10s, 60s.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Pprof serves net/http/pprof under /debug/pprof/ (admin.go).
+	Pprof bool
 }
 
 func (o *AdminOptions) defaults() {

@@ -92,6 +92,15 @@ func (s *Server) logDecision(c *checkState, out *envoy.Outcome, latency time.Dur
 	s.deps.Logger.LogAttrs(context.Background(), level, "decision", attrs...)
 }
 
+// logSuppressed writes the summary of n decision lines the denial bound
+// suppressed (loglimit.go); nothing when n is 0.
+func (s *Server) logSuppressed(n int64) {
+	if n > 0 {
+		s.deps.Logger.Warn("decision log lines suppressed", "suppressed", n,
+			"max_denials_per_second", s.denialLog.max)
+	}
+}
+
 // maxLoggedPath bounds the raw path in a decision log line.
 const maxLoggedPath = 1024
 

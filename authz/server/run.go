@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
@@ -49,7 +48,8 @@ type Listeners struct {
 func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	grpcLis, adminLis := ls.GRPC, ls.Admin
 	gs := grpc.NewServer(s.grpcServerOptions(ls.TLS.GRPC)...)
-	authv3.RegisterAuthorizationServer(gs, s)
+	// Check answers with bytes it encoded itself (wire.go).
+	gs.RegisterService(&authorizationService, s)
 	healthgrpc.RegisterHealthServer(gs, s.health)
 	if s.opts.GRPC.Reflection {
 		reflection.Register(gs)
@@ -105,6 +105,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 				return
 			case <-t.C:
 				s.refreshReadiness()
+				s.logSuppressed(s.denialLog.flush())
 			}
 		}
 	}()
@@ -165,7 +166,7 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 // AdminHandler serves /healthz (the process is alive), /readyz (every
 // backend ready and not draining: 200, else 503 with the reasons) and
 // /metrics (Prometheus text format from the server's own registry), and
-// Deps.AdminRoutes.
+// Deps.AdminRoutes, and /debug/pprof/ when Options.Admin.Pprof is on.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -184,6 +185,9 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	if s.opts.Admin.Pprof {
+		pprofRoutes(mux)
+	}
 	for pattern, h := range s.deps.AdminRoutes {
 		mux.Handle(pattern, h)
 	}

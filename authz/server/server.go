@@ -34,8 +34,12 @@ type Options struct {
 	// DryRun puts every backend in dry-run mode.
 	DryRun bool
 	// AllowLogSampling is the fraction (0..1) of allowed checks that are
-	// logged; denials are always logged.
+	// logged; denials are logged up to MaxDenialLogLines a second.
 	AllowLogSampling float64
+	// MaxDenialLogLines bounds the denial and fault lines of the decision
+	// log a second (the rest are counted and summed up, loglimit.go). 0:
+	// DefaultMaxDenialLogLines; negative: no bound.
+	MaxDenialLogLines int
 	// ReadinessInterval is how often backend readiness (keys fresh) is
 	// re-evaluated for the health service and /readyz.
 	ReadinessInterval time.Duration
@@ -72,6 +76,9 @@ func (o *Options) defaults() {
 	if o.MaxRequestBodyBytes <= 0 {
 		o.MaxRequestBodyBytes = envoy.DefaultMaxBodyBytes
 	}
+	if o.MaxDenialLogLines == 0 {
+		o.MaxDenialLogLines = DefaultMaxDenialLogLines
+	}
 	o.HTTP.defaults(o.CheckTimeout)
 	if o.RequestPath == nil {
 		d := requestpath.Default()
@@ -81,6 +88,10 @@ func (o *Options) defaults() {
 	o.Admin.defaults()
 	o.Overload.defaults()
 }
+
+// DefaultMaxDenialLogLines is Options.MaxDenialLogLines' default
+// (config logging.max_denials_per_second).
+const DefaultMaxDenialLogLines = 100
 
 // Deps are what a server is built from.
 type Deps struct {
@@ -114,6 +125,7 @@ type Server struct {
 	metrics   *Metrics
 	health    *health.Server
 	overload  *overload
+	denialLog *denialLog
 
 	idPrefix string
 	seq      atomic.Uint64
@@ -170,6 +182,9 @@ func New(ctx context.Context, deps Deps, opts Options) (*Server, error) {
 	s.unknownCounters = s.metrics.forBackend(unknownBackendLabel, opts.DryRun)
 	if s.overload, err = newOverload(opts.Overload, s.metrics.Registry); err != nil {
 		return nil, fmt.Errorf("server: overload metrics: %w", err)
+	}
+	if s.denialLog, err = newDenialLog(opts.MaxDenialLogLines, s.metrics.Registry); err != nil {
+		return nil, fmt.Errorf("server: decision log metrics: %w", err)
 	}
 	if err := s.metrics.Registry.Register(&cacheCollector{srv: s}); err != nil {
 		return nil, fmt.Errorf("server: cache metrics: %w", err)

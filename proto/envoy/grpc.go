@@ -65,7 +65,11 @@ func GRPCDenial(d *policy.Decision, status int) (headers map[string]string, body
 	}
 	headers[HeaderGRPCStatus] = strconv.Itoa(int(GRPCCode(status)))
 	headers[HeaderGRPCMessage] = PercentEncodeGRPC(msg)
-	return headers, msg
+	// The body is a proto3 string in the CheckResponse: a message that is
+	// not UTF-8 (a policy echoing request bytes) would make the response
+	// unencodable (gRPC INTERNAL, which a fail-open Envoy lets through) or
+	// undecodable by Envoy. Repaired as every other string is.
+	return headers, validUTF8(msg)
 }
 
 // PercentEncodeGRPC encodes a grpc-message value as the gRPC HTTP/2

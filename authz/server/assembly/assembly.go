@@ -119,6 +119,7 @@ func New(ctx context.Context, cfg *config.Config, deps Deps) (*Assembled, error)
 		DrainTimeout:        cfg.DrainTimeout,
 		DryRun:              cfg.DryRun,
 		AllowLogSampling:    cfg.Logging.AllowSampleRate,
+		MaxDenialLogLines:   cfg.Logging.MaxDenialsPerSecond,
 		MaxRequestBodyBytes: cfg.RequestBody.MaxBytes,
 		HTTP: server.HTTPOptions{
 			EnvoyPathPrefix: cfg.HTTPCheck.EnvoyPathPrefix,

@@ -1,0 +1,64 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// checkDeadline is a check's deadline as a context that needs no timer
+// until something waits on it. A cached check only ever asks Err (decide
+// does, after each step), which compares the clock with the deadline; a
+// verifier fetching keys or a policy evaluating calls Done, which starts
+// the timer then. context.WithTimeout armed and stopped a runtime timer and
+// made four allocations on every check, for a deadline that a cached check
+// never waits on; and its Err stayed nil until the timer's goroutine ran,
+// which on a loaded machine let a result that arrived after the deadline
+// through.
+type checkDeadline struct {
+	context.Context // the parent
+	deadline        time.Time
+
+	mu      sync.Mutex
+	timed   context.Context // started by the first Done
+	cancel  context.CancelFunc
+	stopped bool
+}
+
+func newCheckDeadline(parent context.Context, deadline time.Time) *checkDeadline {
+	return &checkDeadline{Context: parent, deadline: deadline}
+}
+
+func (d *checkDeadline) Deadline() (time.Time, bool) { return d.deadline, true }
+
+func (d *checkDeadline) Err() error {
+	if err := d.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(d.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (d *checkDeadline) Done() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timed == nil {
+		d.timed, d.cancel = context.WithDeadline(d.Context, d.deadline)
+		if d.stopped {
+			d.cancel() // the check is over: whoever waits now must not wait
+		}
+	}
+	return d.timed.Done()
+}
+
+// stop releases the timer, if Done started one.
+func (d *checkDeadline) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopped = true
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
