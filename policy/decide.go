@@ -130,6 +130,13 @@ func (p *Policy) identify(in *Input) identity.Identity {
 // which may have been another caller of the same grant) and Identity.
 func fillIdentity(d *Decision, id *identity.Identity) {
 	d.Identity = *id
+	// The subject and claim realm headers likewise (set on allow only).
+	if _, ok := d.Headers[headerSubject]; ok {
+		d.Headers[headerSubject] = id.Subject
+	}
+	if _, ok := d.Headers[headerRealm]; ok {
+		d.Headers[headerRealm] = id.ClaimRealm
+	}
 	if e := d.RateLimit.Entries; e != nil {
 		e[ratelimitInstanceID] = id.InstanceID.Value
 		e[ratelimitGlobalUserID] = id.GlobalUserID.Value
@@ -145,6 +152,12 @@ const (
 	ratelimitGlobalUserID = "global_user_id"
 	ratelimitRealm        = "realm"
 	ratelimitSeatBucket   = "seat_bucket"
+)
+
+// The upstream headers that copy identity values (CcauthzHeaders).
+const (
+	headerSubject = "x-ccauthz-subject"
+	headerRealm   = "x-ccauthz-realm"
 )
 
 func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (Decision, error) {
@@ -226,6 +239,8 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 		write(id.GlobalUserID.Value)
 		write(id.Realm.Value)
 		write(id.SeatBucket.Value)
+		write(id.Subject)
+		write(id.ClaimRealm)
 	}
 	if b.Len() > maxCacheKey {
 		return "", false

@@ -202,6 +202,7 @@ func TestDecideAllowCarriesHeadersAndRateLimit(t *testing.T) {
 			GlobalUserID: identity.Value{Value: "user-1", From: identity.FromHeader},
 			Realm:        identity.Value{Value: "saas", From: identity.FromClaim, Claim: "gitlab_realm"},
 			SeatBucket:   identity.Value{Value: "medium", From: identity.FromHeader},
+			Subject:      "inst-1", ClaimRealm: "saas",
 		},
 	}
 	if !reflect.DeepEqual(d, want) {
