@@ -10,6 +10,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/rego"
 
+	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/policy/identity"
 )
 
@@ -180,11 +181,20 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 // hash stands for the claims), nor can an oversized key.
 func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 	t := in.Token
-	// The token part of the key: the grant digest when the policy cannot
-	// tell tokens of one grant apart, else the token hash. Either stands for
-	// the claims; without one, a token with claims cannot be keyed.
+	// The token part of the key: the values of the claims the policy reads
+	// when it reads them by constant names only; else the grant digest when
+	// the policy cannot tell tokens of one grant apart, else the token hash.
+	// Each stands for the claims; without one, a token with claims cannot
+	// be keyed.
 	tokenKey := t.Hash
-	if p.grantKeyed && t.GrantDigest != "" {
+	switch {
+	case p.reads.claimsDynamic == "":
+		if k, ok := claimSetKey(&t, p.reads.claims); ok {
+			tokenKey = "k" + k
+		} else {
+			tokenKey = ""
+		}
+	case p.grantKeyed && t.GrantDigest != "":
 		tokenKey = "g" + t.GrantDigest
 	}
 	if t.Status != TokenValid && len(t.Claims) == 0 {
@@ -248,6 +258,14 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 	return b.String(), true
 }
 
+// claimSetKey is token.ClaimSetKey of the token's claims.
+func claimSetKey(t *TokenInput, names []string) (string, bool) {
+	if t.ClaimKeys != nil {
+		return t.ClaimKeys.ClaimSetKey(names)
+	}
+	return token.ClaimSetKey(t.Claims, names)
+}
+
 // Stats describes the policy's decision cache.
 type Stats struct {
 	Revision string `json:"revision"`
@@ -278,6 +296,12 @@ type Stats struct {
 	// says what prevented it.
 	GrantKeyed     bool   `json:"grant_keyed"`
 	GrantKeyWhyNot string `json:"grant_key_why_not,omitempty"`
+	// ClaimsKeyed is true when a token is keyed on the values of the claims
+	// the policy reads (ClaimsRead, sorted) instead of its grant digest or
+	// hash; ClaimsKeyWhyNot names the read that prevented it.
+	ClaimsKeyed     bool     `json:"claims_keyed"`
+	ClaimsRead      []string `json:"claims_read"`
+	ClaimsKeyWhyNot string   `json:"claims_key_why_not,omitempty"`
 }
 
 // Stats reports the cache configuration and counters.
@@ -295,6 +319,10 @@ func (p *Policy) Stats() Stats {
 		Uncacheable:    p.stats.uncacheable.Load(),
 		GrantKeyed:     p.grantKeyed,
 		GrantKeyWhyNot: p.grantWhyNot,
+
+		ClaimsKeyed:     p.reads.claimsDynamic == "",
+		ClaimsRead:      slices.Clone(p.reads.claims),
+		ClaimsKeyWhyNot: p.reads.claimsDynamic,
 	}
 	switch {
 	case p.cache != nil:
