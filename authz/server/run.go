@@ -164,7 +164,8 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 
 // AdminHandler serves /healthz (the process is alive), /readyz (every
 // backend ready and not draining: 200, else 503 with the reasons) and
-// /metrics (Prometheus text format from the server's own registry), and
+// /metrics (Prometheus text format from the server's own registry),
+// /debug/cache (each backend's decision cache stats, JSON) and
 // Deps.AdminRoutes.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -184,6 +185,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	mux.HandleFunc("GET /debug/cache", s.cacheStats)
 	for pattern, h := range s.deps.AdminRoutes {
 		mux.Handle(pattern, h)
 	}
