@@ -65,6 +65,7 @@ echo "== load: mix $MIX, $DURATION per run after $WARMUP warm-up, concurrency $C
 : >"$WORK/results.jsonl"
 for round in $(seq 1 "$ROUNDS"); do
   "$WORK/load" "${common[@]}" -label noop -target "127.0.0.1:$NOOP_PORT" -target-pid "$NOOP_PID" -check=false | tee -a "$WORK/results.jsonl"
-  "$WORK/load" "${common[@]}" -label ccauthz -target "$TARGET" ${TARGET_PID:+-target-pid "$TARGET_PID"} -check="$CHECK" | tee -a "$WORK/results.jsonl"
+  "$WORK/load" "${common[@]}" -label ccauthz -target "$TARGET" ${TARGET_PID:+-target-pid "$TARGET_PID"} -check="$CHECK" \
+    ${ADMIN_PORT:+-metrics-url "http://127.0.0.1:$ADMIN_PORT/metrics"} | tee -a "$WORK/results.jsonl"
 done
 "$WORK/load" -summarize "$WORK/results.jsonl" -baseline noop

@@ -177,8 +177,9 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 }
 
 // cacheKey builds the key from exactly what the compiled policy reads. A
-// valid token without a hash, or claims without a hash, cannot be keyed (the
-// hash stands for the claims), nor can an oversized key.
+// token with claims that cannot be keyed (the policy reads its claims
+// dynamically and it has no grant digest or hash; a claim that does not
+// marshal), and an oversized key, are evaluated without the cache.
 func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 	t := in.Token
 	// The token part of the key: the values of the claims the policy reads
@@ -279,8 +280,8 @@ type Stats struct {
 	Hits                uint64 `json:"hits"`
 	Misses              uint64 `json:"misses"`
 	Evictions           uint64 `json:"evictions"`
-	// Uncacheable counts requests evaluated without the cache (a valid token
-	// without a hash, an oversized key).
+	// Uncacheable counts requests evaluated without the cache (a token whose
+	// claims cannot be keyed, an oversized key).
 	Uncacheable uint64 `json:"uncacheable"`
 	// HeadersRead are the request headers the compiled policy reads (the
 	// cache key's headers), sorted.
