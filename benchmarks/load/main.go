@@ -166,7 +166,7 @@ type result struct {
 	// DecisionCacheHitRatio is hits / (hits + misses) of the decision
 	// cache since the target started (warm-up and earlier rounds included).
 	DecisionCacheHitRatio float64 `json:"decision_cache_hit_ratio,omitempty"`
-	FirstError           string  `json:"first_error,omitempty"`
+	FirstError            string  `json:"first_error,omitempty"`
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
