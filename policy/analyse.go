@@ -124,6 +124,9 @@ func analyse(c *ast.Compiler, extra []string) reads {
 	}
 	sort.Strings(r.bindingHeaders)
 	r.claims, r.claimsDynamic, r.claimsExtra = analyseClaims(c, extra)
+	if through, _ := readsIdentityThroughCore(c, extra); through {
+		r.identity = true
+	}
 	return r
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	corerego "github.com/ccauthz/ccauthz/policy/rego"
 	"github.com/ccauthz/ccauthz/policy/regogen"
 )
 
@@ -244,4 +245,80 @@ func (a *claimAnalysis) ref(name string, ref ast.Ref, locals map[ast.Var]bool, a
 	case may:
 		a.fail(name, loc, "reads %v, which may include input.token.claims", ref)
 	}
+}
+
+// readsIdentityThroughCore reports whether an extra module reads a rule of
+// the core package whose value depends on input.identity (identity itself,
+// subject, claim_realm, the rate-limit entries, the decision, …), or the core
+// package by a variable name: such a module decides on the identity, which
+// must then be part of the key like a direct read of input.identity.
+func readsIdentityThroughCore(c *ast.Compiler, extra []string) (bool, string) {
+	core, ok := c.Modules[corerego.CoreFile]
+	if !ok || len(extra) == 0 {
+		return false, ""
+	}
+	pkg := core.Package.Path
+	ruleName := func(r *ast.Rule) string {
+		if ref := r.Head.Ref(); len(ref) > 0 {
+			if v, ok := ref[0].Value.(ast.Var); ok {
+				return string(v)
+			}
+		}
+		return ""
+	}
+	deps := map[string]map[string]bool{}
+	tainted := map[string]bool{}
+	for _, rule := range core.Rules {
+		name := ruleName(rule)
+		if deps[name] == nil {
+			deps[name] = map[string]bool{}
+		}
+		ast.WalkRefs(rule, func(r ast.Ref) bool {
+			switch {
+			case r[0].Equal(ast.InputRootDocument) && (len(r) == 1 || r[1].Equal(ast.StringTerm("identity"))):
+				tainted[name] = true
+			case len(r) > len(pkg) && r.HasPrefix(pkg):
+				if s, ok := r[len(pkg)].Value.(ast.String); ok {
+					deps[name][string(s)] = true
+				}
+			}
+			return false
+		})
+	}
+	for changed := true; changed; {
+		changed = false
+		for name, ds := range deps {
+			if tainted[name] {
+				continue
+			}
+			for d := range ds {
+				if tainted[d] {
+					tainted[name], changed = true, true
+					break
+				}
+			}
+		}
+	}
+	why := ""
+	for _, name := range extra {
+		ast.WalkRefs(c.Modules[name], func(r ast.Ref) bool {
+			if why != "" || !r[0].Equal(ast.DefaultRootDocument) {
+				return false
+			}
+			for i := 1; i < len(pkg) && i < len(r); i++ {
+				if r[i].IsGround() && !r[i].Equal(pkg[i]) {
+					return false
+				}
+			}
+			if len(r) <= len(pkg) {
+				why = fmt.Sprintf("%s reads %v", name, r)
+				return false
+			}
+			if s, ok := r[len(pkg)].Value.(ast.String); !ok || tainted[string(s)] {
+				why = fmt.Sprintf("%s reads %v", name, r)
+			}
+			return false
+		})
+	}
+	return why != "", why
 }

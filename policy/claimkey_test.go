@@ -309,3 +309,34 @@ deny contains "instance b" if input.token.claims.gitlab_instance_id == "inst-b"
 		}
 	}
 }
+
+// TestExtraModuleReadingIdentityThroughTheCore is a regression test: the
+// subject is the identity step's now, so an extra module that reads
+// data.ccauthz.main.subject (or the core's identity or rate-limit entries)
+// decides on the identity and must key on it, as a read of
+// input.identity does.
+func TestExtraModuleReadingIdentityThroughTheCore(t *testing.T) {
+	ctx := context.Background()
+	for _, ref := range []string{"data.ccauthz.main.subject", "data.ccauthz.main.identity.instance_id",
+		"data.ccauthz.main.rate_limit.entries.instance_id"} {
+		t.Run(ref, func(t *testing.T) {
+			src := "package ccauthz.extra\n\ndeny contains \"b\" if " + ref + " == \"inst-b\"\n"
+			p := buildExample(t, "ai_gateway", BuildOptions{ExtraDir: writeExtra(t, map[string]string{"x.rego": src})})
+			if !p.Stats().ReadsIdentity {
+				t.Fatalf("%s must put the identity into the key: %+v", ref, p.Stats())
+			}
+			if d, _ := p.Decide(ctx, instanceInput("inst-a", "saas")); !d.Allow {
+				t.Fatalf("inst-a: %+v", d)
+			}
+			if d, _ := p.Decide(ctx, instanceInput("inst-b", "saas")); d.Allow || d.Reason != ReasonExtraPolicyDeny {
+				t.Fatalf("inst-b was served inst-a's decision: %+v", d)
+			}
+		})
+	}
+	// A core rule that does not depend on the identity keeps it out.
+	src := "package ccauthz.extra\n\ndeny contains \"chat\" if data.ccauthz.main.route_id == \"chat_agent\"\n"
+	p := buildExample(t, "ai_gateway", BuildOptions{ExtraDir: writeExtra(t, map[string]string{"x.rego": src})})
+	if p.Stats().ReadsIdentity {
+		t.Errorf("data.ccauthz.main.route_id does not depend on the identity: %+v", p.Stats())
+	}
+}
