@@ -29,9 +29,11 @@ type reads struct {
 	// body is true when an extra module reads input.request.body or
 	// body_status (the core and generated rules read it only through the
 	// manifest's body rules: Policy.ReadsBody).
-	body  bool
-	query bool
-	host  bool
+	body     bool
+	query    bool
+	host     bool
+	disabled string
+
 	// claims are the token claims the policy reads by constant name
 	// (analyseClaims), sorted: the cache keys a token on their values.
 	// claimsDynamic says why that cannot be pinned down; the cache then
@@ -41,7 +43,6 @@ type reads struct {
 	// claimsExtra is true when the dynamic read is in an extra module: then
 	// not even the grant digest may key (the read may see jti or exp).
 	claimsExtra bool
-	disabled    string
 }
 
 func (r reads) cacheable() bool { return r.disabled == "" }
