@@ -86,7 +86,8 @@ for round in $(seq 1 "$ROUNDS"); do
     (sleep "$prof_wait"; curl -fsS -o "$PROFILE" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=$prof_secs") &
     prof_pid=$!
   fi
-  "$WORK/load" "${common[@]}" -label ccauthz -target "$TARGET" ${TARGET_PID:+-target-pid "$TARGET_PID"} -check="$CHECK" | tee -a "$WORK/results.jsonl"
+  "$WORK/load" "${common[@]}" -label ccauthz -target "$TARGET" ${TARGET_PID:+-target-pid "$TARGET_PID"} -check="$CHECK" \
+    ${ADMIN_PORT:+-metrics-url "http://127.0.0.1:$ADMIN_PORT/metrics"} | tee -a "$WORK/results.jsonl"
   if [ -n "$prof_pid" ]; then
     wait "$prof_pid" && echo "== CPU profile of ccauthz: $PROFILE (go tool pprof -top $PROFILE)"
   fi

@@ -33,6 +33,16 @@ type reads struct {
 	query    bool
 	host     bool
 	disabled string
+
+	// claims are the token claims the policy reads by constant name
+	// (analyseClaims), sorted: the cache keys a token on their values.
+	// claimsDynamic says why that cannot be pinned down; the cache then
+	// keys on the grant digest (or the token hash).
+	claims        []string
+	claimsDynamic string
+	// claimsExtra is true when the dynamic read is in an extra module: then
+	// not even the grant digest may key (the read may see jti or exp).
+	claimsExtra bool
 }
 
 func (r reads) cacheable() bool { return r.disabled == "" }
@@ -114,6 +124,10 @@ func analyse(c *ast.Compiler, extra []string) reads {
 		}
 	}
 	sort.Strings(r.bindingHeaders)
+	r.claims, r.claimsDynamic, r.claimsExtra = analyseClaims(c, extra)
+	if through, _ := readsIdentityThroughCore(c, extra); through {
+		r.identity = true
+	}
 	return r
 }
 

@@ -171,6 +171,11 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 	}
 	p.routes = newRouteKeys(cat, m, compiler, extraFiles)
 	p.grantKeyed, p.grantWhyNot = grantKeyable(compiler, extraFiles, token.PerTokenClaims())
+	if p.grantKeyed && p.reads.claimsExtra {
+		// An extra module read the claims through a rule of the core
+		// (data.ccauthz.main.claims), which grantKeyable does not see.
+		p.grantKeyed, p.grantWhyNot = false, p.reads.claimsDynamic
+	}
 	return p, nil
 }
 

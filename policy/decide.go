@@ -11,6 +11,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/rego"
 
+	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/policy/identity"
 )
 
@@ -131,6 +132,13 @@ func (p *Policy) identify(in *Input) identity.Identity {
 // which may have been another caller of the same grant) and Identity.
 func fillIdentity(d *Decision, id *identity.Identity) {
 	d.Identity = *id
+	// The subject and claim realm headers likewise (set on allow only).
+	if _, ok := d.Headers[headerSubject]; ok {
+		d.Headers[headerSubject] = id.Subject
+	}
+	if _, ok := d.Headers[headerRealm]; ok {
+		d.Headers[headerRealm] = id.ClaimRealm
+	}
 	if e := d.RateLimit.Entries; e != nil {
 		e[ratelimitInstanceID] = id.InstanceID.Value
 		e[ratelimitGlobalUserID] = id.GlobalUserID.Value
@@ -146,6 +154,12 @@ const (
 	ratelimitGlobalUserID = "global_user_id"
 	ratelimitRealm        = "realm"
 	ratelimitSeatBucket   = "seat_bucket"
+)
+
+// The upstream headers that copy identity values (CcauthzHeaders).
+const (
+	headerSubject = "x-ccauthz-subject"
+	headerRealm   = "x-ccauthz-realm"
 )
 
 func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (Decision, error) {
@@ -164,15 +178,25 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 }
 
 // cacheKey builds the key from exactly what the compiled policy reads. A
-// valid token without a hash, or claims without a hash, cannot be keyed (the
-// hash stands for the claims), nor can an oversized key.
+// token with claims that cannot be keyed (the policy reads its claims
+// dynamically and it has no grant digest or hash; a claim that does not
+// marshal), and an oversized key, are evaluated without the cache.
 func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 	t := in.Token
-	// The token part of the key: the grant digest when the policy cannot
-	// tell tokens of one grant apart, else the token hash. Either stands for
-	// the claims; without one, a token with claims cannot be keyed.
+	// The token part of the key: the values of the claims the policy reads
+	// when it reads them by constant names only; else the grant digest when
+	// the policy cannot tell tokens of one grant apart, else the token hash.
+	// Each stands for the claims; without one, a token with claims cannot
+	// be keyed.
 	tokenKey := t.Hash
-	if p.grantKeyed && t.GrantDigest != "" {
+	switch {
+	case p.reads.claimsDynamic == "":
+		if k, ok := claimSetKey(&t, p.reads.claims); ok {
+			tokenKey = "k" + k
+		} else {
+			tokenKey = ""
+		}
+	case p.grantKeyed && t.GrantDigest != "":
 		tokenKey = "g" + t.GrantDigest
 	}
 	if t.Status != TokenValid && len(t.Claims) == 0 {
@@ -234,11 +258,21 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 		write(id.GlobalUserID.Value)
 		write(id.Realm.Value)
 		write(id.SeatBucket.Value)
+		write(id.Subject)
+		write(id.ClaimRealm)
 	}
 	if b.Len() > maxCacheKey {
 		return "", false
 	}
 	return b.String(), true
+}
+
+// claimSetKey is token.ClaimSetKey of the token's claims.
+func claimSetKey(t *TokenInput, names []string) (string, bool) {
+	if t.ClaimKeys != nil {
+		return t.ClaimKeys.ClaimSetKey(names)
+	}
+	return token.ClaimSetKey(t.Claims, names)
 }
 
 // Stats describes the policy's decision cache.
@@ -254,8 +288,8 @@ type Stats struct {
 	Hits                uint64 `json:"hits"`
 	Misses              uint64 `json:"misses"`
 	Evictions           uint64 `json:"evictions"`
-	// Uncacheable counts requests evaluated without the cache (a valid token
-	// without a hash, an oversized key).
+	// Uncacheable counts requests evaluated without the cache (a token whose
+	// claims cannot be keyed, an oversized key).
 	Uncacheable uint64 `json:"uncacheable"`
 	// HeadersRead are the request headers the compiled policy reads (the
 	// cache key's headers), sorted.
@@ -276,25 +310,34 @@ type Stats struct {
 	// unit-primitive header; RouteKeyWhyNot says what prevented it (in part).
 	RouteKeyed     bool   `json:"route_keyed"`
 	RouteKeyWhyNot string `json:"route_key_why_not,omitempty"`
+	// ClaimsKeyed is true when a token is keyed on the values of the claims
+	// the policy reads (ClaimsRead, sorted) instead of its grant digest or
+	// hash; ClaimsKeyWhyNot names the read that prevented it.
+	ClaimsKeyed     bool     `json:"claims_keyed"`
+	ClaimsRead      []string `json:"claims_read"`
+	ClaimsKeyWhyNot string   `json:"claims_key_why_not,omitempty"`
 }
 
 // Stats reports the cache configuration and counters.
 func (p *Policy) Stats() Stats {
 	s := Stats{
-		Revision:       p.revision,
-		HeadersRead:    slices.Clone(p.reads.headers),
-		HeadersBound:   slices.Clone(p.reads.bindingHeaders),
-		ReadsIdentity:  p.reads.identity,
-		ReadsQuery:     p.reads.query,
-		ReadsHost:      p.reads.host,
-		Hits:           p.stats.hits.Load(),
-		Misses:         p.stats.misses.Load(),
-		Evictions:      p.stats.evictions.Load(),
-		Uncacheable:    p.stats.uncacheable.Load(),
-		GrantKeyed:     p.grantKeyed,
-		GrantKeyWhyNot: p.grantWhyNot,
-		RouteKeyed:     p.routes.rawPath == "" && p.routes.rawHeader == "",
-		RouteKeyWhyNot: cmp.Or(p.routes.rawPath, p.routes.rawHeader),
+		Revision:        p.revision,
+		HeadersRead:     slices.Clone(p.reads.headers),
+		HeadersBound:    slices.Clone(p.reads.bindingHeaders),
+		ReadsIdentity:   p.reads.identity,
+		ReadsQuery:      p.reads.query,
+		ReadsHost:       p.reads.host,
+		Hits:            p.stats.hits.Load(),
+		Misses:          p.stats.misses.Load(),
+		Evictions:       p.stats.evictions.Load(),
+		Uncacheable:     p.stats.uncacheable.Load(),
+		GrantKeyed:      p.grantKeyed,
+		GrantKeyWhyNot:  p.grantWhyNot,
+		RouteKeyed:      p.routes.rawPath == "" && p.routes.rawHeader == "",
+		RouteKeyWhyNot:  cmp.Or(p.routes.rawPath, p.routes.rawHeader),
+		ClaimsKeyed:     p.reads.claimsDynamic == "",
+		ClaimsRead:      slices.Clone(p.reads.claims),
+		ClaimsKeyWhyNot: p.reads.claimsDynamic,
 	}
 	switch {
 	case p.cache != nil:

@@ -121,6 +121,13 @@ type TokenInput struct {
 	// those, it keys decisions on this instead of Hash, so a fresh token for
 	// the same grant (GitLab.com mints one per request) reuses the decision.
 	GrantDigest string
+	// ClaimKeys, when set, computes token.ClaimSetKey of Claims and may
+	// remember it per token (the server passes the verified *token.Claims).
+	// The decision cache keys a token on the values of the claims the
+	// policy reads; without ClaimKeys it computes them from Claims.
+	ClaimKeys interface {
+		ClaimSetKey(names []string) (string, bool)
+	}
 }
 
 // Decision is the policy's answer: one object with fixed keys (the decision

@@ -175,14 +175,16 @@ func TestGarbageTokensShareDecisions(t *testing.T) {
 	if s := p.Stats(); s.Misses != 1 || s.Hits != 49 {
 		t.Errorf("50 garbage tokens on one route: %+v, want 1 miss and 49 hits", s)
 	}
-	// A token with claims that did not verify (e.g. expired) stays keyed on
-	// its hash: its claims are not in the key otherwise.
+	// A token with claims that did not verify (e.g. expired) is keyed on the
+	// claims the policy reads, like a valid one: not on its hash.
 	in := aiGatewayInput()
 	in.Token.Status, in.Token.Reason = TokenInvalid, "expired"
 	k1, ok1 := p.cacheKey(in, &identity.Identity{})
 	in.Token.Hash = strings.Repeat("f", 64)
 	k2, ok2 := p.cacheKey(in, &identity.Identity{})
-	if !ok1 || !ok2 || k1 == k2 {
-		t.Error("an invalid token with claims must be keyed on its hash")
+	in.Token.Claims["scopes"] = []any{}
+	k3, ok3 := p.cacheKey(in, &identity.Identity{})
+	if !ok1 || !ok2 || !ok3 || k1 != k2 || k1 == k3 {
+		t.Error("an invalid token with claims must be keyed on the claims the policy reads")
 	}
 }

@@ -55,6 +55,8 @@ func (in *Input) value(id *identity.Identity) (ast.Value, error) {
 		ast.Item(ast.InternedTerm("global_user_id"), ast.StringTerm(id.GlobalUserID.Value)),
 		ast.Item(ast.InternedTerm("realm"), ast.StringTerm(id.Realm.Value)),
 		ast.Item(ast.InternedTerm("seat_bucket"), ast.StringTerm(id.SeatBucket.Value)),
+		ast.Item(ast.InternedTerm("subject"), ast.StringTerm(id.Subject)),
+		ast.Item(ast.InternedTerm("claim_realm"), ast.StringTerm(id.ClaimRealm)),
 	)
 	return ast.NewObject(
 		ast.Item(ast.InternedTerm("backend"), ast.StringTerm(in.Backend)),

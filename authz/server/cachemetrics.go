@@ -1,6 +1,9 @@
 package server
 
 import (
+	"encoding/json"
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ccauthz/ccauthz/authz/token"
@@ -68,6 +71,25 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDecisionHits, prometheus.CounterValue, float64(st.Hits+r.hits), name)
 		ch <- prometheus.MustNewConstMetric(descDecisionMisses, prometheus.CounterValue, float64(st.Misses+r.misses), name)
 	}
+}
+
+// cacheStats serves GET /debug/cache: each backend's decision cache as
+// policy.Stats (JSON, by backend name), i.e. what keys it (the headers and
+// the claims the policy reads, whether a token is keyed on its claims, its
+// grant or its hash, and why not) and its counters. Names and counters
+// only: no request, header value or claim value.
+func (s *Server) cacheStats(w http.ResponseWriter, _ *http.Request) {
+	out := map[string]policy.Stats{}
+	if snap := s.snap.Load(); snap != nil {
+		for _, name := range snap.Names() {
+			b, _ := snap.Backend(name)
+			if d, ok := b.Decider.(decisionCacheStatser); ok {
+				out[name] = d.Stats()
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 // MetricsRegistry is the registry /metrics serves, for tests and embedders.

@@ -206,6 +206,7 @@ func tokenInput(r *token.Result) policy.TokenInput {
 	if r.Claims != nil {
 		in.Claims = r.Claims.Raw
 		in.GrantDigest = r.Claims.GrantDigest
+		in.ClaimKeys = r.Claims
 	}
 	return in
 }

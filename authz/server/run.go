@@ -165,7 +165,8 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 
 // AdminHandler serves /healthz (the process is alive), /readyz (every
 // backend ready and not draining: 200, else 503 with the reasons) and
-// /metrics (Prometheus text format from the server's own registry), and
+// /metrics (Prometheus text format from the server's own registry),
+// /debug/cache (each backend's decision cache stats, JSON),
 // Deps.AdminRoutes, and /debug/pprof/ when Options.Admin.Pprof is on.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -185,6 +186,7 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
+	mux.HandleFunc("GET /debug/cache", s.cacheStats)
 	if s.opts.Admin.Pprof {
 		pprofRoutes(mux)
 	}

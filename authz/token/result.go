@@ -1,6 +1,9 @@
 package token
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Status is the outcome class of a verification. The values are the strings
 // the policy sees in input.token.status.
@@ -72,6 +75,8 @@ type Claims struct {
 	// so a policy that never reads those claims may key decisions on it
 	// instead of on the token hash.
 	GrantDigest string
+	// keyMemo is the last ClaimSetKey computed for these claims.
+	keyMemo atomic.Pointer[claimKeyMemo]
 }
 
 // Result is the outcome of verifying one Authorization header value.

@@ -163,7 +163,10 @@ type result struct {
 	// Cache sizes scraped from the target's /metrics (ccauthz only).
 	TokenCacheEntries    float64 `json:"token_cache_entries,omitempty"`
 	DecisionCacheEntries float64 `json:"decision_cache_entries,omitempty"`
-	FirstError           string  `json:"first_error,omitempty"`
+	// DecisionCacheHitRatio is hits / (hits + misses) of the decision
+	// cache since the target started (warm-up and earlier rounds included).
+	DecisionCacheHitRatio float64 `json:"decision_cache_hit_ratio,omitempty"`
+	FirstError            string  `json:"first_error,omitempty"`
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
@@ -211,6 +214,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		res.TokenCacheEntries = m["ccauthz_token_cache_entries"]
 		res.DecisionCacheEntries = m["ccauthz_decision_cache_entries"]
+		if h, mi := m["ccauthz_decision_cache_hits_total"], m["ccauthz_decision_cache_misses_total"]; h+mi > 0 {
+			res.DecisionCacheHitRatio = h / (h + mi)
+		}
 	}
 	res.Label, res.Target, res.Concurrency = o.label, o.target, o.concurrency
 	return report(out, res, o.jsonOut)

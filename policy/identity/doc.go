@@ -1,5 +1,6 @@
 // Package identity owns the identity step of a check: who is calling
-// (instance id, global user id, realm, seat bucket), computed once per check
+// (instance id, global user id, realm, seat bucket, and the subject and
+// claim realm the upstream headers carry), computed once per check
 // from the verified claims, a request header only when the token carries no
 // such claim, and where each value came from (for the decision log). It also
 // computes the outcome of the manifest's claim↔header bindings, which the

@@ -68,6 +68,13 @@ type Identity struct {
 	Realm        Value
 	// SeatBucket is any, small, medium or large (manifest.Seat*).
 	SeatBucket Value
+	// Subject is the sub claim of a valid token when it is a string, else ""
+	// (the upstream header x-ccauthz-subject). ClaimRealm is the gitlab_realm
+	// claim alike (x-ccauthz-realm): unlike Realm it is never a header or
+	// Unknown. The policy only copies both, so the decision cache does not
+	// key on them and Decide fills them in after it.
+	Subject    string
+	ClaimRealm string
 }
 
 // Request is what the identity step reads of a check.
@@ -86,6 +93,8 @@ type Request struct {
 //	global_user_id: sub of a user token, else the header
 //	realm:          claim gitlab_realm, else the header
 //	seat_bucket:    claim duo_seat_count, else the header
+//	subject:        claim sub when a string, else ""
+//	claim_realm:    claim gitlab_realm when a string, else ""
 //
 // A claim counts when the token is valid and the claim is a non-empty string
 // (duo_seat_count: present and not null or ""). The header is read only when
@@ -108,6 +117,8 @@ func Resolve(r Request, seats manifest.SeatBuckets) Identity {
 	}
 	id.Realm = pick(claims, r.Headers, HeaderRealm, ClaimRealm)
 	id.SeatBucket = seatBucket(claims, r.Headers, seats)
+	id.Subject, _ = claims[ClaimSubject].(string)
+	id.ClaimRealm, _ = claims[ClaimRealm].(string)
 	return id
 }
 

@@ -31,6 +31,7 @@ func TestResolve(t *testing.T) {
 				GlobalUserID: v("user-header", FromHeader, "", false),
 				Realm:        v("self-managed", FromClaim, "gitlab_realm", true),
 				SeatBucket:   v("small", FromClaim, "duo_seat_count", true),
+				Subject:      "inst-sub", ClaimRealm: "self-managed",
 			}},
 		{"instance token without gitlab_instance_id: sub is the instance id",
 			Request{TokenValid: true, Kind: "instance", Claims: map[string]any{"sub": "inst-sub"}, Headers: map[string]string{HeaderInstanceID: "inst-sub"}},
@@ -39,6 +40,7 @@ func TestResolve(t *testing.T) {
 				GlobalUserID: v(Unknown, FromDefault, "", false),
 				Realm:        v(Unknown, FromDefault, "", false),
 				SeatBucket:   v("any", FromDefault, "", false),
+				Subject:      "inst-sub",
 			}},
 		{"user token: sub is the global user id, never the instance id",
 			Request{TokenValid: true, Kind: "user", Claims: map[string]any{"sub": "user-sub"}, Headers: allHeaders},
@@ -47,6 +49,7 @@ func TestResolve(t *testing.T) {
 				GlobalUserID: v("user-sub", FromClaim, "sub", true),
 				Realm:        v("saas", FromHeader, "", false),
 				SeatBucket:   v("large", FromHeader, "", false),
+				Subject:      "user-sub",
 			}},
 		{"claims absent: headers",
 			Request{TokenValid: true, Kind: "instance", Claims: map[string]any{}, Headers: map[string]string{HeaderInstanceID: "i", HeaderGlobalUserID: "u", HeaderRealm: "saas", HeaderSeatCount: "101"}},
@@ -59,6 +62,12 @@ func TestResolve(t *testing.T) {
 			Identity{
 				InstanceID: v("i", FromHeader, "", false), GlobalUserID: v(Unknown, FromDefault, "", false),
 				Realm: v(Unknown, FromDefault, "", false), SeatBucket: v("small", FromHeader, "", false),
+			}},
+		{"a non-string sub or gitlab_realm is no subject or claim realm",
+			Request{TokenValid: true, Kind: "instance", Claims: map[string]any{"sub": float64(3), "gitlab_realm": []any{"saas"}}, Headers: map[string]string{HeaderRealm: "saas"}},
+			Identity{
+				InstanceID: v(Unknown, FromDefault, "", false), GlobalUserID: v(Unknown, FromDefault, "", false),
+				Realm: v("saas", FromHeader, "", false), SeatBucket: v("any", FromDefault, "", false),
 			}},
 		{"claims of a token that did not verify are never used",
 			Request{TokenValid: false, Kind: "instance", Claims: instClaims, Headers: map[string]string{HeaderRealm: "saas"}},
@@ -83,6 +92,7 @@ func TestResolve(t *testing.T) {
 			Identity{
 				InstanceID: v(Unknown, FromDefault, "", false), GlobalUserID: v(Unknown, FromDefault, "", false),
 				Realm: v("saas", FromClaim, "gitlab_realm", false), SeatBucket: v("large", FromClaim, "duo_seat_count", false),
+				ClaimRealm: "saas",
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

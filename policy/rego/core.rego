@@ -310,10 +310,11 @@ header_rate_class := c if {
 
 # Upstream headers.
 
-subject := s if {
-	s := claims.sub
-	is_string(s)
-} else := ""
+# The subject and the claim realm (the sub and gitlab_realm claims of a valid
+# token when strings, else "") are the identity step's, like the rate-limit
+# identity entries below: the policy only copies them, so the decision cache
+# does not key on sub or gitlab_realm and Go fills them in after the cache.
+subject := object.get(identity, "subject", "")
 
 # On allow every ccauthz header is set (empty when unknown), so none needs
 # removing; otherwise the ones not set are removed.
@@ -345,19 +346,17 @@ headers_to_remove := [] if {
 
 # Rate-limit descriptor entries: string leaves, always present.
 
-default claim_realm := ""
-
-claim_realm := v if {
-	v := claims.gitlab_realm
-	is_string(v)
-}
+claim_realm := object.get(identity, "claim_realm", "")
 
 # Identity entries (instance_id, global_user_id, realm, seat_bucket) are the
 # identity step's, computed in Go from the verified claims (a header only when
 # the token has no such claim; docs/policy.md "Identity") and given as
 # input.identity. The policy only copies them: the decision cache does not key
 # on them and Go fills them in after the cache.
-default identity := {"instance_id": "unknown", "global_user_id": "unknown", "realm": "unknown", "seat_bucket": "any"}
+default identity := {
+	"instance_id": "unknown", "global_user_id": "unknown", "realm": "unknown", "seat_bucket": "any",
+	"subject": "", "claim_realm": "",
+}
 
 identity := input.identity
 
@@ -441,10 +440,6 @@ fast_allow := d if {
 	not input.token.issuer in r.disallowed_issuers
 	not object.get(c, "iss", null) in r.disallowed_issuers
 	not extra_denied
-	sub := object.get(c, "sub", "")
-	is_string(sub)
-	realm := object.get(c, "gitlab_realm", "")
-	is_string(realm)
 	d := {
 		"allow": true,
 		"status": 200,
@@ -457,8 +452,8 @@ fast_allow := d if {
 			"x-ccauthz-route": id,
 			"x-ccauthz-unit-primitive": r.rate_unit_primitive,
 			"x-ccauthz-issuer": input.token.issuer,
-			"x-ccauthz-subject": sub,
-			"x-ccauthz-realm": realm,
+			"x-ccauthz-subject": subject,
+			"x-ccauthz-realm": claim_realm,
 		},
 		"headers_to_remove": [],
 		"response_headers": {},

@@ -231,6 +231,7 @@ func identityOf(m *manifest.Manifest, in map[string]any) map[string]any {
 	return map[string]any{
 		"instance_id": id.InstanceID.Value, "global_user_id": id.GlobalUserID.Value,
 		"realm": id.Realm.Value, "seat_bucket": id.SeatBucket.Value,
+		"subject": id.Subject, "claim_realm": id.ClaimRealm,
 	}
 }
 

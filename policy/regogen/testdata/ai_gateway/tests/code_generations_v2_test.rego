@@ -7,7 +7,7 @@ package ccauthz.test.routes.code_generations_v2
 import data.ccauthz.main
 
 test_allowed if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == true
@@ -20,7 +20,7 @@ test_allowed if {
 }
 
 test_denied_without_unit_primitive if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -32,7 +32,7 @@ test_denied_without_unit_primitive if {
 }
 
 test_denied_foreign_audience if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-foreign-backend"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "bad_audience", "status": "invalid"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-foreign-backend"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "bad_audience", "status": "invalid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -44,7 +44,7 @@ test_denied_foreign_audience if {
 }
 
 test_denied_missing_authorization if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "missing_authorization", "status": "missing"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "missing_authorization", "status": "missing"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -56,7 +56,7 @@ test_denied_missing_authorization if {
 }
 
 test_denied_malformed_authorization if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "invalid_authorization_header", "status": "malformed"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "invalid_authorization_header", "status": "malformed"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -68,7 +68,7 @@ test_denied_malformed_authorization if {
 }
 
 test_denied_wrong_authentication_type if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "basic", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "basic", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -80,7 +80,7 @@ test_denied_wrong_authentication_type if {
 }
 
 test_denied_keys_unavailable if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"issuer": "gitlab_com", "kind": "instance", "reason": "keys_unavailable", "status": "unavailable"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"issuer": "gitlab_com", "kind": "instance", "reason": "keys_unavailable", "status": "unavailable"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -92,7 +92,7 @@ test_denied_keys_unavailable if {
 }
 
 test_denied_header_mismatch if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "mismatched-value"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "mismatched-value"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -104,7 +104,7 @@ test_denied_header_mismatch if {
 }
 
 test_denied_user_token_header_mismatch if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "mismatched-value", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "test-global-user-id"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "mismatched-value", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": ["generate_code"], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -116,7 +116,7 @@ test_denied_user_token_header_mismatch if {
 }
 
 test_denied_disallowed_issuer if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "gitlab-ai-gateway", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/v2/code/generations", "query": ""}, "token": {"claims": {"aud": ["gitlab-ai-gateway"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "gitlab-ai-gateway", "jti": "test-jti", "scopes": ["generate_code"], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false

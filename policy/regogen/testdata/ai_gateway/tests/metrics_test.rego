@@ -7,7 +7,7 @@ package ccauthz.test.routes.metrics
 import data.ccauthz.main
 
 test_allowed_without_token if {
-	doc := {"backend": "ai_gateway", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "GET", "path": "/metrics", "query": ""}, "token": {"issuer": "", "kind": "", "reason": "missing_authorization", "status": "missing"}}
+	doc := {"backend": "ai_gateway", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "GET", "path": "/metrics", "query": ""}, "token": {"issuer": "", "kind": "", "reason": "missing_authorization", "status": "missing"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == true

@@ -7,7 +7,7 @@ package ccauthz.test.routes.grpc_health
 import data.ccauthz.main
 
 test_allowed_without_token if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/grpc.health.v1.Health/Check", "query": ""}, "token": {"issuer": "", "kind": "", "reason": "missing_authorization", "status": "missing"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/grpc.health.v1.Health/Check", "query": ""}, "token": {"issuer": "", "kind": "", "reason": "missing_authorization", "status": "missing"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == true

@@ -7,7 +7,7 @@ package ccauthz.test.routes.list_tools
 import data.ccauthz.main
 
 test_allowed if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == true
@@ -20,7 +20,7 @@ test_allowed if {
 }
 
 test_denied_foreign_audience if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-foreign-backend"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "bad_audience", "status": "invalid"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-foreign-backend"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "bad_audience", "status": "invalid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -32,7 +32,7 @@ test_denied_foreign_audience if {
 }
 
 test_denied_missing_authorization if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "missing_authorization", "status": "missing"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "missing_authorization", "status": "missing"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -44,7 +44,7 @@ test_denied_missing_authorization if {
 }
 
 test_denied_malformed_authorization if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "invalid_authorization_header", "status": "malformed"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"issuer": "", "kind": "instance", "reason": "invalid_authorization_header", "status": "malformed"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -56,7 +56,7 @@ test_denied_malformed_authorization if {
 }
 
 test_denied_wrong_authentication_type if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "basic", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "basic", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -68,7 +68,7 @@ test_denied_wrong_authentication_type if {
 }
 
 test_denied_keys_unavailable if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"issuer": "gitlab_com", "kind": "instance", "reason": "keys_unavailable", "status": "unavailable"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": ""}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"issuer": "gitlab_com", "kind": "instance", "reason": "keys_unavailable", "status": "unavailable"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -80,7 +80,7 @@ test_denied_keys_unavailable if {
 }
 
 test_denied_header_mismatch if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "mismatched-value"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "00000000-0000-4000-8000-000000000001"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "test-global-user-id", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "mismatched-value"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "00000000-0000-4000-8000-000000000001"}, "issuer": "gitlab_com", "kind": "instance", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
@@ -92,7 +92,7 @@ test_denied_header_mismatch if {
 }
 
 test_denied_user_token_header_mismatch if {
-	doc := {"backend": "duo_workflow_service", "identity": {"global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "mismatched-value", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
+	doc := {"backend": "duo_workflow_service", "identity": {"claim_realm": "saas", "global_user_id": "test-global-user-id", "instance_id": "00000000-0000-4000-8000-000000000001", "realm": "saas", "seat_bucket": "any", "subject": "test-global-user-id"}, "request": {"headers": {"x-gitlab-authentication-type": "oidc", "x-gitlab-global-user-id": "mismatched-value", "x-gitlab-instance-id": "00000000-0000-4000-8000-000000000001", "x-gitlab-realm": "saas"}, "host": "cloud.gitlab.com", "method": "POST", "path": "/DuoWorkflow/ListTools", "query": ""}, "token": {"claims": {"aud": ["gitlab-duo-workflow-service"], "gitlab_instance_id": "00000000-0000-4000-8000-000000000001", "gitlab_realm": "saas", "iss": "https://gitlab.com", "jti": "test-jti", "scopes": [], "sub": "test-global-user-id"}, "issuer": "gitlab_com", "kind": "user", "reason": "ok", "status": "valid"}}
 	d := main.decision with input as doc
 	d == main.full_decision with input as doc
 	d.allow == false
