@@ -9,15 +9,31 @@ import (
 	"github.com/ccauthz/ccauthz/policy/identity"
 )
 
-// value builds the Rego input document directly as an ast.Value: no JSON
-// round trip, no reflection for the request part.
+// value builds the whole Rego input document (every header and claim).
 func (in *Input) value(id *identity.Identity) (ast.Value, error) {
-	headers := make([][2]*ast.Term, 0, len(in.Headers))
-	for k, v := range in.Headers {
-		if k == "authorization" {
-			continue // never given to Rego, whatever the caller passed
+	return in.valueOf(id, &inputShape{})
+}
+
+// valueOf builds the Rego input document directly as an ast.Value: no JSON
+// round trip, no reflection for the request part, and only the headers and
+// claims the shape names (a nil list: all of them).
+func (in *Input) valueOf(id *identity.Identity, shape *inputShape) (ast.Value, error) {
+	var headers [][2]*ast.Term
+	if shape.headers == nil {
+		headers = make([][2]*ast.Term, 0, len(in.Headers))
+		for k, v := range in.Headers {
+			if k == "authorization" {
+				continue // never given to Rego, whatever the caller passed
+			}
+			headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
 		}
-		headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+	} else {
+		headers = make([][2]*ast.Term, 0, len(shape.headers))
+		for _, k := range shape.headers {
+			if v, ok := in.Headers[k]; ok && k != "authorization" {
+				headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+			}
+		}
 	}
 	request := ast.NewObject(
 		ast.Item(ast.InternedTerm("method"), ast.StringTerm(in.Method)),
@@ -36,12 +52,9 @@ func (in *Input) value(id *identity.Identity) (ast.Value, error) {
 		}
 		request.Insert(ast.InternedTerm("body"), body)
 	}
-	claims, err := anyToTerm(in.Token.Claims)
+	claims, err := claimsTerm(in.Token.Claims, shape.claims)
 	if err != nil {
 		return nil, fmt.Errorf("policy: token claims: %w", err)
-	}
-	if in.Token.Claims == nil {
-		claims = ast.NewTerm(ast.NewObject())
 	}
 	token := ast.NewObject(
 		ast.Item(ast.InternedTerm("status"), ast.StringTerm(in.Token.Status)),
@@ -62,6 +75,30 @@ func (in *Input) value(id *identity.Identity) (ast.Value, error) {
 		ast.Item(ast.InternedTerm("token"), ast.NewTerm(token)),
 		ast.Item(ast.InternedTerm("identity"), ast.NewTerm(ident)),
 	), nil
+}
+
+// claimsTerm converts the claims the policy reads (names; nil: all) to a
+// Rego object.
+func claimsTerm(claims map[string]any, names []string) (*ast.Term, error) {
+	if claims == nil {
+		return ast.NewTerm(ast.NewObject()), nil
+	}
+	if names == nil {
+		return anyToTerm(claims)
+	}
+	items := make([][2]*ast.Term, 0, len(names))
+	for _, k := range names {
+		x, ok := claims[k]
+		if !ok {
+			continue
+		}
+		term, err := anyToTerm(x)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, ast.Item(ast.StringTerm(k), term))
+	}
+	return ast.ObjectTerm(items...), nil
 }
 
 // anyToTerm converts decoded JSON values (the claims) to a Rego term.
