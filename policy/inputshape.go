@@ -16,6 +16,19 @@ import (
 type inputShape struct {
 	headers []string // lower-case header names, sorted; nil: all
 	claims  []string // claim names, sorted; nil: all
+	// terms holds one immutable term for every string the compiled modules
+	// name (header and claim names, unit primitives, methods, paths,
+	// statuses, realms): the input shares them instead of allocating a
+	// term per value per check. Evaluation never modifies input terms.
+	terms map[string]*ast.Term
+}
+
+// term is s as a Rego term, shared when the policy names it.
+func (s *inputShape) term(v string) *ast.Term {
+	if t, ok := s.terms[v]; ok {
+		return t
+	}
+	return ast.StringTerm(v)
 }
 
 // claimsRule is the core rule that aliases the verified claims
@@ -38,9 +51,16 @@ func newInputShape(c *ast.Compiler, r reads) inputShape {
 		s.headers = append(append([]string{}, r.headers...), r.bindingHeaders...)
 		sort.Strings(s.headers)
 	}
+	s.terms = map[string]*ast.Term{}
 	claims := map[string]bool{}
 	all := false
 	for name, mod := range c.Modules {
+		ast.WalkTerms(mod, func(t *ast.Term) bool {
+			if v, ok := t.Value.(ast.String); ok {
+				s.terms[string(v)] = ast.StringTerm(string(v))
+			}
+			return false
+		})
 		for _, rule := range mod.Rules {
 			inClaimsRule := name == corerego.CoreFile && rule.Head.Ref().Equal(ast.Ref{ast.VarTerm("claims")})
 			ast.WalkRefs(rule, func(ref ast.Ref) bool {
@@ -60,6 +80,9 @@ func newInputShape(c *ast.Compiler, r reads) inputShape {
 			s.claims = append(s.claims, k)
 		}
 		sort.Strings(s.claims)
+	}
+	for _, k := range s.headers {
+		s.terms[k] = ast.StringTerm(k)
 	}
 	return s
 }
