@@ -61,7 +61,9 @@ type Policy struct {
 	query    rego.PreparedEvalQuery
 	compiler *ast.Compiler // kept for tests that evaluate other rules
 	reads    reads
-	cache    *decisionCache // nil when disabled
+	// shape is what of the headers and claims evaluation gives Rego.
+	shape inputShape
+	cache *decisionCache // nil when disabled
 	// grantKeyed is true when decisions are keyed on the token's grant digest
 	// rather than its hash (see grantKeyable); grantWhyNot says why not.
 	grantKeyed  bool
@@ -162,6 +164,7 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		bindings:      m.Bindings,
 		seats:         m.SeatBuckets,
 	}
+	p.shape = newInputShape(compiler, p.reads)
 	size := opts.CacheSize
 	if size == 0 {
 		size = DefaultCacheSize

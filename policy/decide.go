@@ -166,7 +166,7 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 	if err := ctx.Err(); err != nil {
 		return Decision{}, fmt.Errorf("policy: %w", err)
 	}
-	v, err := in.value(id)
+	v, err := in.valueOf(id, &p.shape)
 	if err != nil {
 		return Decision{}, err
 	}

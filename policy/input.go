@@ -9,23 +9,39 @@ import (
 	"github.com/ccauthz/ccauthz/policy/identity"
 )
 
-// value builds the Rego input document directly as an ast.Value: no JSON
-// round trip, no reflection for the request part.
+// value builds the whole Rego input document (every header and claim).
 func (in *Input) value(id *identity.Identity) (ast.Value, error) {
-	headers := make([][2]*ast.Term, 0, len(in.Headers))
-	for k, v := range in.Headers {
-		if k == "authorization" {
-			continue // never given to Rego, whatever the caller passed
+	return in.valueOf(id, &inputShape{})
+}
+
+// valueOf builds the Rego input document directly as an ast.Value: no JSON
+// round trip, no reflection for the request part, and only the headers and
+// claims the shape names (a nil list: all of them).
+func (in *Input) valueOf(id *identity.Identity, shape *inputShape) (ast.Value, error) {
+	var headers [][2]*ast.Term
+	if shape.headers == nil {
+		headers = make([][2]*ast.Term, 0, len(in.Headers))
+		for k, v := range in.Headers {
+			if k == "authorization" {
+				continue // never given to Rego, whatever the caller passed
+			}
+			headers = append(headers, [2]*ast.Term{shape.term(k), shape.term(v)})
 		}
-		headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+	} else {
+		headers = make([][2]*ast.Term, 0, len(shape.headers))
+		for _, k := range shape.headers {
+			if v, ok := in.Headers[k]; ok && k != "authorization" {
+				headers = append(headers, [2]*ast.Term{shape.term(k), shape.term(v)})
+			}
+		}
 	}
 	request := ast.NewObject(
-		ast.Item(ast.InternedTerm("method"), ast.StringTerm(in.Method)),
-		ast.Item(ast.InternedTerm("path"), ast.StringTerm(in.Path)),
-		ast.Item(ast.InternedTerm("query"), ast.StringTerm(in.Query)),
-		ast.Item(ast.InternedTerm("host"), ast.StringTerm(in.Host)),
+		ast.Item(ast.InternedTerm("method"), shape.term(in.Method)),
+		ast.Item(ast.InternedTerm("path"), shape.term(in.Path)),
+		ast.Item(ast.InternedTerm("query"), shape.term(in.Query)),
+		ast.Item(ast.InternedTerm("host"), shape.term(in.Host)),
 		ast.Item(ast.InternedTerm("headers"), ast.NewTerm(ast.NewObject(headers...))),
-		ast.Item(ast.InternedTerm("body_status"), ast.StringTerm(in.Body.status())),
+		ast.Item(ast.InternedTerm("body_status"), shape.term(in.Body.status())),
 	)
 	// The body is given to Rego only when it is complete JSON; body rules
 	// read it by constant paths (input.request.body.<selector>).
@@ -36,34 +52,77 @@ func (in *Input) value(id *identity.Identity) (ast.Value, error) {
 		}
 		request.Insert(ast.InternedTerm("body"), body)
 	}
-	claims, err := anyToTerm(in.Token.Claims)
+	claims, err := shape.claimsTerm(in.Token.Claims)
 	if err != nil {
 		return nil, fmt.Errorf("policy: token claims: %w", err)
 	}
-	if in.Token.Claims == nil {
-		claims = ast.NewTerm(ast.NewObject())
-	}
 	token := ast.NewObject(
-		ast.Item(ast.InternedTerm("status"), ast.StringTerm(in.Token.Status)),
-		ast.Item(ast.InternedTerm("reason"), ast.StringTerm(in.Token.Reason)),
-		ast.Item(ast.InternedTerm("issuer"), ast.StringTerm(in.Token.Issuer)),
-		ast.Item(ast.InternedTerm("kind"), ast.StringTerm(in.Token.Kind)),
+		ast.Item(ast.InternedTerm("status"), shape.term(in.Token.Status)),
+		ast.Item(ast.InternedTerm("reason"), shape.term(in.Token.Reason)),
+		ast.Item(ast.InternedTerm("issuer"), shape.term(in.Token.Issuer)),
+		ast.Item(ast.InternedTerm("kind"), shape.term(in.Token.Kind)),
 		ast.Item(ast.InternedTerm("claims"), claims),
 	)
 	ident := ast.NewObject(
-		ast.Item(ast.InternedTerm("instance_id"), ast.StringTerm(id.InstanceID.Value)),
-		ast.Item(ast.InternedTerm("global_user_id"), ast.StringTerm(id.GlobalUserID.Value)),
-		ast.Item(ast.InternedTerm("realm"), ast.StringTerm(id.Realm.Value)),
-		ast.Item(ast.InternedTerm("seat_bucket"), ast.StringTerm(id.SeatBucket.Value)),
-		ast.Item(ast.InternedTerm("subject"), ast.StringTerm(id.Subject)),
-		ast.Item(ast.InternedTerm("claim_realm"), ast.StringTerm(id.ClaimRealm)),
+		ast.Item(ast.InternedTerm("instance_id"), shape.term(id.InstanceID.Value)),
+		ast.Item(ast.InternedTerm("global_user_id"), shape.term(id.GlobalUserID.Value)),
+		ast.Item(ast.InternedTerm("realm"), shape.term(id.Realm.Value)),
+		ast.Item(ast.InternedTerm("seat_bucket"), shape.term(id.SeatBucket.Value)),
+		ast.Item(ast.InternedTerm("subject"), shape.term(id.Subject)),
+		ast.Item(ast.InternedTerm("claim_realm"), shape.term(id.ClaimRealm)),
 	)
 	return ast.NewObject(
-		ast.Item(ast.InternedTerm("backend"), ast.StringTerm(in.Backend)),
+		ast.Item(ast.InternedTerm("backend"), shape.term(in.Backend)),
 		ast.Item(ast.InternedTerm("request"), ast.NewTerm(request)),
 		ast.Item(ast.InternedTerm("token"), ast.NewTerm(token)),
 		ast.Item(ast.InternedTerm("identity"), ast.NewTerm(ident)),
 	), nil
+}
+
+// claimsTerm converts the claims the policy reads (all when the shape's
+// list is nil) to a Rego object.
+func (s *inputShape) claimsTerm(claims map[string]any) (*ast.Term, error) {
+	if claims == nil {
+		return ast.NewTerm(ast.NewObject()), nil
+	}
+	if s.claims == nil {
+		return anyToTerm(claims)
+	}
+	items := make([][2]*ast.Term, 0, len(s.claims))
+	for _, k := range s.claims {
+		x, ok := claims[k]
+		if !ok {
+			continue
+		}
+		var term *ast.Term
+		switch v := x.(type) {
+		case string:
+			term = s.term(v)
+		case []any:
+			// The scopes: unit primitive names, shared terms.
+			elems := make([]*ast.Term, len(v))
+			for i, e := range v {
+				if str, ok := e.(string); ok {
+					elems[i] = s.term(str)
+					continue
+				}
+				t, err := anyToTerm(e)
+				if err != nil {
+					return nil, err
+				}
+				elems[i] = t
+			}
+			term = ast.ArrayTerm(elems...)
+		default:
+			t, err := anyToTerm(x)
+			if err != nil {
+				return nil, err
+			}
+			term = t
+		}
+		items = append(items, ast.Item(s.term(k), term))
+	}
+	return ast.ObjectTerm(items...), nil
 }
 
 // anyToTerm converts decoded JSON values (the claims) to a Rego term.

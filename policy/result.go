@@ -118,7 +118,11 @@ func stringsOf(v ast.Value, key string, errs *[]error) []string {
 	}
 	out := make([]string, 0, arr.Len())
 	for i := 0; i < arr.Len(); i++ {
-		out = append(out, stringOf(arr.Elem(i).Value, key+" item", errs))
+		if s, ok := arr.Elem(i).Value.(ast.String); ok {
+			out = append(out, string(s))
+		} else {
+			out = append(out, stringOf(arr.Elem(i).Value, key+" item", errs))
+		}
 	}
 	return out
 }
@@ -131,6 +135,13 @@ func stringMapOf(v ast.Value, key string, errs *[]error) map[string]string {
 	}
 	out := make(map[string]string, obj.Len())
 	obj.Foreach(func(k, v *ast.Term) {
+		ks, kok := k.Value.(ast.String)
+		vs, vok := v.Value.(ast.String)
+		if kok && vok {
+			out[string(ks)] = string(vs)
+			return
+		}
+		// The labels are built only for a malformed decision.
 		out[stringOf(k.Value, key+" key", errs)] = stringOf(v.Value, key+"."+k.String(), errs)
 	})
 	return out

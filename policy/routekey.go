@@ -121,11 +121,14 @@ func planRoute(r manifest.Route) routePlan {
 }
 
 // The rules that may read the method, the path and the unit-primitive
-// header; the plans above account for what the core makes of them.
+// header; the plans above account for what the core makes of them. The
+// generated fast_ups reads the header only for header-mode (proxy) routes,
+// and only fast_allow uses it, which holds only for a valid token: the
+// plan keys those routes on the raw header for valid tokens.
 var (
 	pathRules   = map[string]map[string]bool{corerego.CoreFile: {"path_parts": true}, regogen.ModuleFile: {"exact_route": true, "path_parts": true}}
 	methodRules = map[string]map[string]bool{regogen.ModuleFile: {"exact_route": true, "pattern_route": true}}
-	headerRules = map[string]map[string]bool{corerego.CoreFile: {"up_header": true}}
+	headerRules = map[string]map[string]bool{corerego.CoreFile: {"up_header": true}, regogen.ModuleFile: {"fast_ups": true}}
 )
 
 var (

@@ -51,18 +51,15 @@ else := "instance"
 scopes := {object.get(gen.canonical_scopes, s, s) | some s in claims.scopes}
 
 # Routing: an exact route wins; otherwise the most specific pattern route
-# (the manifest loader rejects ambiguous overlaps). The generated rules are
-# indexed on method and path, so no route list is iterated.
+# (the manifest loader rejects ambiguous overlaps). The exact routes are
+# indexed on method and path; the pattern routes are one else chain, most
+# specific first, so no route list is iterated or collected.
 
 path_parts := split(trim_prefix(input.request.path, "/"), "/")
 
 matched := [id, ""] if {
 	id := gen.exact_route
-} else := [m[1], m[2]] if {
-	best := max({m[0] | some m in gen.pattern_route})
-	some m in gen.pattern_route
-	m[0] == best
-}
+} else := gen.pattern_route
 
 matched_route_id := matched[0]
 
@@ -400,10 +397,12 @@ rate_limit := {"entries": rate_entries, "limit": gen.rate_limits[rate_class]} if
 } else := {"entries": rate_entries}
 
 # The decision: one object with the fixed keys of policy.Decision. The common
-# case, an allowed request on a route with fixed unit primitives, is computed
-# in one rule body (fast_allow, a few times cheaper to evaluate); everything
-# else, and any request fast_allow does not cover, goes through the full
-# chain. Both must agree: the generated tests and a Go test compare them.
+# case, an allowed request on a route the generator marks fast (fixed unit
+# primitives, a unit-primitive header, or body rules), is computed in one rule
+# body (fast_allow, several times cheaper to evaluate); everything else, and
+# any request it does not cover, goes through the full chain. Both must
+# agree: every generated test compares decision with full_decision, and a Go
+# test checks fast_allow fires for every fast route.
 decision := d if {
 	d := fast_allow
 } else := full_decision
@@ -423,22 +422,26 @@ full_decision := {
 	"dry_run": dry_run,
 }
 
-# fast_allow holds exactly when full_decision would allow a request on a
-# route with fixed unit primitives, and then equals it.
+# fast_allow holds exactly when full_decision would allow the request on a
+# fast route, and then equals it. It checks in one body what the full chain
+# checks for such a request: a valid token, OIDC, no claim/header mismatch,
+# the issuer, every unit primitive held (by its canonical name: a scope that
+# is an alias falls back to the full chain) and no extra denial. What a route
+# checks is the generated gen.fast_ups[route id] (fixed, from the
+# x-gitlab-unit-primitive header, or from the route's body rules).
 fast_allow := d if {
 	input.token.status == "valid"
 	input.request.headers["x-gitlab-authentication-type"] == "oidc"
-	id := gen.exact_route
-	r := gen.routes[id]
-	r.fast
-	not gen.header_mismatch
-	c := input.token.claims
-	is_object(c)
-	every up in r.unit_primitives {
-		up in c.scopes
+	id := fast_route
+	[ups, rate_up, class] := gen.fast_ups[id]
+	every up in ups {
+		up in input.token.claims.scopes
+		not gen.canonical_scopes[up]
 	}
+	not gen.header_mismatch
+	r := gen.routes[id]
 	not input.token.issuer in r.disallowed_issuers
-	not object.get(c, "iss", null) in r.disallowed_issuers
+	not input.token.claims.iss in r.disallowed_issuers
 	not extra_denied
 	d := {
 		"allow": true,
@@ -446,11 +449,11 @@ fast_allow := d if {
 		"body": {},
 		"reason": "allowed",
 		"route": id,
-		"unit_primitives": r.unit_primitives,
+		"unit_primitives": ups,
 		"headers": {
 			"x-ccauthz-decision": "allow",
 			"x-ccauthz-route": id,
-			"x-ccauthz-unit-primitive": r.rate_unit_primitive,
+			"x-ccauthz-unit-primitive": rate_up,
 			"x-ccauthz-issuer": input.token.issuer,
 			"x-ccauthz-subject": subject,
 			"x-ccauthz-realm": claim_realm,
@@ -460,15 +463,22 @@ fast_allow := d if {
 		"rate_limit": object.union(
 			{"entries": {
 				"backend": gen.backend,
-				"unit_primitive": r.rate_unit_primitive,
+				"unit_primitive": rate_up,
 				"instance_id": identity.instance_id,
 				"global_user_id": identity.global_user_id,
 				"realm": identity.realm,
 				"seat_bucket": identity.seat_bucket,
-				"rate_class": r.rate_class,
+				"rate_class": class,
 			}},
-			{"limit": l | l := gen.rate_limits[r.rate_class]},
+			gen.rate_limit_of[class],
 		),
 		"dry_run": r.dry_run,
 	}
+}
+
+# fast_route is the matched route's id (matched_route_id, one rule less).
+fast_route := id if {
+	id := gen.exact_route
+} else := m[0] if {
+	m := gen.pattern_route
 }

@@ -18,7 +18,7 @@ import (
 // Version is the generator version stamped into every generated file. Bump it
 // whenever the generated Rego changes shape, so a revision names both the
 // inputs and the generator that read them.
-const Version = "3"
+const Version = "4"
 
 // Generated file names, relative to the output directory.
 const (
@@ -147,6 +147,16 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	}
 	writeTable(&b, "rate_classes", classes)
 	fmt.Fprintf(&b, "rate_limits := %s\n\n", lit(limits))
+	// The rate_limit object's limit part per class ({} without a limit), for
+	// the core's fast_allow: one constant lookup instead of a comprehension.
+	limitOf := map[string]map[string]any{m.RateLimit.DefaultClass: {}}
+	for _, c := range m.RateLimit.Classes {
+		limitOf[c.Name] = map[string]any{}
+		if l, ok := limits[c.Name]; ok {
+			limitOf[c.Name]["limit"] = l
+		}
+	}
+	writeTable(&b, "rate_limit_of", limitOf)
 
 	// Claim ↔ header bindings; each header is read by a constant key so the
 	// decision cache can key on it.
@@ -185,7 +195,7 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	params := map[string]map[string]int{}
 	routes := map[string]map[string]any{}
 	upSets := map[string]string{}
-	var patternRules []string
+	var patternRules []patternRule
 	for _, r := range m.Routes {
 		if r.IsExact() {
 			for _, meth := range r.Methods {
@@ -216,12 +226,11 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 			}
 			for _, meth := range r.Methods {
 				var rb strings.Builder
-				fmt.Fprintf(&rb, "pattern_route contains [%s, %s, %s] if {\n\tinput.request.method == %s\n\tp := path_parts\n", lit(r.Rank()), lit(r.ID), rest, lit(meth))
+				fmt.Fprintf(&rb, "[%s, %s] if {\n\tinput.request.method == %s\n\tp := path_parts\n", lit(r.ID), rest, lit(meth))
 				for _, c := range conds {
 					rb.WriteString("\t" + c + "\n")
 				}
-				rb.WriteString("}\n\n")
-				patternRules = append(patternRules, rb.String())
+				patternRules = append(patternRules, patternRule{rank: r.Rank(), id: r.ID, src: rb.String()})
 			}
 			if len(ps) > 0 {
 				params[r.ID] = ps
@@ -232,7 +241,7 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		// the core computes them per request.
 		def := map[string]any{
 			"public": r.Public, "dry_run": r.DryRun, "header_mode": r.HeaderUP != nil,
-			"fast": FastRoute(r), "body": r.HasBody(), "prompt": r.Prompt, "not_found": r.NotFound,
+			"body": r.HasBody(), "prompt": r.Prompt, "not_found": r.NotFound,
 			"detail": r.Detail, "disallowed_issuers": nonNil(r.DisallowedIssuers),
 			"unit_primitives": nonNil(r.UnitPrimitives), "any_of": nonNil(r.AnyOf),
 			"allow": []string{}, "rate_unit_primitive": "", "rate_class": "",
@@ -250,12 +259,25 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	if len(patternRules) > 0 {
 		b.WriteString("# The path split once per evaluation (a complete rule is cached).\n")
 		b.WriteString("path_parts := split(trim_prefix(input.request.path, \"/\"), \"/\")\n\n")
-		b.WriteString("# Pattern routes: indexed on method; [rank, route id, wildcard rest].\n")
-		for _, pr := range patternRules {
-			b.WriteString(pr)
+		// The most specific pattern wins (the manifest loader rejects
+		// ambiguous overlaps): one else chain, most specific first, so
+		// evaluation stops at the first match instead of collecting every
+		// match and taking the maximum rank.
+		sort.SliceStable(patternRules, func(i, j int) bool {
+			if patternRules[i].rank != patternRules[j].rank {
+				return patternRules[i].rank > patternRules[j].rank
+			}
+			return patternRules[i].id < patternRules[j].id
+		})
+		b.WriteString("# Pattern routes, most specific first: [route id, wildcard rest].\n")
+		for i, pr := range patternRules {
+			if i == 0 {
+				b.WriteString("pattern_route := " + pr.src)
+			} else {
+				b.WriteString("} else := " + pr.src)
+			}
 		}
-	} else {
-		b.WriteString("pattern_route := set()\n\n")
+		b.WriteString("}\n\n")
 	}
 	fmt.Fprintf(&b, "route_params := %s\n\n", lit(params))
 	// Each route's definition; unit_primitive_set is a Rego set (the core
@@ -314,6 +336,8 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		b.WriteString("body_eval := {}\n\n")
 	}
 
+	writeFastUps(&b, m)
+
 	// Unit primitives: every catalog name and alias (for the "unknown unit
 	// primitive" check) and, for the ones routes use, the scope names that
 	// grant them (the canonical name and its aliases).
@@ -335,6 +359,72 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 	}
 	fmt.Fprintf(&b, "canonical_scopes := %s\n", lit(canonical))
 	return b.String()
+}
+
+// patternRule is one pattern route and method of the else chain
+// pattern_route: its rank orders the chain.
+type patternRule struct {
+	rank, id, src string
+}
+
+// Fast allow kinds: which one-body allow rule of the core covers a route
+// (FastKind).
+const (
+	FastFixed  = "fixed"  // fast_allow: fixed unit primitives on an exact path
+	FastHeader = "header" // fast_header_allow: the unit primitive comes from a header
+	FastBody   = "body"   // fast_body_allow: the unit primitives come from body rules
+)
+
+// FastKind names the core's one-body allow rule that covers the route, or
+// "" when only the full chain decides it. Each fast rule holds only for a
+// request the full chain allows, and then equals its decision (the
+// generated tests compare them on every case).
+func FastKind(r manifest.Route) string {
+	if r.Public || r.Prompt || r.NotFound || r.AuthenticateOnly || len(r.AnyOf) > 0 || len(r.RefuseHeaders) > 0 {
+		return ""
+	}
+	switch {
+	case FastRoute(r):
+		return FastFixed
+	case r.HeaderUP != nil && !r.HasBody():
+		return FastHeader
+	case r.HasBody() && r.HeaderUP == nil:
+		return FastBody
+	}
+	return ""
+}
+
+// writeFastUps writes, for each fast route (FastKind), the rule the core's
+// fast_allow reads: fast_ups[route id] is [the unit primitives a request on
+// it checks, its rate-limit unit primitive, its rate class]. A fixed route's
+// is constant; a header route's holds for an allowed header value; a body
+// route's for a complete body its rules decide without error. One rule per
+// route with a constant key: evaluation looks up the matched route's only.
+func writeFastUps(b *strings.Builder, m *manifest.Manifest) {
+	fast := false
+	for _, r := range m.Routes {
+		id := lit(r.ID)
+		switch FastKind(r) {
+		case FastFixed:
+			fmt.Fprintf(b, "fast_ups[%s] := [%s, %s, %s]\n\n", id, lit(r.UnitPrimitives),
+				lit(strings.Join(r.UnitPrimitives, ",")), lit(m.RateClassOf(r.UnitPrimitives[0])))
+		case FastHeader:
+			fmt.Fprintf(b, "fast_ups[%s] := [[up], up, object.get(rate_classes, up, default_rate_class)] if {\n"+
+				"\tup := known_unit_primitives[input.request.headers[\"x-gitlab-unit-primitive\"]]\n"+
+				"\tup in %s\n}\n\n", id, litSetOf(r.HeaderUP.Allow))
+		case FastBody:
+			fmt.Fprintf(b, "fast_ups[%s] := [ups, concat(\",\", ups), object.get(rate_classes, ups[0], default_rate_class)] if {\n"+
+				"\tinput.request.body_status == \"ok\"\n\te := body_eval[%s]\n\tnot e.error\n"+
+				"\tups := data.ccauthz.main.dedup(array.concat(%s, [p[0] | some p in e.ups]))\n"+
+				"\tcount(ups) > 0\n}\n\n", id, id, lit(nonNil(r.UnitPrimitives)))
+		default:
+			continue
+		}
+		fast = true
+	}
+	if !fast {
+		b.WriteString("fast_ups := {}\n\n")
+	}
 }
 
 // FastRoute reports whether the core's one-body fast allow path covers the
