@@ -62,21 +62,14 @@ func nondeterministic(name string) bool {
 
 func analyse(c *ast.Compiler, extra []string) reads {
 	var r reads
-	isExtra := map[string]bool{}
-	for _, e := range extra {
-		isExtra[e] = true
-	}
+	isExtra := setOf(extra)
 	headers := map[string]bool{}
 	disable := func(format string, args ...any) {
 		if r.disabled == "" {
 			r.disabled = fmt.Sprintf(format, args...)
 		}
 	}
-	names := make([]string, 0, len(c.Modules))
-	for n := range c.Modules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := moduleNames(c)
 	bindingHeaders := map[string]bool{}
 	for _, name := range names {
 		mod := c.Modules[name]
@@ -307,15 +300,8 @@ func checkCall(ref ast.Ref, module string, disable func(string, ...any)) {
 // the core and generated modules must never name a per-token claim. If either
 // fails, decisions stay keyed on the token hash, which is always sound.
 func grantKeyable(c *ast.Compiler, extra []string, perToken []string) (bool, string) {
-	isExtra := map[string]bool{}
-	for _, e := range extra {
-		isExtra[e] = true
-	}
-	names := make([]string, 0, len(c.Modules))
-	for n := range c.Modules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	isExtra := setOf(extra)
+	names := moduleNames(c)
 	for _, name := range names {
 		mod := c.Modules[name]
 		why := ""
@@ -344,4 +330,24 @@ func grantKeyable(c *ast.Compiler, extra []string, perToken []string) (bool, str
 		}
 	}
 	return true, ""
+}
+
+// moduleNames returns the compiled modules' file names, sorted, so that
+// analyses visit them (and report the first offending read) deterministically.
+func moduleNames(c *ast.Compiler) []string {
+	names := make([]string, 0, len(c.Modules))
+	for n := range c.Modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// setOf returns the strings of list as a set.
+func setOf(list []string) map[string]bool {
+	set := make(map[string]bool, len(list))
+	for _, s := range list {
+		set[s] = true
+	}
+	return set
 }

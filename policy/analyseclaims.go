@@ -36,11 +36,7 @@ func analyseClaims(c *ast.Compiler, extra []string) (claims []string, dynamic st
 		name string
 		node any
 	}
-	names := make([]string, 0, len(c.Modules))
-	for n := range c.Modules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := moduleNames(c)
 	var units []unit
 	for _, name := range names {
 		mod := c.Modules[name]

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -144,15 +143,8 @@ var (
 // that no extra module reads the core's or the generated rules (which derive
 // from them). It returns why the path, or the header, must be keyed raw.
 func requestReads(c *ast.Compiler, extra []string) (rawPath, rawHeader string) {
-	isExtra := map[string]bool{}
-	for _, e := range extra {
-		isExtra[e] = true
-	}
-	names := make([]string, 0, len(c.Modules))
-	for n := range c.Modules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	isExtra := setOf(extra)
+	names := moduleNames(c)
 	for _, name := range names {
 		for _, rule := range c.Modules[name].Rules {
 			head := rule.Head.Ref()[0].String()
