@@ -116,7 +116,7 @@ soak:
 	DURATION=$(DURATION) bash benchmarks/soak.sh
 
 fuzz:
-	@for pkg in $(FUZZ_PKGS); do \
+	@for pkg in $$($(GO) list $(FUZZ_PKGS)); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; \
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg || exit 1; \
