@@ -49,7 +49,9 @@ bench_setup
 start_ccauthz 0
 TARGET=127.0.0.1:$GRPC_PORT
 METRICS=http://127.0.0.1:$ADMIN_PORT/metrics
-json_num() { grep -o "\"$1\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
+# sed reads all of grep's output: with pipefail, head -1 closing the pipe
+# early killed the script with SIGPIPE once the summary had many matches.
+json_num() { grep -o "\"$1\":[0-9.e+-]*" | sed -n '1s/^[^:]*://p'; }
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$CCAUTHZ_PID/status"; }
 goroutines() { curl -fsS --max-time 5 "$METRICS" | awk '/^go_goroutines / {print $2}'; }
 
