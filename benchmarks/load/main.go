@@ -90,6 +90,7 @@ func main() {
 	summary := flag.String("summarize", "", "summarize a file of -json results (one per line) and exit")
 	baseline := flag.String("baseline", "noop", "with -summarize: the label the others are compared to")
 	flag.Parse()
+	o.mix.lifetime = o.warmup + o.duration + time.Minute
 
 	switch {
 	case *printPort:

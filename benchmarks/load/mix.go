@@ -37,6 +37,11 @@ type mixOptions struct {
 	mix string
 	// jtiPrefix distinguishes a second generation of tokens of the same grants.
 	jtiPrefix string
+	// lifetime is how long the run needs its tokens (warm-up + duration):
+	// tokens live an hour past minting plus this much, so a token minted
+	// "an hour ago" (the realistic mix's previous generation) does not
+	// expire during a long run and turn allows into 401s.
+	lifetime time.Duration
 }
 
 // instance is one simulated GitLab instance and its token.
@@ -222,7 +227,7 @@ func mintAll(key crypto.Signer, o mixOptions, now time.Time) ([]instance, error)
 					Scopes:   grantedScopes,
 					Realm:    "self-managed",
 					IssuedAt: now,
-					TTL:      time.Hour,
+					TTL:      time.Hour + o.lifetime,
 					JTI:      fmt.Sprintf("%sload-%d", o.jtiPrefix, i),
 				})
 				if err != nil {
