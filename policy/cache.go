@@ -64,6 +64,10 @@ func (c *decisionCache) len() int {
 
 type counters struct {
 	hits, misses, evictions, uncacheable atomic.Uint64
+	// routeDisagreements counts decisions not cached because the Rego
+	// matched another route than the Go matcher that keyed them
+	// (routeKeys.agrees); a differential test keeps it at zero.
+	routeDisagreements atomic.Uint64
 }
 
 // clone copies the decision's maps and slices so a caller may modify its copy

@@ -109,6 +109,13 @@ func (p *Policy) DecideCached(ctx context.Context, in *Input) (Decision, CacheOu
 		}
 		return Fault(reason, p.backend), outcome, err
 	}
+	if cacheable && !p.routes.agrees(in, d.Route) {
+		// The key named the route Go matched; a decision for another route
+		// must not be served to the requests that share that key.
+		p.stats.uncacheable.Add(1)
+		p.stats.routeDisagreements.Add(1)
+		cacheable = false
+	}
 	if cacheable {
 		if p.cache.put(key, d) {
 			p.stats.evictions.Add(1)
@@ -291,6 +298,11 @@ type Stats struct {
 	// Uncacheable counts requests evaluated without the cache (a token whose
 	// claims cannot be keyed, an oversized key).
 	Uncacheable uint64 `json:"uncacheable"`
+	// RouteDisagreements counts decisions not cached because the Rego
+	// matched another route than the Go matcher that keyed the request (a
+	// bug the matcher's differential test exists to prevent); they are
+	// also counted in Uncacheable.
+	RouteDisagreements uint64 `json:"route_disagreements"`
 	// HeadersRead are the request headers the compiled policy reads (the
 	// cache key's headers), sorted.
 	HeadersRead []string `json:"headers_read"`
@@ -321,23 +333,24 @@ type Stats struct {
 // Stats reports the cache configuration and counters.
 func (p *Policy) Stats() Stats {
 	s := Stats{
-		Revision:        p.revision,
-		HeadersRead:     slices.Clone(p.reads.headers),
-		HeadersBound:    slices.Clone(p.reads.bindingHeaders),
-		ReadsIdentity:   p.reads.identity,
-		ReadsQuery:      p.reads.query,
-		ReadsHost:       p.reads.host,
-		Hits:            p.stats.hits.Load(),
-		Misses:          p.stats.misses.Load(),
-		Evictions:       p.stats.evictions.Load(),
-		Uncacheable:     p.stats.uncacheable.Load(),
-		GrantKeyed:      p.grantKeyed,
-		GrantKeyWhyNot:  p.grantWhyNot,
-		RouteKeyed:      p.routes.rawPath == "" && p.routes.rawHeader == "",
-		RouteKeyWhyNot:  cmp.Or(p.routes.rawPath, p.routes.rawHeader),
-		ClaimsKeyed:     p.reads.claimsDynamic == "",
-		ClaimsRead:      slices.Clone(p.reads.claims),
-		ClaimsKeyWhyNot: p.reads.claimsDynamic,
+		Revision:           p.revision,
+		HeadersRead:        slices.Clone(p.reads.headers),
+		HeadersBound:       slices.Clone(p.reads.bindingHeaders),
+		ReadsIdentity:      p.reads.identity,
+		ReadsQuery:         p.reads.query,
+		ReadsHost:          p.reads.host,
+		Hits:               p.stats.hits.Load(),
+		Misses:             p.stats.misses.Load(),
+		Evictions:          p.stats.evictions.Load(),
+		Uncacheable:        p.stats.uncacheable.Load(),
+		RouteDisagreements: p.stats.routeDisagreements.Load(),
+		GrantKeyed:         p.grantKeyed,
+		GrantKeyWhyNot:     p.grantWhyNot,
+		RouteKeyed:         p.routes.rawPath == "" && p.routes.rawHeader == "",
+		RouteKeyWhyNot:     cmp.Or(p.routes.rawPath, p.routes.rawHeader),
+		ClaimsKeyed:        p.reads.claimsDynamic == "",
+		ClaimsRead:         slices.Clone(p.reads.claims),
+		ClaimsKeyWhyNot:    p.reads.claimsDynamic,
 	}
 	switch {
 	case p.cache != nil:

@@ -181,6 +181,20 @@ func requestReads(c *ast.Compiler, extra []string) (rawPath, rawHeader string) {
 // with body rules: the core reads the body nowhere else). ok is false for a
 // request the routing cannot answer (several routes match it equally: the
 // policy fails on it), which is not cached.
+// agrees reports whether route, the route the evaluated decision names, is
+// the one the Go matcher gave the cache key (always true when the key holds
+// the raw method and path). It runs only before a decision is cached.
+func (rk *routeKeys) agrees(in *Input, route string) bool {
+	if rk.rawPath != "" {
+		return true
+	}
+	m := rk.matcher.Match(in.Method, in.Path)
+	if m.Route < 0 {
+		return route == ""
+	}
+	return route == rk.plans[m.Route].id
+}
+
 func (rk *routeKeys) writeRequestKey(write func(string), in *Input, tokenValid bool) (body, ok bool) {
 	if rk.rawPath != "" {
 		write(in.Method)

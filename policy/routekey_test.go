@@ -362,3 +362,39 @@ func TestGarbageTokensShareKeys(t *testing.T) {
 		t.Errorf("2000 garbage requests need %d keys, want at most 10", len(keys))
 	}
 }
+
+// TestRouteDisagreementIsNotCached: if the Go matcher that keys a request
+// ever names another route than the Rego that decides it, the decision is
+// not cached (requests sharing the key could be other routes') and the
+// disagreement is counted. The plan is tampered with to make them differ.
+func TestRouteDisagreementIsNotCached(t *testing.T) {
+	p := buildExample(t, "ai_gateway", BuildOptions{})
+	for i := range p.routes.plans {
+		p.routes.plans[i].id += "-tampered"
+	}
+	in := aiGatewayInput()
+	for range 2 {
+		d, err := p.Decide(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Allow || d.Route != "code_completions_v2" {
+			t.Fatalf("decision %+v, want the Rego's allow on code_completions_v2", d)
+		}
+	}
+	s := p.Stats()
+	if s.CacheEntries != 0 || s.Hits != 0 || s.RouteDisagreements != 2 {
+		t.Errorf("entries %d, hits %d, disagreements %d; want 0, 0, 2", s.CacheEntries, s.Hits, s.RouteDisagreements)
+	}
+
+	// Untampered, the same request is cached and hit.
+	q := buildExample(t, "ai_gateway", BuildOptions{})
+	for range 2 {
+		if _, err := q.Decide(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := q.Stats(); s.CacheEntries != 1 || s.Hits != 1 || s.RouteDisagreements != 0 {
+		t.Errorf("untampered: entries %d, hits %d, disagreements %d; want 1, 1, 0", s.CacheEntries, s.Hits, s.RouteDisagreements)
+	}
+}
