@@ -15,7 +15,8 @@ RATELIMIT_VERSION := v1.4.1-0.20260122083618-3fb702589d36
 # Cloudflare's Workers runtime for the Worker's end-to-end test
 # (deploy/cloudflare); `make tools` installs it with npm when npm exists.
 WORKERD_VERSION := 1.20261117.1
-# Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME.
+# Packages with fuzz targets; `make fuzz` runs each target for FUZZTIME, a
+# duration or an execution count such as 2000x (.ci/fuzz.sh).
 FUZZ_PKGS := ./catalog ./authz/config ./authz/jwks ./authz/token ./authz/api ./policy/manifest ./policy/route ./proto/...
 
 # `ccauthz version` and ccauthz_build_info report these (git describe and
@@ -116,12 +117,7 @@ soak:
 	DURATION=$(DURATION) bash benchmarks/soak.sh
 
 fuzz:
-	@for pkg in $$($(GO) list $(FUZZ_PKGS)); do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$t"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg || exit 1; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) bash .ci/fuzz.sh $(FUZZ_PKGS)
 
 tools:
 	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/envoyproxy/ratelimit/src/service_cmd@$(RATELIMIT_VERSION)
