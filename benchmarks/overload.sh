@@ -82,14 +82,14 @@ LOW=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m/10}')
 HIGH=$(awk -v m="$MAX" -v f="$FACTOR" 'BEGIN {printf "%.0f", m*f}')
 echo "== capacity: $(printf '%.0f' "$MAX") checks/s closed loop at concurrency $CONCURRENCY; unloaded $LOW/s, overload $HIGH/s"
 
-"${LOAD[@]}" "${common[@]}" -label unloaded -rate "$LOW" -duration 10s -call-timeout "$CALL_TIMEOUT" >"$WORK/low.json"
+"${LOAD[@]}" "${common[@]}" -label unloaded -warmup 2s -concurrency "$CONCURRENCY" -rate "$LOW" -duration 10s -call-timeout "$CALL_TIMEOUT" >"$WORK/low.json"
 P99_0=$(json_num p99_ms <"$WORK/low.json")
 IDLE_RSS_AFTER=$(rss_mib)
 
 OL_SECONDS=${OVERLOAD%s}
 BREAKER=()
 if [ "$CIRCUIT_BREAKER" -gt 0 ]; then BREAKER=(-max-outstanding "$CIRCUIT_BREAKER"); fi
-"${LOAD[@]}" "${common[@]}" -label overload -rate "$HIGH" -duration "$((OL_SECONDS + RECOVERY))s" \
+"${LOAD[@]}" "${common[@]}" -label overload -warmup 2s -concurrency "$CONCURRENCY" -rate "$HIGH" -duration "$((OL_SECONDS + RECOVERY))s" \
   -step-after "$OVERLOAD" -step-rate "$LOW" -call-timeout "$CALL_TIMEOUT" "${BREAKER[@]}" >"$WORK/high.json" || true
 
 # The overload phase's figures come from its one-second windows.
