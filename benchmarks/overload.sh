@@ -127,3 +127,10 @@ fi
 echo "| RSS idle / after warm-up / peak in overload | $IDLE_RSS / $IDLE_RSS_AFTER / ${PEAK_WIN_RSS} MiB (VmHWM ${PEAK_RSS:-?} MiB) |"
 echo "| recovery (first clean second at $LOW/s) | ${RECOVERED:-not within ${RECOVERY}}s |"
 echo "| ccauthz shed counters | $SHED_METRIC |"
+echo
+# Per second of the overload: answered p99 (ms), the generator's worst
+# lateness (ms) and the cores ccauthz used, to tell a slow ccauthz from a
+# starved one or a stalled generator.
+echo "overload seconds (p99 ms / generator late ms / ccauthz cores): $(awk -v n="$OL_SECONDS" '
+  { for (i = 1; i < NF; i += 2) v[$i] = $(i + 1) }
+  v["second"] < n { printf "%s: %.1f/%.0f/%.2f, ", v["second"], v["p99_ms"], v["lag_ms"], v["target_cpu"] }' "$WORK/windows.txt")"

@@ -13,8 +13,11 @@ import (
 // TestSoakShort runs benchmarks/soak.sh in its short version (DURATION=30s
 // unless CCAUTHZ_SOAK_DURATION says otherwise) against a real ccauthz on
 // 127.0.0.1 and fails when the script does: errors, timeouts, shed or wrong
-// decisions, or RSS or goroutines not flat. It takes over a minute (builds,
-// capacity run, soak), so it runs only with CCAUTHZ_SOAK=1.
+// decisions, or RSS or goroutines not flat or left behind. It takes over a
+// minute (builds, capacity run, warm-up, soak), so it runs only with
+// CCAUTHZ_SOAK=1; CI runs the script itself after `make test` (`make soak
+// DURATION=30s LOAD_PERCENT=50`, .ci/run). The environment passes through
+// (LOAD_PERCENT, SERVER_CPUS, LOAD_CPUS).
 func TestSoakShort(t *testing.T) {
 	if os.Getenv("CCAUTHZ_SOAK") != "1" {
 		t.Skip("soak harness: set CCAUTHZ_SOAK=1 to run benchmarks/soak.sh (DURATION=30s, over a minute)")
