@@ -3,21 +3,26 @@
 # DURATION and check that nothing drifts (docs/reliability.md "Soak"):
 #
 #   1. max:  closed-loop throughput with the realistic mix for MAX_DURATION;
-#   2. soak: open loop (fixed arrival rate, Envoy's ext_authz deadline per
-#      call) at LOAD_PERCENT of max for DURATION, realistic mix, every answer
-#      checked against the decision the mix expects;
+#   2. soak: after a closed-loop WARMUP with its own (new) tokens, open loop
+#      (fixed arrival rate, Envoy's ext_authz deadline per call) at
+#      LOAD_PERCENT of max for DURATION, realistic mix, every answer checked
+#      against the decision the mix expects;
 #   3. meanwhile RSS (/proc/PID/status VmRSS) and go_goroutines (/metrics)
 #      are sampled every SAMPLE seconds (10 s; 2 s in a short run);
 #   4. flatness: the median of the samples in the last minute must be within
 #      FLAT_PERCENT of the median in the second minute (short run, DURATION
-#      under 3m: last third against first third), for RSS and goroutines.
+#      under 3m: last third against first third), for RSS and goroutines;
+#   5. leak: once the load has stopped, the idle goroutine count must be
+#      back within IDLE_GOROUTINE_SLACK of the one before the soak.
 #
 #   benchmarks/soak.sh                  # 10 minutes
 #   DURATION=30s benchmarks/soak.sh     # the short version
 #   make soak DURATION=3m
 #
 # Exits 1 when any check failed: errors, timeouts or shed checks (at 80 % none
-# is expected), wrong decisions, or a flatness failure. DURATION is in s or m.
+# is expected), wrong decisions (warm-up included), a flatness failure or
+# goroutines left behind. DURATION is in s or m. SERVER_CPUS/LOAD_CPUS pin
+# ccauthz and the generator (taskset lists); KEEP=DIR keeps the JSON results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
