@@ -125,6 +125,9 @@ IDLE_GOROUTINES_AFTER=$(idle_goroutines)
 # the max (1) is the upper bound reported for the p99.
 GC=$(curl -fsS "$METRICS" | awk -F'[ "]' '/^go_gc_duration_seconds\{quantile="(0.5|0.75|1)"\}/ {printf "q%s %.3f ms, ", $2, $4*1000}')
 GC_COUNT=$(curl -fsS "$METRICS" | awk '/^go_gc_duration_seconds_count / {print $2}')
+# What ccauthz shed, by reason (capacity run and warm-up included): the
+# in-flight limit (overloaded) or a caller deadline already gone (deadline).
+SHED_BY=$(curl -fsS "$METRICS" | awk -F'[ "]' '/^ccauthz_checks_shed_total\{/ && $NF > 0 {printf "%s %s, ", $2, $NF}')
 
 SENT_RPS=$(json_num sent_rps <"$WORK/soak.json")
 ERRORS=$(json_num errors <"$WORK/soak.json")
@@ -175,6 +178,7 @@ echo "|---|---:|"
 echo "| offered / sent | $RATE/s / $(printf '%.0f' "$SENT_RPS")/s for $DURATION |"
 echo "| answered | $ANSWERED |"
 echo "| errors / timeouts ($CALL_TIMEOUT) / shed / not sent | $ERRORS / $TIMEOUTS / $SHED / $NOT_SENT |"
+echo "| shed by ccauthz, by reason (whole run) | ${SHED_BY:-none} |"
 echo "| wrong decisions | $WRONG |"
 echo "| warm-up ($WARMUP closed loop): errors / wrong decisions | $WARM_ERRORS / $WARM_WRONG |"
 echo "| goroutines idle, before → after the soak | $IDLE_GOROUTINES_BEFORE → $IDLE_GOROUTINES_AFTER |"

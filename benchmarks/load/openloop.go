@@ -49,8 +49,9 @@ type window struct {
 	RSSMiB   float64 `json:"target_rss_mib,omitempty"`
 	// LagMs is how late, at worst in this second, the generator started a
 	// request after its due time: its own scheduling delay. A late second
-	// means the generator was starved (by the target, other processes or
-	// its own GC) and then sent a burst; the target is not to blame.
+	// means the generator was starved (by the target where they share
+	// cores, by other processes or by its own GC) and then sent a burst.
+	// The last second's CPU figures are absent (0): the loop ends first.
 	LagMs float64 `json:"lag_ms"`
 	// TargetCPU and LoadCPU are the cores the target and the generator
 	// used in this second (from /proc: CPU seconds per second, at the
