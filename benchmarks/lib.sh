@@ -59,9 +59,10 @@ CFG
     printf 'admin_server: {pprof: true, write_timeout: 10m}\n' >>"$WORK/config.yaml"
   fi
   # SERVER_CPUS (a taskset CPU list) pins ccauthz; pinned at start, its
-  # GOMAXPROCS follows the pinning.
+  # GOMAXPROCS follows the pinning (unless GOMAXPROCS is set: dropped here,
+  # as .ci/run exports it).
   local pin=()
-  if [ -n "${SERVER_CPUS:-}" ]; then pin=(taskset -c "$SERVER_CPUS"); fi
+  if [ -n "${SERVER_CPUS:-}" ]; then pin=(env -u GOMAXPROCS taskset -c "$SERVER_CPUS"); fi
   "${pin[@]}" "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
   CCAUTHZ_PID=$!
   pids+=("$CCAUTHZ_PID")

@@ -53,7 +53,7 @@ if [ "$MAX_IN_FLIGHT" != 0 ] || [ -n "$OVERLOAD_EXTRA" ] || [ -n "$SERVER_CPUS" 
   printf 'overload:\n  max_in_flight: %s\n' "$MAX_IN_FLIGHT" >>"$WORK/config.yaml"
   if [ -n "$OVERLOAD_EXTRA" ]; then printf '%b\n' "$OVERLOAD_EXTRA" | sed 's/^/  /' >>"$WORK/config.yaml"; fi
   PIN=()
-  if [ -n "$SERVER_CPUS" ]; then PIN=(taskset -c "$SERVER_CPUS"); fi
+  if [ -n "$SERVER_CPUS" ]; then PIN=(env -u GOMAXPROCS taskset -c "$SERVER_CPUS"); fi
   "${PIN[@]}" "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
   CCAUTHZ_PID=$!
   pids+=("$CCAUTHZ_PID")
