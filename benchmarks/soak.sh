@@ -52,6 +52,9 @@ esac
 if ! [ "$SECONDS_TOTAL" -ge 9 ] 2>/dev/null; then
   echo "DURATION=$DURATION: want at least 9s" >&2; exit 2
 fi
+case "$WARMUP" in
+  *[!0-9]*s | s | *[!s]) echo "WARMUP=$WARMUP: want whole seconds, e.g. 3s (0s: none)" >&2; exit 2 ;;
+esac
 if [ "$SECONDS_TOTAL" -ge 180 ]; then SHORT=false; SAMPLE=${SAMPLE:-10}; else SHORT=true; SAMPLE=${SAMPLE:-2}; fi
 
 # shellcheck source=benchmarks/lib.sh
