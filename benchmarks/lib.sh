@@ -3,7 +3,8 @@
 # issuer key ($WORK/issuer.pem, $ISSUER) the load generator mints with;
 # start_ccauthz serves the example catalog and AI gateway manifest trusting
 # that issuer, with ccauthz's default logging (and /debug/pprof/ when PROFILE
-# is set), and sets CCAUTHZ_PID, GRPC_PORT and ADMIN_PORT. Everything
+# is set), pinned to SERVER_CPUS when set, and sets CCAUTHZ_PID, GRPC_PORT
+# and ADMIN_PORT. Everything
 # started is stopped, and $WORK removed, on exit.
 
 bench_setup() {
@@ -57,7 +58,12 @@ CFG
     # run.sh takes a CPU profile over the admin listener (admin_server.pprof).
     printf 'admin_server: {pprof: true, write_timeout: 10m}\n' >>"$WORK/config.yaml"
   fi
-  "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
+  # SERVER_CPUS (a taskset CPU list) pins ccauthz; pinned at start, its
+  # GOMAXPROCS follows the pinning (unless GOMAXPROCS is set: dropped here,
+  # as .ci/run exports it).
+  local pin=()
+  if [ -n "${SERVER_CPUS:-}" ]; then pin=(env -u GOMAXPROCS taskset -c "$SERVER_CPUS"); fi
+  "${pin[@]}" "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
   CCAUTHZ_PID=$!
   pids+=("$CCAUTHZ_PID")
   for _ in $(seq 1 100); do

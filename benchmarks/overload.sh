@@ -53,7 +53,7 @@ if [ "$MAX_IN_FLIGHT" != 0 ] || [ -n "$OVERLOAD_EXTRA" ] || [ -n "$SERVER_CPUS" 
   printf 'overload:\n  max_in_flight: %s\n' "$MAX_IN_FLIGHT" >>"$WORK/config.yaml"
   if [ -n "$OVERLOAD_EXTRA" ]; then printf '%b\n' "$OVERLOAD_EXTRA" | sed 's/^/  /' >>"$WORK/config.yaml"; fi
   PIN=()
-  if [ -n "$SERVER_CPUS" ]; then PIN=(taskset -c "$SERVER_CPUS"); fi
+  if [ -n "$SERVER_CPUS" ]; then PIN=(env -u GOMAXPROCS taskset -c "$SERVER_CPUS"); fi
   "${PIN[@]}" "$WORK/ccauthz" serve --config "$WORK/config.yaml" >"$WORK/ccauthz.log" 2>&1 &
   CCAUTHZ_PID=$!
   pids+=("$CCAUTHZ_PID")
@@ -82,14 +82,14 @@ LOW=$(awk -v m="$MAX" 'BEGIN {printf "%.0f", m/10}')
 HIGH=$(awk -v m="$MAX" -v f="$FACTOR" 'BEGIN {printf "%.0f", m*f}')
 echo "== capacity: $(printf '%.0f' "$MAX") checks/s closed loop at concurrency $CONCURRENCY; unloaded $LOW/s, overload $HIGH/s"
 
-"${LOAD[@]}" "${common[@]}" -label unloaded -rate "$LOW" -duration 10s -call-timeout "$CALL_TIMEOUT" >"$WORK/low.json"
+"${LOAD[@]}" "${common[@]}" -label unloaded -warmup 2s -concurrency "$CONCURRENCY" -rate "$LOW" -duration 10s -call-timeout "$CALL_TIMEOUT" >"$WORK/low.json"
 P99_0=$(json_num p99_ms <"$WORK/low.json")
 IDLE_RSS_AFTER=$(rss_mib)
 
 OL_SECONDS=${OVERLOAD%s}
 BREAKER=()
 if [ "$CIRCUIT_BREAKER" -gt 0 ]; then BREAKER=(-max-outstanding "$CIRCUIT_BREAKER"); fi
-"${LOAD[@]}" "${common[@]}" -label overload -rate "$HIGH" -duration "$((OL_SECONDS + RECOVERY))s" \
+"${LOAD[@]}" "${common[@]}" -label overload -warmup 2s -concurrency "$CONCURRENCY" -rate "$HIGH" -duration "$((OL_SECONDS + RECOVERY))s" \
   -step-after "$OVERLOAD" -step-rate "$LOW" -call-timeout "$CALL_TIMEOUT" "${BREAKER[@]}" >"$WORK/high.json" || true
 
 # The overload phase's figures come from its one-second windows.
@@ -127,3 +127,10 @@ fi
 echo "| RSS idle / after warm-up / peak in overload | $IDLE_RSS / $IDLE_RSS_AFTER / ${PEAK_WIN_RSS} MiB (VmHWM ${PEAK_RSS:-?} MiB) |"
 echo "| recovery (first clean second at $LOW/s) | ${RECOVERED:-not within ${RECOVERY}}s |"
 echo "| ccauthz shed counters | $SHED_METRIC |"
+echo
+# Per second of the overload: answered p99 (ms), the generator's worst
+# lateness (ms) and the cores ccauthz used, to tell a slow ccauthz from a
+# starved one or a stalled generator.
+echo "overload seconds (p99 ms / generator late ms / ccauthz cores): $(awk -v n="$OL_SECONDS" '
+  { for (i = 1; i < NF; i += 2) v[$i] = $(i + 1) }
+  v["second"] < n { printf "%s: %.1f/%.0f/%.2f, ", v["second"], v["p99_ms"], v["lag_ms"], v["target_cpu"] }' "$WORK/windows.txt")"

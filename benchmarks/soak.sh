@@ -3,34 +3,46 @@
 # DURATION and check that nothing drifts (docs/reliability.md "Soak"):
 #
 #   1. max:  closed-loop throughput with the realistic mix for MAX_DURATION;
-#   2. soak: open loop (fixed arrival rate, Envoy's ext_authz deadline per
-#      call) at LOAD_PERCENT of max for DURATION, realistic mix, every answer
-#      checked against the decision the mix expects;
+#   2. soak: after a closed-loop WARMUP with its own (new) tokens, open loop
+#      (fixed arrival rate, Envoy's ext_authz deadline per call) at
+#      LOAD_PERCENT of max for DURATION, realistic mix, every answer checked
+#      against the decision the mix expects;
 #   3. meanwhile RSS (/proc/PID/status VmRSS) and go_goroutines (/metrics)
 #      are sampled every SAMPLE seconds (10 s; 2 s in a short run);
 #   4. flatness: the median of the samples in the last minute must be within
 #      FLAT_PERCENT of the median in the second minute (short run, DURATION
-#      under 3m: last third against first third), for RSS and goroutines.
+#      under 3m: last third against first third), for RSS and goroutines;
+#   5. leak: once the load has stopped, the idle goroutine count must be
+#      back within IDLE_GOROUTINE_SLACK of the one before the soak.
 #
 #   benchmarks/soak.sh                  # 10 minutes
 #   DURATION=30s benchmarks/soak.sh     # the short version
 #   make soak DURATION=3m
 #
 # Exits 1 when any check failed: errors, timeouts or shed checks (at 80 % none
-# is expected), wrong decisions, or a flatness failure. DURATION is in s or m.
+# is expected), wrong decisions (warm-up included), a flatness failure or
+# goroutines left behind. DURATION is in s or m. SERVER_CPUS/LOAD_CPUS pin
+# ccauthz and the generator (taskset lists); KEEP=DIR keeps the JSON results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10m}
 LOAD_PERCENT=${LOAD_PERCENT:-80}
 FLAT_PERCENT=${FLAT_PERCENT:-10}
+IDLE_GOROUTINE_SLACK=${IDLE_GOROUTINE_SLACK:-2}
 MAX_DURATION=${MAX_DURATION:-10s}
 CONCURRENCY=${CONCURRENCY:-32}
 CONNS=${CONNS:-2}
 TOKENS=${TOKENS:-500}
 DENY_PERCENT=${DENY_PERCENT:-15}
 REQUESTS=${REQUESTS:-200000}
+# The soak's generator mints its own tokens, new to ccauthz: it warms the
+# caches closed loop for WARMUP (as the capacity run did) before the open
+# loop starts; the warm-up's errors and wrong decisions count as failures.
+WARMUP=${WARMUP:-3s}
 CALL_TIMEOUT=${CALL_TIMEOUT:-250ms}   # Envoy's ext_authz timeout in deploy/envoy.yaml
+SERVER_CPUS=${SERVER_CPUS:-}          # taskset CPU list for ccauthz (lib.sh); empty: unpinned
+LOAD_CPUS=${LOAD_CPUS:-}              # taskset CPU list for the load generator
 
 case "$DURATION" in
   *m) SECONDS_TOTAL=$((${DURATION%m} * 60)) ;;
@@ -40,6 +52,9 @@ esac
 if ! [ "$SECONDS_TOTAL" -ge 9 ] 2>/dev/null; then
   echo "DURATION=$DURATION: want at least 9s" >&2; exit 2
 fi
+case "$WARMUP" in
+  *[!0-9]*s | s | *[!s]) echo "WARMUP=$WARMUP: want whole seconds, e.g. 3s (0s: none)" >&2; exit 2 ;;
+esac
 if [ "$SECONDS_TOTAL" -ge 180 ]; then SHORT=false; SAMPLE=${SAMPLE:-10}; else SHORT=true; SAMPLE=${SAMPLE:-2}; fi
 
 # shellcheck source=benchmarks/lib.sh
@@ -55,19 +70,36 @@ json_num() { grep -o "\"$1\":[0-9.e+-]*" | sed -n '1s/^[^:]*://p'; }
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$CCAUTHZ_PID/status"; }
 goroutines() { curl -fsS --max-time 5 "$METRICS" | awk '/^go_goroutines / {print $2}'; }
 
+LOAD=("$WORK/load")
+if [ -n "$LOAD_CPUS" ]; then LOAD=(taskset -c "$LOAD_CPUS" "$WORK/load"); fi
 common=(-mix realistic -requests "$REQUESTS" -key "$WORK/issuer.pem" -issuer "$ISSUER" -tokens "$TOKENS"
   -deny-percent "$DENY_PERCENT" -target "$TARGET" -target-pid "$CCAUTHZ_PID" -conns "$CONNS" -json)
+echo "== pinning: ccauthz ${SERVER_CPUS:-any} cores, load generator ${LOAD_CPUS:-any}"
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-"$WORK/load" "${common[@]}" -label max -duration "$MAX_DURATION" -warmup 3s -concurrency "$CONCURRENCY" >"$WORK/max.json"
+"${LOAD[@]}" "${common[@]}" -label max -duration "$MAX_DURATION" -warmup 3s -concurrency "$CONCURRENCY" >"$WORK/max.json"
 MAX=$(json_num rps <"$WORK/max.json")
 RATE=$(awk -v m="$MAX" -v p="$LOAD_PERCENT" 'BEGIN {printf "%.0f", m*p/100}')
 echo "== capacity: $(printf '%.0f' "$MAX") checks/s closed loop at concurrency $CONCURRENCY (errors $(json_num errors <"$WORK/max.json"), wrong $(json_num wrong_decisions <"$WORK/max.json")); soak at $LOAD_PERCENT %: $RATE/s for $DURATION, sampling every ${SAMPLE}s"
 
+in_flight() { curl -fsS --max-time 5 "$METRICS" | awk '/^ccauthz_checks_in_flight / {print $2}'; }
+# idle_goroutines: go_goroutines once no check is in flight and the count
+# has stopped falling (connections closed, handlers returned), at most ~10 s.
+idle_goroutines() {
+  local prev=-1 now
+  for _ in $(seq 1 20); do
+    now=$(goroutines)
+    if [ "$(in_flight)" = 0 ] && [ "$now" = "$prev" ]; then break; fi
+    prev=$now
+    sleep 0.5
+  done
+  echo "$now"
+}
+IDLE_GOROUTINES_BEFORE=$(idle_goroutines)
 checks_total() { curl -fsS --max-time 5 "$METRICS" | awk '/^ccauthz_checks_total[{ ]/ {n += $NF} END {printf "%.0f", n}'; }
 # The sampler: "seconds rss_mib goroutines" lines from the soak's start, which
-# is when ccauthz's check counter first moves (the generator signs tokens and
-# encodes the mix first, for a few seconds).
+# is WARMUP after ccauthz's check counter first moves (the generator signs
+# tokens and encodes the mix first, for a few seconds, then warms up).
 sampler() {
   local t=0 before
   before=$(checks_total)
@@ -75,6 +107,7 @@ sampler() {
     [ "$(checks_total)" != "$before" ] && break
     sleep 0.1
   done
+  sleep "${WARMUP%s}"
   while [ "$t" -le "$SECONDS_TOTAL" ]; do
     echo "$t $(rss_mib) $(goroutines || echo -1)"
     sleep "$SAMPLE"
@@ -85,15 +118,19 @@ sampler >"$WORK/samples.txt" &
 SAMPLER_PID=$!
 pids+=("$SAMPLER_PID")
 SOAK_RC=0
-"$WORK/load" "${common[@]}" -label soak -rate "$RATE" -duration "$DURATION" -call-timeout "$CALL_TIMEOUT" \
-  -max-requests "$((RATE * SECONDS_TOTAL + 1))" >"$WORK/soak.json" || SOAK_RC=$?
+"${LOAD[@]}" "${common[@]}" -label soak -rate "$RATE" -duration "$DURATION" -call-timeout "$CALL_TIMEOUT" \
+  -warmup "$WARMUP" -concurrency "$CONCURRENCY" -max-requests "$((RATE * SECONDS_TOTAL + 1))" >"$WORK/soak.json" || SOAK_RC=$?
 wait "$SAMPLER_PID" 2>/dev/null || true
 kill -0 "$CCAUTHZ_PID" 2>/dev/null || { echo "ccauthz exited during the soak:"; cat "$WORK/ccauthz.log"; exit 1; }
+IDLE_GOROUTINES_AFTER=$(idle_goroutines)
 
 # The runtime's GC pause summary has quantiles 0, 0.25, 0.5, 0.75 and 1 only:
 # the max (1) is the upper bound reported for the p99.
 GC=$(curl -fsS "$METRICS" | awk -F'[ "]' '/^go_gc_duration_seconds\{quantile="(0.5|0.75|1)"\}/ {printf "q%s %.3f ms, ", $2, $4*1000}')
 GC_COUNT=$(curl -fsS "$METRICS" | awk '/^go_gc_duration_seconds_count / {print $2}')
+# What ccauthz shed, by reason (capacity run and warm-up included): the
+# in-flight limit (overloaded) or a caller deadline already gone (deadline).
+SHED_BY=$(curl -fsS "$METRICS" | awk -F'[ "]' '/^ccauthz_checks_shed_total\{/ && $NF > 0 {printf "%s %s, ", $2, $NF}')
 
 SENT_RPS=$(json_num sent_rps <"$WORK/soak.json")
 ERRORS=$(json_num errors <"$WORK/soak.json")
@@ -101,6 +138,8 @@ TIMEOUTS=$(json_num timeouts <"$WORK/soak.json")
 SHED=$(json_num shed <"$WORK/soak.json")
 NOT_SENT=$(json_num not_sent <"$WORK/soak.json")
 WRONG=$(json_num wrong_decisions <"$WORK/soak.json")
+WARM_ERRORS=$(json_num warmup_errors <"$WORK/soak.json")
+WARM_WRONG=$(json_num warmup_wrong_decisions <"$WORK/soak.json")
 ANSWERED=$(json_num answered <"$WORK/soak.json")
 P50=$(json_num p50_ms <"$WORK/soak.json")
 P99=$(json_num p99_ms <"$WORK/soak.json")
@@ -142,7 +181,10 @@ echo "|---|---:|"
 echo "| offered / sent | $RATE/s / $(printf '%.0f' "$SENT_RPS")/s for $DURATION |"
 echo "| answered | $ANSWERED |"
 echo "| errors / timeouts ($CALL_TIMEOUT) / shed / not sent | $ERRORS / $TIMEOUTS / $SHED / $NOT_SENT |"
+echo "| shed by ccauthz, by reason (whole run) | ${SHED_BY:-none} |"
 echo "| wrong decisions | $WRONG |"
+echo "| warm-up ($WARMUP closed loop): errors / wrong decisions | $WARM_ERRORS / $WARM_WRONG |"
+echo "| goroutines idle, before → after the soak | $IDLE_GOROUTINES_BEFORE → $IDLE_GOROUTINES_AFTER |"
 echo "| p50 / p99 | $P50 / $P99 ms |"
 echo "| GC pause (go_gc_duration_seconds; p99 ≤ q1, the max) | $GC$GC_COUNT cycles |"
 echo "| RSS MiB, $WHAT | $RSS_A → $RSS_B ($RSS_D %) $RSS_OK |"
@@ -151,12 +193,34 @@ echo
 echo "RSS MiB series (every ${SAMPLE}s): $(awk '{printf "%s ", $2}' "$WORK/samples.txt")"
 echo "goroutines series (every ${SAMPLE}s): $(awk '{printf "%s ", $3}' "$WORK/samples.txt")"
 
+# Where the misses fell: the one-second windows with a timeout, a shed check
+# or an error, and the worst seconds' p99. Clustered misses (a few bad
+# seconds) point at a stall of the box or the generator; spread ones at a
+# rate the server cannot sustain.
+grep -o '{"second":[^}]*}' "$WORK/soak.json" | sed 's/[{}"]//g; s/,/ /g; s/:/ /g' >"$WORK/windows.txt"
+# Each with the generator's worst lateness in starting requests and the
+# cores ccauthz and the generator used in that second.
+echo "seconds with misses (second: timeouts/shed/errors, p99 ms, generator late ms, ccauthz/generator cores): $(awk '
+  { for (i = 1; i < NF; i += 2) v[$i] = $(i + 1) }
+  v["timeouts"] + v["shed"] + v["errors"] > 0 { n++; if (n <= 20) printf "%s: %s/%s/%s %.0f %.0f %.2f/%.2f, ", v["second"], v["timeouts"], v["shed"], v["errors"], v["p99_ms"], v["lag_ms"], v["target_cpu"], v["load_cpu"] }
+  END { printf "%d of %d seconds", n, NR }' "$WORK/windows.txt")"
+echo "cores used, median second: ccauthz $(awk '{ for (i = 1; i < NF; i += 2) v[$i] = $(i + 1); print v["target_cpu"] }' "$WORK/windows.txt" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'), generator $(awk '{ for (i = 1; i < NF; i += 2) v[$i] = $(i + 1); print v["load_cpu"] }' "$WORK/windows.txt" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'); generator late over 10 ms in $(awk '{ for (i = 1; i < NF; i += 2) v[$i] = $(i + 1) } v["lag_ms"] > 10 { n++ } END { print n + 0 }' "$WORK/windows.txt") seconds"
+echo "worst seconds by p99 (second: p99 ms): $(awk '
+  { for (i = 1; i < NF; i += 2) v[$i] = $(i + 1); print v["second"], v["p99_ms"] }' "$WORK/windows.txt" | sort -k2 -gr | awk 'NR <= 5' | awk '{printf "%s: %s, ", $1, $2}')"
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$WORK"/{max.json,soak.json,samples.txt,ccauthz.log} "$KEEP"/; fi
 echo "== load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 fail=()
 [ "$SOAK_RC" = 0 ] || fail+=("load generator exited $SOAK_RC: $(grep -o '"first_error":"[^"]*"' "$WORK/soak.json" || true)")
 [ "${ERRORS:-x}" = 0 ] && [ "${TIMEOUTS:-x}" = 0 ] && [ "${SHED:-x}" = 0 ] && [ "${NOT_SENT:-x}" = 0 ] ||
   fail+=("errors $ERRORS, timeouts $TIMEOUTS, shed $SHED, not sent $NOT_SENT")
 [ "${WRONG:-x}" = 0 ] || fail+=("wrong decisions $WRONG")
+[ "${WARM_ERRORS:-x}" = 0 ] && [ "${WARM_WRONG:-x}" = 0 ] || fail+=("warm-up errors $WARM_ERRORS, wrong decisions $WARM_WRONG")
+# A goroutine that outlives its check (a leak) is still there once the load
+# has stopped and every connection is closed: the idle count must come back
+# to within IDLE_GOROUTINE_SLACK of what it was before the soak.
+awk -v a="${IDLE_GOROUTINES_BEFORE:-x}" -v b="${IDLE_GOROUTINES_AFTER:-x}" -v s="$IDLE_GOROUTINE_SLACK" \
+  'BEGIN { exit !(a ~ /^[0-9]+$/ && b ~ /^[0-9]+$/ && b <= a + s) }' ||
+  fail+=("goroutines idle before the soak $IDLE_GOROUTINES_BEFORE, after it $IDLE_GOROUTINES_AFTER (slack $IDLE_GOROUTINE_SLACK)")
 [ "$RSS_OK" = ok ] || fail+=("RSS not flat ($WHAT: $RSS_D %, limit $FLAT_PERCENT %)")
 [ "$GOR_OK" = ok ] || fail+=("goroutines not flat ($WHAT: $GOR_D %, limit $FLAT_PERCENT %)")
 if [ ${#fail[@]} -gt 0 ]; then

@@ -13,8 +13,12 @@ import (
 // TestSoakShort runs benchmarks/soak.sh in its short version (DURATION=30s
 // unless CCAUTHZ_SOAK_DURATION says otherwise) against a real ccauthz on
 // 127.0.0.1 and fails when the script does: errors, timeouts, shed or wrong
-// decisions, or RSS or goroutines not flat. It takes over a minute (builds,
-// capacity run, soak), so it runs only with CCAUTHZ_SOAK=1.
+// decisions, or RSS or goroutines not flat or left behind. It takes over a
+// minute (builds, capacity run, warm-up, soak), so it runs only with
+// CCAUTHZ_SOAK=1; CI runs the script itself after `make test` (`make soak
+// DURATION=30s LOAD_PERCENT=50`, .ci/run); this test runs it at the same
+// 50 % unless LOAD_PERCENT is set. The rest of the environment passes
+// through (SERVER_CPUS, LOAD_CPUS, WARMUP).
 func TestSoakShort(t *testing.T) {
 	if os.Getenv("CCAUTHZ_SOAK") != "1" {
 		t.Skip("soak harness: set CCAUTHZ_SOAK=1 to run benchmarks/soak.sh (DURATION=30s, over a minute)")
@@ -37,6 +41,9 @@ func TestSoakShort(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", script)
 	cmd.Env = append(os.Environ(), "DURATION="+duration)
+	if os.Getenv("LOAD_PERCENT") == "" {
+		cmd.Env = append(cmd.Env, "LOAD_PERCENT=50") // as CI runs it
+	}
 	cmd.WaitDelay = 10 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()

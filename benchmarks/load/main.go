@@ -62,7 +62,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.target, "target", "127.0.0.1:9191", "ext_authz gRPC address")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured run length")
-	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up before the run (fills caches)")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured closed-loop warm-up at --concurrency before the run, open loop too (fills caches)")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "requests in flight")
 	flag.IntVar(&o.conns, "conns", 2, "HTTP/2 connections the requests are spread over")
 	flag.Int64Var(&o.maxRequests, "max-requests", 5_000_000, "stop after this many measured requests (bounds a run)")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,18 @@ type window struct {
 	Errors   int     `json:"errors"`
 	P99ms    float64 `json:"p99_ms"`
 	RSSMiB   float64 `json:"target_rss_mib,omitempty"`
+	// LagMs is how late, at worst in this second, the generator started a
+	// request after its due time: its own scheduling delay. A late second
+	// means the generator was starved (by the target where they share
+	// cores, by other processes or by its own GC) and then sent a burst.
+	// The last second's CPU figures are absent (0): the loop ends first.
+	LagMs float64 `json:"lag_ms"`
+	// TargetCPU and LoadCPU are the cores the target and the generator
+	// used in this second (from /proc: CPU seconds per second, at the
+	// kernel's 10 ms tick). A second of timeouts with the target under one
+	// core on a machine with spare cores was the target starved, not busy.
+	TargetCPU float64 `json:"target_cpu,omitempty"`
+	LoadCPU   float64 `json:"load_cpu,omitempty"`
 }
 
 // openResult is what an open-loop run measured. Latency percentiles are of
@@ -67,6 +80,18 @@ type openResult struct {
 	PeakRSSMiB  float64  `json:"target_peak_rss_mib,omitempty"`
 	Windows     []window `json:"windows"`
 	FirstError  string   `json:"first_error,omitempty"`
+	// WarmupErrors and WarmupWrong are the gRPC errors and wrong decisions
+	// of the closed-loop warm-up (--warmup), which is otherwise unmeasured.
+	WarmupErrors int64 `json:"warmup_errors"`
+	WarmupWrong  int64 `json:"warmup_wrong_decisions"`
+}
+
+// secondStats is what the sending loop observed in one second: its worst
+// lateness, and (once the second is over) the CPU seconds the target and
+// the generator used in it.
+type secondStats struct {
+	lag          time.Duration
+	target, load float64
 }
 
 func runOpen(ctx context.Context, o options, out io.Writer) error {
@@ -82,6 +107,16 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer closeAll(clients)
+	// The warm-up is the closed loop's (--concurrency, unmeasured): this
+	// process's tokens are new to the target (minted now), so without it the
+	// first seconds would verify every token and evaluate every decision
+	// afresh at a rate measured with warm caches.
+	var warm result
+	if o.warmup > 0 {
+		if warm, err = phase(ctx, o, clients, reqs, o.warmup, false); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
 	// due is how many requests should have started by el: --rate, then
 	// --step-rate after --step-after (to watch the target recover).
 	due := func(el time.Duration) int64 {
@@ -102,7 +137,19 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 		firstErr    atomic.Value
 		rssMu       sync.Mutex
 		rss         = map[int]float64{}
+		perSec      = map[int]secondStats{}
+		lastCPU     secondStats
 	)
+	// dueAt inverts due: when request n was due to start.
+	dueAt := func(n int64) time.Duration {
+		if o.stepAfter <= 0 || float64(n) <= o.rate*o.stepAfter.Seconds() {
+			return time.Duration(float64(n) / o.rate * float64(time.Second))
+		}
+		left := float64(n) - o.rate*o.stepAfter.Seconds()
+		return o.stepAfter + time.Duration(left/o.stepRate*float64(time.Second))
+	}
+	lastCPU.target, _ = procCPUSeconds(o.targetPID)
+	lastCPU.load, _ = procCPUSeconds(os.Getpid())
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -110,12 +157,30 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	for n := int64(0); n < total; {
 		<-tick.C
 		el := time.Since(start)
-		if s := int(el / time.Second); s != sampled && o.targetPID > 0 {
+		if s := int(el / time.Second); s != sampled {
+			if sampled >= 0 {
+				// CPU used over the second that just ended.
+				st := perSec[sampled]
+				now := secondStats{lag: st.lag}
+				now.target, _ = procCPUSeconds(o.targetPID)
+				now.load, _ = procCPUSeconds(os.Getpid())
+				st.target, st.load = now.target-lastCPU.target, now.load-lastCPU.load
+				perSec[sampled], lastCPU = st, now
+			}
 			sampled = s
-			if v, err := procRSS(o.targetPID); err == nil {
-				rssMu.Lock()
-				rss[s] = float64(v) / (1 << 20)
-				rssMu.Unlock()
+			if o.targetPID > 0 {
+				if v, err := procRSS(o.targetPID); err == nil {
+					rssMu.Lock()
+					rss[s] = float64(v) / (1 << 20)
+					rssMu.Unlock()
+				}
+			}
+		}
+		if upTo := min(due(el), total); n < upTo {
+			if lag := el - dueAt(n+1); lag > perSec[sampled].lag {
+				st := perSec[sampled]
+				st.lag = lag
+				perSec[sampled] = st
 			}
 		}
 		for upTo := min(due(el), total); n < upTo; n++ {
@@ -160,13 +225,20 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	sentFor := time.Since(start)
 	wg.Wait()
 
-	res := openResult{Label: o.label, OfferedRPS: float64(total) / o.duration.Seconds(), NotSent: notSent.Load()}
+	res := openResult{Label: o.label, OfferedRPS: float64(total) / o.duration.Seconds(), NotSent: notSent.Load(),
+		WarmupErrors: warm.Errors, WarmupWrong: warm.WrongAnswer}
 	var answered []time.Duration
 	wins := make([]window, int(sentFor/time.Second)+1)
 	winLat := make([][]time.Duration, len(wins))
 	for i := range wins {
 		wins[i].Second = i
 		wins[i].RSSMiB = rss[i]
+		st := perSec[i]
+		wins[i].LagMs = float64(st.lag) / float64(time.Millisecond)
+		if o.targetPID > 0 {
+			wins[i].TargetCPU = st.target
+		}
+		wins[i].LoadCPU = st.load
 	}
 	for _, ev := range events {
 		if ev.kind == 0 {
@@ -218,8 +290,8 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "offered       %.0f req/s on average (sent %.0f/s, %d not sent: --max-outstanding)\n", res.OfferedRPS, res.SentRPS, res.NotSent)
 	fmt.Fprintf(out, "answered      %d (%.0f/s), p50 %.3f ms p99 %.3f ms p99.9 %.3f ms\n", res.Answered, res.AnsweredRPS, res.P50ms, res.P99ms, res.P999ms)
 	fmt.Fprintf(out, "shed          %d; timeouts %d; errors %d; wrong decisions %d\n", res.Shed, res.Timeouts, res.Errors, res.WrongAnswer)
-	if res.WrongAnswer > 0 {
-		return fmt.Errorf("%d wrong decisions", res.WrongAnswer)
+	if res.WrongAnswer+res.WarmupWrong > 0 {
+		return fmt.Errorf("%d wrong decisions (%d in the warm-up)", res.WrongAnswer+res.WarmupWrong, res.WarmupWrong)
 	}
 	return nil
 }

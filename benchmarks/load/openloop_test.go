@@ -7,9 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,5 +93,74 @@ func TestOpenLoopClassifies(t *testing.T) {
 	}
 	if sent != 60 {
 		t.Errorf("windows add up to %d sent", sent)
+	}
+}
+
+// allowAll allows every check.
+type allowAll struct {
+	authv3.UnimplementedAuthorizationServer
+	n atomic.Int64
+}
+
+func (a *allowAll) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	a.n.Add(1)
+	return &authv3.CheckResponse{Status: &status.Status{}}, nil
+}
+
+// TestOpenLoopWarmupCounted: the closed-loop warm-up before the open loop
+// sends checks, and its wrong decisions (here: a target that allows the
+// requests built to be denied) are reported and fail the run, not dropped
+// with the unmeasured warm-up.
+func TestOpenLoopWarmupCounted(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, err := jwks.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "issuer.pem")
+	if err := os.WriteFile(keyFile, pemKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	fake := &allowAll{}
+	authv3.RegisterAuthorizationServer(gs, fake)
+	go func() { _ = gs.Serve(lis) }()
+	defer gs.Stop()
+
+	var out bytes.Buffer
+	o := options{target: lis.Addr().String(), duration: 500 * time.Millisecond, warmup: 200 * time.Millisecond,
+		concurrency: 2, conns: 1, maxRequests: 1000, check: true, jsonOut: true,
+		rate: 20, callTimeout: time.Second, maxOutstanding: 100,
+		mix: mixOptions{keyFile: keyFile, issuer: "https://issuer.test", audience: "gitlab-ai-gateway", tokens: 2, users: 1,
+			requests: 20, denyPercent: 50}}
+	if err := runOpen(context.Background(), o, &out); err != nil {
+		t.Fatal(err) // -json reports wrong decisions in the object; the caller judges
+	}
+	var res openResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if res.WarmupWrong == 0 || res.WarmupErrors != 0 || res.WrongAnswer == 0 {
+		t.Errorf("want wrong decisions in the warm-up and the run, no errors: %+v", res)
+	}
+	if sent := res.Answered + res.Shed + res.Timeouts + res.Errors + res.NotSent; fake.n.Load() <= sent {
+		t.Errorf("the target received %d checks, the open loop sent %d: no warm-up checks", fake.n.Load(), sent)
+	}
+	for _, w := range res.Windows {
+		if w.LagMs < 0 || w.LoadCPU < 0 {
+			t.Errorf("window %d: negative lateness or CPU: %+v", w.Second, w)
+		}
+	}
+	// The table output fails the run and names the warm-up's share.
+	o.jsonOut = false
+	if err := runOpen(context.Background(), o, io.Discard); err == nil || !strings.Contains(err.Error(), "in the warm-up") {
+		t.Errorf("want a wrong-decisions error naming the warm-up, got %v", err)
 	}
 }
