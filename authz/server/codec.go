@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -8,13 +10,13 @@ import (
 	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
-// checkCodec is grpc-go's proto codec, except that a CheckRequest whose
-// strings are not valid UTF-8 still decodes (envoy.UnmarshalCheckRequest)
-// and gets a 400 decision, instead of the gRPC INTERNAL that a fail-open
-// Envoy would let through, and a CheckResponse the check path encoded
-// itself (wireResponse) is sent as it is. Everything else, and every
-// CheckRequest that decodes normally, takes the default codec's path
-// unchanged.
+// checkCodec is grpc-go's proto codec, except on the Check path: a
+// CheckRequest is decoded straight from the wire into the mapped request
+// (envoy.DecodeCheckRequest, into a *wireRequest), so a request whose
+// strings are not valid UTF-8 still decodes and gets a 400 decision instead
+// of the gRPC INTERNAL that a fail-open Envoy would let through, and a
+// CheckResponse the check path encoded itself (wireResponse) is sent as it
+// is. Everything else takes the default codec's path unchanged.
 type checkCodec struct{ encoding.CodecV2 }
 
 func newCheckCodec() checkCodec { return checkCodec{encoding.GetCodecV2("proto")} }
@@ -29,6 +31,9 @@ func (c checkCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c checkCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if w, ok := v.(*wireRequest); ok {
+		return w.decode(data)
+	}
 	err := c.CodecV2.Unmarshal(data, v)
 	if req, ok := v.(*authv3.CheckRequest); ok && err != nil {
 		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
@@ -36,4 +41,32 @@ func (c checkCodec) Unmarshal(data mem.BufferSlice, v any) error {
 		return envoy.UnmarshalCheckRequest(buf.ReadOnlyData(), req)
 	}
 	return err
+}
+
+// wireRequest is a CheckRequest as the gRPC listener decodes it: the mapped
+// request, and MapRequest's error when it refuses it (a 400 decision, not a
+// gRPC error).
+type wireRequest struct {
+	req    envoy.Request
+	mapErr error
+}
+
+// decode fills w from the request bytes; only bytes that are no
+// CheckRequest at all are an error (the call's, as grpc-go's codec answers
+// them).
+func (w *wireRequest) decode(data mem.BufferSlice) error {
+	var b []byte
+	if len(data) == 1 {
+		b = data[0].ReadOnlyData() // DecodeCheckRequest copies what it keeps
+	} else {
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		defer buf.Free()
+		b = buf.ReadOnlyData()
+	}
+	err := envoy.DecodeCheckRequest(b, &w.req)
+	if we := (*envoy.WireError)(nil); errors.As(err, &we) {
+		return err
+	}
+	w.mapErr = err
+	return nil
 }
