@@ -1,8 +1,6 @@
 package server
 
 import (
-	"errors"
-
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -25,6 +23,11 @@ func newCheckCodec() checkCodec { return checkCodec{encoding.GetCodecV2("proto")
 // else is the default codec's.
 func (c checkCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if w, ok := v.(*wireResponse); ok {
+		if w.pooled != nil {
+			// grpc-go frees the slice once the message is written, which
+			// puts the buffer back in the pool.
+			return mem.BufferSlice{mem.NewBuffer(w.pooled, mem.DefaultBufferPool())}, nil
+		}
 		return mem.BufferSlice{mem.SliceBuffer(w.b)}, nil
 	}
 	return c.CodecV2.Marshal(v)
@@ -43,28 +46,31 @@ func (c checkCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return err
 }
 
-// wireRequest is a CheckRequest as the gRPC listener decodes it: the mapped
-// request, and MapRequest's error when it refuses it (a 400 decision, not a
-// gRPC error).
+// wireRequest is a CheckRequest as the gRPC listener decodes it: the
+// check it starts, its request already mapped, and MapRequest's error when
+// it refuses it (a 400 decision, not a gRPC error). The server pools them
+// (wire.go), decoder scratch space included.
 type wireRequest struct {
-	req    envoy.Request
+	c      checkState
 	mapErr error
+	dec    envoy.CheckDecoder
 }
 
 // decode fills w from the request bytes; only bytes that are no
 // CheckRequest at all are an error (the call's, as grpc-go's codec answers
 // them).
 func (w *wireRequest) decode(data mem.BufferSlice) error {
-	var b []byte
 	if len(data) == 1 {
-		b = data[0].ReadOnlyData() // DecodeCheckRequest copies what it keeps
-	} else {
-		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-		defer buf.Free()
-		b = buf.ReadOnlyData()
+		return w.decodeBytes(data[0].ReadOnlyData()) // DecodeCheckRequest copies what it keeps
 	}
-	err := envoy.DecodeCheckRequest(b, &w.req)
-	if we := (*envoy.WireError)(nil); errors.As(err, &we) {
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return w.decodeBytes(buf.ReadOnlyData())
+}
+
+func (w *wireRequest) decodeBytes(b []byte) error {
+	err := w.dec.Decode(b, &w.c.req)
+	if _, ok := err.(*envoy.WireError); ok {
 		return err
 	}
 	w.mapErr = err

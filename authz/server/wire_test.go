@@ -114,7 +114,7 @@ func TestCheckWireBytes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := h.srv.CheckWireBytes(context.Background(), data)
+		b, err := h.srv.CheckWireBytes(context.Background(), data, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -133,7 +133,7 @@ func TestCheckWireBytes(t *testing.T) {
 		}
 	}
 	garbage := []byte{0x0a, 0x05, 0x01}
-	if b, err := h.srv.CheckWireBytes(context.Background(), garbage); err == nil {
+	if b, err := h.srv.CheckWireBytes(context.Background(), garbage, nil); err == nil {
 		t.Fatalf("garbage decoded and answered %x", b)
 	}
 	conn := serveLoopback(t, h)

@@ -75,8 +75,21 @@ var (
 // uses: a message nested deeper is refused, here too.
 const wireDepth = protowire.DefaultRecursionLimit
 
-// header is one header as the CheckRequest carried it.
+// header is one header of header_map.
 type header struct{ k, v string }
+
+// rawHeader is one entry of the headers map, its value still the wire's
+// bytes: a value MapRequest drops (the pseudo headers but the one a missing
+// field falls back to) is never copied.
+type rawHeader struct {
+	k string
+	v []byte
+}
+
+// CheckDecoder decodes CheckRequests (DecodeCheckRequest); one reused
+// decoder keeps its scratch space between requests. It is not safe for
+// concurrent use.
+type CheckDecoder struct{ d checkDecoder }
 
 // checkDecoder holds what DecodeCheckRequest collects from the wire before
 // mapping it: the last value of every singular field (repeated occurrences
@@ -89,13 +102,13 @@ type checkDecoder struct {
 	id, method, path, host, query string
 	body                          string
 	rawBody                       []byte
-	headers, headerMap            []header
+	headers                       []rawHeader
+	headerMap                     []header
 	rawInvalid                    bool // a header_map raw_value used as value is not UTF-8
 	backend, stripPrefix, marker  string
 	hasMarker                     bool
 	sourceAddress                 string
 	sourceIsSocket                bool
-	headerStack, headerMapStack   [24]header
 }
 
 // DecodeCheckRequest decodes a protobuf-encoded CheckRequest straight into
@@ -113,10 +126,17 @@ type checkDecoder struct {
 //
 // No string in r shares memory with data, which the caller may reuse.
 func DecodeCheckRequest(data []byte, r *Request) error {
+	var d CheckDecoder
+	return d.Decode(data, r)
+}
+
+// Decode is DecodeCheckRequest with d's scratch space.
+func (cd *CheckDecoder) Decode(data []byte, r *Request) error {
 	*r = Request{}
-	var d checkDecoder
-	d.headers = d.headerStack[:0]
-	d.headerMap = d.headerMapStack[:0]
+	d := &cd.d
+	clear(d.headers) // no bytes of the last request stay reachable
+	clear(d.headerMap)
+	*d = checkDecoder{headers: d.headers[:0], headerMap: d.headerMap[:0]}
 	if err := d.checkRequest(data, wireDepth); err != nil {
 		return err
 	}
@@ -415,6 +435,22 @@ func (d *checkDecoder) http(b []byte, depth int) error {
 // name and the value when the name is not a common one.
 func (d *checkDecoder) headerEntry(b []byte) error {
 	var kb, vb []byte
+	// What every encoder writes: key (1), value (2), nothing else.
+	if len(b) > 0 && b[0] == 0x0a {
+		if k, n := protowire.ConsumeBytes(b[1:]); n >= 0 {
+			if rest := b[1+n:]; len(rest) > 0 && rest[0] == 0x12 {
+				if v, m := protowire.ConsumeBytes(rest[1:]); m >= 0 && 1+m == len(rest) {
+					kb, vb, b = k, v, nil
+					if !utf8.Valid(kb) {
+						d.noteInvalid(mdHTTP.Fields().ByNumber(fHTTPHeaders).Message().Fields().ByNumber(1))
+					}
+					if !utf8.Valid(vb) {
+						d.noteInvalid(mdHTTP.Fields().ByNumber(fHTTPHeaders).Message().Fields().ByNumber(2))
+					}
+				}
+			}
+		}
+	}
 	for rest := b; len(rest) > 0; {
 		f, typ, n, err := consumeTag(rest)
 		if err != nil {
@@ -445,7 +481,7 @@ func (d *checkDecoder) headerEntry(b []byte) error {
 		}
 		rest = rest[m:]
 	}
-	d.headers = append(d.headers, header{internName(kb), string(vb)})
+	d.headers = append(d.headers, rawHeader{internName(kb), vb})
 	return nil
 }
 
@@ -729,16 +765,38 @@ func (d *checkDecoder) mapTo(r *Request) error {
 	} else {
 		// Every name is lower case: the pseudo headers and authorization
 		// never enter the map (MapRequest deletes them), the map's last
-		// value wins and header_map's values join onto it.
+		// value wins and header_map's values join onto it. A pseudo header
+		// is copied only when its field is empty (MapRequest's fallback).
+		var auth, pm, pp, pa []byte
 		for _, h := range d.headers {
 			switch {
 			case h.k == "authorization":
-				authorization = h.v
+				auth = h.v
 			case strings.HasPrefix(h.k, ":"):
-				setPseudo(h.k, h.v, &pseudoMethod, &pseudoPath, &authority)
+				switch h.k {
+				case ":method":
+					pm = h.v
+				case ":path":
+					pp = h.v
+				case ":authority":
+					pa = h.v
+				}
 			default:
-				headers[h.k] = h.v
+				headers[h.k] = string(h.v)
 			}
+		}
+		authorization = string(auth)
+		joined := len(d.headerMap) > 0
+		if d.method == "" || joined {
+			if pseudoMethod = method(pm); pseudoMethod == "" {
+				pseudoMethod = string(pm)
+			}
+		}
+		if d.path == "" || joined {
+			pseudoPath = string(pp)
+		}
+		if d.host == "" || joined {
+			authority = string(pa)
 		}
 		for _, h := range d.headerMap {
 			k := strings.ToLower(h.k)
@@ -829,7 +887,7 @@ func (d *checkDecoder) foldSlow(headers map[string]string) (authorization, metho
 		if _, ok := headers[h.k]; !ok {
 			order = append(order, h.k)
 		}
-		headers[h.k] = h.v
+		headers[h.k] = string(h.v)
 	}
 	for _, h := range d.headerMap {
 		k := strings.ToLower(h.k)
