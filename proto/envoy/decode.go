@@ -798,22 +798,18 @@ func (d *checkDecoder) mapTo(r *Request) error {
 		if d.host == "" || joined {
 			authority = string(pa)
 		}
-		for _, h := range d.headerMap {
-			k := strings.ToLower(h.k)
-			switch {
-			case k == "authorization":
-				authorization = joinHeader(authorization, h.v)
-			case strings.HasPrefix(k, ":"):
-				switch k {
-				case ":method":
-					pseudoMethod = joinHeader(pseudoMethod, h.v)
-				case ":path":
-					pseudoPath = joinHeader(pseudoPath, h.v)
-				case ":authority":
-					authority = joinHeader(authority, h.v)
+		if len(d.headerMap) > 0 {
+			// MapRequest folds header_map in through the map; here the
+			// special names stay out of it (as above).
+			headers["authorization"], headers[":method"], headers[":path"], headers[":authority"] =
+				authorization, pseudoMethod, pseudoPath, authority
+			d.mergeHeaderMap(headers, nil)
+			authorization, pseudoMethod, pseudoPath, authority =
+				headers["authorization"], headers[":method"], headers[":path"], headers[":authority"]
+			for k := range headers {
+				if k == "authorization" || strings.HasPrefix(k, ":") {
+					delete(headers, k)
 				}
-			default:
-				addHeader(headers, k, h.v)
 			}
 		}
 	}
@@ -889,13 +885,14 @@ func (d *checkDecoder) foldSlow(headers map[string]string) (authorization, metho
 		}
 		headers[h.k] = string(h.v)
 	}
-	for _, h := range d.headerMap {
-		k := strings.ToLower(h.k)
-		if _, ok := headers[k]; !ok {
-			order = append(order, k)
-		}
-		addHeader(headers, k, h.v)
-	}
+	d.mergeHeaderMap(headers, &order)
+	// A key's visit changes only other keys: authorization and the pseudo
+	// headers leave the map, another spelling joins its lower-case name, whose
+	// own visit (were it still to come) does nothing. So the joins can wait
+	// until every key is visited, and run once each (joinAll), not once a
+	// spelling: thousands of spellings of one name cost linear time.
+	var auth []string
+	var pending map[string][]string
 	for _, k := range order {
 		v, ok := headers[k]
 		if !ok {
@@ -904,15 +901,81 @@ func (d *checkDecoder) foldSlow(headers map[string]string) (authorization, metho
 		lk := strings.ToLower(k)
 		switch {
 		case lk == "authorization":
-			authorization = joinHeader(authorization, v)
+			auth = append(auth, v)
 			delete(headers, k)
 		case strings.HasPrefix(lk, ":"):
 			setPseudo(lk, v, &method, &path, &authority)
 			delete(headers, k)
 		case lk != k:
 			delete(headers, k)
-			addHeader(headers, lk, v)
+			if pending == nil {
+				pending = map[string][]string{}
+			}
+			pending[lk] = append(pending[lk], v)
 		}
 	}
-	return authorization, method, path, authority
+	for lk, vs := range pending {
+		headers[lk] = joinAll(headers[lk], vs)
+	}
+	return joinAll("", auth), method, path, authority
+}
+
+// mergeHeaderMap joins header_map's values onto headers under their
+// lower-case names, as MapRequest's addHeader does one at a time, in time
+// linear in the values (many values of one name would make the one at a
+// time joins quadratic). order, when not nil, gets the names new to
+// headers in the order they first appear.
+func (d *checkDecoder) mergeHeaderMap(headers map[string]string, order *[]string) {
+	if len(d.headerMap) <= 8 {
+		for _, h := range d.headerMap {
+			k := strings.ToLower(h.k)
+			if _, ok := headers[k]; !ok && order != nil {
+				*order = append(*order, k)
+			}
+			addHeader(headers, k, h.v)
+		}
+		return
+	}
+	values := make(map[string][]string, len(d.headerMap))
+	for _, h := range d.headerMap {
+		k := strings.ToLower(h.k)
+		if _, seen := values[k]; !seen {
+			if _, ok := headers[k]; !ok && order != nil {
+				*order = append(*order, k)
+			}
+		}
+		values[k] = append(values[k], h.v)
+	}
+	for k, vs := range values {
+		headers[k] = joinAll(headers[k], vs)
+	}
+}
+
+// joinAll is joinHeader of old and each of vs in turn: the values from the
+// first non-empty one on, joined with ",".
+func joinAll(old string, vs []string) string {
+	if old == "" {
+		for len(vs) > 0 && vs[0] == "" {
+			vs = vs[1:]
+		}
+		if len(vs) == 0 {
+			return ""
+		}
+		old, vs = vs[0], vs[1:]
+	}
+	if len(vs) == 0 {
+		return old
+	}
+	n := len(old)
+	for _, v := range vs {
+		n += 1 + len(v)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(old)
+	for _, v := range vs {
+		b.WriteByte(',')
+		b.WriteString(v)
+	}
+	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -99,10 +100,11 @@ func ambiguous(data []byte) bool {
 	return false
 }
 
-// pieces is a value's comma-separated parts, sorted: what folding the same
-// headers in another order keeps.
+// pieces is a value's non-empty comma-separated parts, sorted: what
+// folding the same headers in another order keeps (joinHeader drops empty
+// values only before the first non-empty one).
 func pieces(v string) string {
-	p := strings.Split(v, ",")
+	p := slices.DeleteFunc(strings.Split(v, ","), func(s string) bool { return s == "" })
 	slices.Sort(p)
 	return strings.Join(p, ",")
 }
@@ -305,7 +307,95 @@ func wireCases(t testing.TB) map[string][]byte {
 		"extension as varint":     msg(nil, 1, append(msg(nil, fAttrRequest, msg(nil, fRequestHTTP, base)), protowire.AppendVarint(tag(nil, fAttrExtensions, protowire.VarintType), 1)...)),
 		"extension entry unknown": withExt(base, [2]string{"backend", "a"}),
 	}
+	var many []byte
+	for i := range 40 {
+		k := []string{"x-a", "X-A", "authorization", ":method", "x-b", ":path", ":authority", "host"}[i%8]
+		v := []string{"", "1", "Bearer t", "", "v"}[i%5]
+		many = append(many, hv(k, v, nil)...)
+	}
+	cases["many header_map values"] = http(msg(msg(base, fHTTPHeaders, entry("x-a", "base")), fHTTPHeaderMap, many))
+	cases["many header_map values, upper-case map"] = http(msg(msg(msg(base, fHTTPHeaders, entry("X-B", "B")), fHTTPHeaders, entry("Authorization", "Bearer u")), fHTTPHeaderMap, many))
+	var spellings []byte
+	for i := range 64 {
+		k := []byte("x-abcdef")
+		for j := range 6 {
+			if i&(1<<j) != 0 {
+				k[2+j] -= 'a' - 'A'
+			}
+		}
+		spellings = msg(spellings, fHTTPHeaders, entry(string(k), strings.Repeat("v", i%3)))
+	}
+	cases["64 spellings"] = http(append(base, spellings...))
 	return cases
+}
+
+// TestDecodeJoinsLinear: many values of one header name (header_map, or
+// spellings of the name in the headers map) are joined in linear time and
+// memory, where joining one at a time would copy the growing value each
+// time (gigabytes for a request within the 1 MiB limit).
+func TestDecodeJoinsLinear(t *testing.T) {
+	tag := protowire.AppendTag
+	entry := func(n protowire.Number, k, v string) []byte {
+		e := protowire.AppendString(tag(protowire.AppendString(tag(nil, 1, protowire.BytesType), k), 2, protowire.BytesType), v)
+		return protowire.AppendBytes(tag(nil, n, protowire.BytesType), e)
+	}
+	var hm, spell []byte
+	const values, letters = 60000, 14
+	for range values {
+		hm = append(hm, entry(fHeaderMapHeaders, "x-a", "v")...)
+	}
+	for i := range 1 << letters {
+		k := []byte("x-abcdefghijklmn")
+		for j := range letters {
+			if i&(1<<j) != 0 {
+				k[2+j] -= 'a' - 'A'
+			}
+		}
+		spell = append(spell, entry(fHTTPHeaders, string(k), "v")...)
+	}
+	wrap := func(http []byte) []byte {
+		b := protowire.AppendBytes(tag(nil, fRequestHTTP, protowire.BytesType), http)
+		b = protowire.AppendBytes(tag(nil, fAttrRequest, protowire.BytesType), b)
+		return protowire.AppendBytes(tag(nil, 1, protowire.BytesType), b)
+	}
+	for name, c := range map[string]struct {
+		data []byte
+		key  string
+		n    int
+	}{
+		"header_map": {wrap(protowire.AppendBytes(tag(nil, fHTTPHeaderMap, protowire.BytesType), hm)), "x-a", values},
+		"spellings":  {wrap(spell), "x-abcdefghijklmn", 1 << letters},
+	} {
+		for _, path := range []struct {
+			name   string
+			decode func([]byte, *Request) error
+		}{
+			{"DecodeCheckRequest", DecodeCheckRequest},
+			{"MapRequest", func(data []byte, r *Request) error {
+				var req authv3.CheckRequest
+				if err := UnmarshalCheckRequest(data, &req); err != nil {
+					return err
+				}
+				return MapRequest(&req, r)
+			}},
+		} {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			var r Request
+			if err := path.decode(c.data, &r); err != nil {
+				t.Fatalf("%s, %s: %v", name, path.name, err)
+			}
+			runtime.ReadMemStats(&after)
+			if got, want := r.Input.Headers[c.key], strings.TrimSuffix(strings.Repeat("v,", c.n), ","); got != want {
+				t.Fatalf("%s, %s: joined value of %d bytes, want %d", name, path.name, len(got), len(want))
+			}
+			// The message and its map are a few MiB; joining one value at a
+			// time copies gigabytes.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+				t.Errorf("%s, %s: decoding %d bytes allocated %d MiB: the joins are not linear", name, path.name, len(c.data), alloc>>20)
+			}
+		}
+	}
 }
 
 // sourceCase builds attributes.source with socket_address and pipe in the
