@@ -134,13 +134,17 @@ func DecodeCheckRequest(data []byte, r *Request) error {
 func (cd *CheckDecoder) Decode(data []byte, r *Request) error {
 	*r = Request{}
 	d := &cd.d
-	clear(d.headers) // no bytes of the last request stay reachable
-	clear(d.headerMap)
 	*d = checkDecoder{headers: d.headers[:0], headerMap: d.headerMap[:0]}
-	if err := d.checkRequest(data, wireDepth); err != nil {
-		return err
+	err := d.checkRequest(data, wireDepth)
+	if err == nil {
+		err = d.mapTo(r)
 	}
-	return d.mapTo(r)
+	// The scratch space points into data, which the caller may reuse or
+	// free: nothing of it stays reachable from a pooled decoder.
+	clear(d.headers)
+	clear(d.headerMap)
+	d.rawBody = nil
+	return err
 }
 
 // consumeTag reads a field's tag as protobuf-go's decoder does: a number

@@ -509,3 +509,26 @@ func FuzzDecodeCheckRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeCopies: nothing in the decoded request shares memory with the
+// request bytes, which the gRPC transport reuses once decoding returns.
+func TestDecodeCopies(t *testing.T) {
+	req := envoyRequest()
+	req.Attributes.Request.Http.RawBody = []byte(`{"raw":true}`)
+	req.Attributes.Request.Http.Headers["x-odd-name"] = "odd value"
+	data := marshal(t, req)
+	var r Request
+	if err := DecodeCheckRequest(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	before, body := fmtRequest(r), string(r.Body.Data)
+	for i := range data {
+		data[i] = 'X'
+	}
+	if after := fmtRequest(r); after != before || string(r.Body.Data) != body {
+		t.Fatalf("the decoded request changed with the bytes:\nbefore %s %s\nafter  %s %s", before, body, after, r.Body.Data)
+	}
+	if body != `{"raw":true}` || r.Input.Headers["x-odd-name"] != "odd value" {
+		t.Fatalf("decoded %q, %q", body, r.Input.Headers["x-odd-name"])
+	}
+}
