@@ -23,6 +23,7 @@ import (
 	"github.com/ccauthz/ccauthz/authz/jwks"
 	"github.com/ccauthz/ccauthz/authz/server/assembly"
 	"github.com/ccauthz/ccauthz/authz/token"
+	"github.com/ccauthz/ccauthz/proto/envoy"
 )
 
 // checkBench is the whole server in-process, assembled from a config the way
@@ -310,17 +311,48 @@ func decisionCacheCounts(b *testing.B, cb *checkBench) (hits, misses float64) {
 var wireSink []byte
 
 // BenchmarkCheckCachedTokenWire is BenchmarkCheckCachedToken as the gRPC
-// listener runs it: the check and its answer encoded (Server.CheckWire),
-// which is what Envoy waits for. BenchmarkCheckCachedTokenMarshal is the
-// same answer the way the listener built it before, Check then
-// proto.Marshal.
+// listener runs it: from the CheckRequest's bytes, decoded straight into
+// the mapped request, to the answer's bytes (Server.CheckWireBytes, into a
+// reused buffer as the listener's pooled one), which is what Envoy waits
+// for. BenchmarkCheckCachedTokenWireUnmarshal is the
+// listener's previous path on the same bytes (proto.Unmarshal into a
+// CheckRequest, then CheckWire); BenchmarkCheckCachedTokenMarshal the one
+// before that, Check then proto.Marshal, from a built message.
 func BenchmarkCheckCachedTokenWire(b *testing.B) {
 	cb := newCheckBench(b, 0)
 	tok := cb.mint(b, "https://customers.gitlab.com", benchInstance, "complete_code", "duo_chat")
 	runCheck(b, cb, checkRequest("/v2/code/completions", tok, benchInstance), codes.OK)
+	data, err := proto.Marshal(checkRequest("/v2/code/completions", tok, benchInstance))
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
-		wireSink = cb.a.Server.CheckWire(context.Background(), checkRequest("/v2/code/completions", tok, benchInstance))
+		if wireSink, err = cb.a.Server.CheckWireBytes(context.Background(), data, wireSink[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var resp authv3.CheckResponse
+	if err := proto.Unmarshal(wireSink, &resp); err != nil || resp.GetOkResponse() == nil {
+		b.Fatalf("not an allow: %v %v", &resp, err)
+	}
+}
+
+func BenchmarkCheckCachedTokenWireUnmarshal(b *testing.B) {
+	cb := newCheckBench(b, 0)
+	tok := cb.mint(b, "https://customers.gitlab.com", benchInstance, "complete_code", "duo_chat")
+	runCheck(b, cb, checkRequest("/v2/code/completions", tok, benchInstance), codes.OK)
+	data, err := proto.Marshal(checkRequest("/v2/code/completions", tok, benchInstance))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var req authv3.CheckRequest
+		if err := envoy.UnmarshalCheckRequest(data, &req); err != nil {
+			b.Fatal(err)
+		}
+		wireSink = cb.a.Server.CheckWire(context.Background(), &req)
 	}
 	var resp authv3.CheckResponse
 	if err := proto.Unmarshal(wireSink, &resp); err != nil || resp.GetOkResponse() == nil {

@@ -42,7 +42,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 // path, wire.go, share it; they differ only in how the outcome is put on
 // the wire).
 func (s *Server) checkGRPC(ctx context.Context, req *authv3.CheckRequest, c *checkState) {
-	if err := envoy.MapRequest(req, &c.req); err != nil {
+	s.checkMapped(ctx, c, envoy.MapRequest(req, &c.req))
+}
+
+// checkMapped decides and settles a request already mapped into c.req;
+// mapErr is the mapping's refusal (a 400), nil when it mapped.
+func (s *Server) checkMapped(ctx context.Context, c *checkState, mapErr error) {
+	if err := mapErr; err != nil {
 		c.decision = badRequestDecision(err)
 	} else if err := s.canonicalPath(c); err != nil {
 		c.decision = badRequestDecision(err)

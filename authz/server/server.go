@@ -129,6 +129,9 @@ type Server struct {
 
 	idPrefix string
 	seq      atomic.Uint64
+	// wires are the gRPC listener's decoded requests with their decoder's
+	// scratch space, reused across checks (wire.go).
+	wires sync.Pool
 
 	reloadMu sync.Mutex // serialises reloads; never taken by checks
 	// reloadReqs counts reload requests; reloadDone is the count covered by

@@ -8,7 +8,9 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 )
@@ -88,5 +90,56 @@ func TestWireCheckMatchesCheck(t *testing.T) {
 				t.Errorf("dry-run %v, %s: the wire answer differs from Check's:\nwire  %s\ncheck %s", dry, name, prototext.Format(got), prototext.Format(want))
 			}
 		}
+	}
+}
+
+// TestCheckWireBytes: the listener's path from the request bytes (decoded
+// straight into the mapped request) answers what CheckWire answers for the
+// decoded message, and bytes that are no CheckRequest are an error, over
+// the gRPC listener too (the call fails; nothing is decided).
+func TestCheckWireBytes(t *testing.T) {
+	h := newHarness(t, Options{DrainTimeout: time.Second}, aiGateway())
+	ai := map[string]string{"backend": "ai_gateway"}
+	upper := request("/allowed", "", ai, "")
+	upper.Attributes.Request.Http.Headers["Authorization"] = "Bearer good-inst1"
+	for name, req := range map[string]*authv3.CheckRequest{
+		"allow":       request("/allowed", "Bearer good-inst1", ai, ""),
+		"deny":        request("/denied", "Bearer good-inst1", ai, ""),
+		"no token":    request("/allowed", "", ai, ""),
+		"upper case":  upper,
+		"bad request": request("/a/../../b", "Bearer good-i", ai, ""),
+		"no http":     {},
+	} {
+		data, err := proto.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := h.srv.CheckWireBytes(context.Background(), data, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var got, want authv3.CheckResponse
+		if err := proto.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(h.srv.CheckWire(context.Background(), req), &want); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*authv3.CheckResponse{&got, &want} {
+			delete(r.GetDynamicMetadata().GetFields(), "decision_id")
+		}
+		if !proto.Equal(&got, &want) {
+			t.Errorf("%s: CheckWireBytes differs from CheckWire:\nbytes %s\nwire  %s", name, prototext.Format(&got), prototext.Format(&want))
+		}
+	}
+	garbage := []byte{0x0a, 0x05, 0x01}
+	if b, err := h.srv.CheckWireBytes(context.Background(), garbage, nil); err == nil {
+		t.Fatalf("garbage decoded and answered %x", b)
+	}
+	conn := serveLoopback(t, h)
+	var resp authv3.CheckResponse
+	err := conn.Invoke(context.Background(), authv3.Authorization_Check_FullMethodName, &garbage, &resp, grpc.ForceCodecV2(rawCodec{}))
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("garbage over gRPC: %v, want INTERNAL and no CheckResponse", err)
 	}
 }

@@ -135,23 +135,34 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 	if headers == nil {
 		headers = make(map[string]string, len(h.GetHeaderMap().GetHeaders()))
 	}
-	// header_map is what Envoy sends when encode_raw_headers is on; merge it.
-	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		v := hv.GetValue()
-		if v == "" && len(hv.GetRawValue()) > 0 {
-			v = string(hv.GetRawValue())
+	// header_map is what Envoy sends when encode_raw_headers is on; merge it,
+	// each name's values joined once (joinAll: many values of one name must
+	// not cost quadratic time).
+	if hm := h.GetHeaderMap().GetHeaders(); len(hm) > 0 {
+		values := make(map[string][]string, len(hm))
+		for _, hv := range hm {
+			v := hv.GetValue()
+			if v == "" && len(hv.GetRawValue()) > 0 {
+				v = string(hv.GetRawValue())
+			}
+			k := strings.ToLower(hv.GetKey())
+			values[k] = append(values[k], v)
 		}
-		addHeader(headers, strings.ToLower(hv.GetKey()), v)
+		for k, vs := range values {
+			headers[k] = joinAll(headers[k], vs)
+		}
 	}
 
 	var method, path, authority string
+	var auth []string
+	var pending map[string][]string
 	for k, v := range headers {
 		lk := strings.ToLower(k)
 		switch {
 		case lk == "authorization":
 			// Two spellings of the header are joined, which the verifier then
 			// rejects as malformed: ambiguity never picks a token.
-			r.Authorization = joinHeader(r.Authorization, v)
+			auth = append(auth, v)
 			delete(headers, k)
 		case strings.HasPrefix(lk, ":"):
 			switch lk {
@@ -164,12 +175,19 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 			}
 			delete(headers, k)
 		case lk != k:
-			// Re-inserted under its lower-case name; if the range visits it
-			// again it falls through as already normalised.
+			// Joined onto its lower-case name after the range, once per
+			// name (the range never reads a lower-case name's value).
 			delete(headers, k)
-			addHeader(headers, lk, v)
+			if pending == nil {
+				pending = map[string][]string{}
+			}
+			pending[lk] = append(pending[lk], v)
 		}
 	}
+	for lk, vs := range pending {
+		headers[lk] = joinAll(headers[lk], vs)
+	}
+	r.Authorization = joinAll("", auth)
 	r.TraceParent = headers["traceparent"]
 	if err := CheckHeaderValues(headers); err != nil {
 		return err
