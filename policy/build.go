@@ -58,7 +58,8 @@ type Policy struct {
 	backend  string
 	audience string
 	gen      *regogen.Output
-	query    rego.PreparedEvalQuery
+	query    rego.PreparedEvalQuery // verdictQuery
+	fast     fastConsts
 	compiler *ast.Compiler // kept for tests that evaluate other rules
 	reads    reads
 	// shape is what of the headers and claims evaluation gives Rego.
@@ -142,12 +143,16 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		return nil, fmt.Errorf("policy: compile: %w", compiler.Errors)
 	}
 	pq, err := rego.New(
-		rego.Query(DecisionQuery),
+		rego.Query(verdictQuery),
 		rego.Compiler(compiler),
 		rego.GenerateJSON(keepTerm),
 	).PrepareForEval(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("policy: prepare: %w", err)
+	}
+	fast, err := readFastConsts(compiler)
+	if err != nil {
+		return nil, err
 	}
 
 	p := &Policy{
@@ -156,6 +161,7 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		audience: m.Audience,
 		gen:      out,
 		query:    pq,
+		fast:     fast,
 		compiler: compiler,
 		reads:    analyse(compiler, extraFiles),
 		extra:    extraFiles,

@@ -181,7 +181,7 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
 	}
-	return parseResult(rs)
+	return p.fast.readVerdict(rs, in, id)
 }
 
 // cacheKey builds the key from exactly what the compiled policy reads. A

@@ -430,19 +430,7 @@ full_decision := {
 # checks is the generated gen.fast_ups[route id] (fixed, from the
 # x-gitlab-unit-primitive header, or from the route's body rules).
 fast_allow := d if {
-	input.token.status == "valid"
-	input.request.headers["x-gitlab-authentication-type"] == "oidc"
-	id := fast_route
-	[ups, rate_up, class] := gen.fast_ups[id]
-	every up in ups {
-		up in input.token.claims.scopes
-		not gen.canonical_scopes[up]
-	}
-	not gen.header_mismatch
-	r := gen.routes[id]
-	not input.token.issuer in r.disallowed_issuers
-	not input.token.claims.iss in r.disallowed_issuers
-	not extra_denied
+	[id, ups, rate_up, class, dry] := fast_verdict
 	d := {
 		"allow": true,
 		"status": 200,
@@ -472,9 +460,38 @@ fast_allow := d if {
 			}},
 			gen.rate_limit_of[class],
 		),
-		"dry_run": r.dry_run,
+		"dry_run": dry,
 	}
 }
+
+# fast_verdict is the part of fast_allow that depends on the request:
+# [route id, unit primitives, rate-limit unit primitive, rate class, dry run],
+# defined exactly when fast_allow is. Everything else in fast_allow is a
+# constant of the route and class or a copy of the input.
+fast_verdict := [id, ups, rate_up, class, r.dry_run] if {
+	input.token.status == "valid"
+	input.request.headers["x-gitlab-authentication-type"] == "oidc"
+	id := fast_route
+	[ups, rate_up, class] := gen.fast_ups[id]
+	gen.rate_limit_of[class]
+	every up in ups {
+		up in input.token.claims.scopes
+		not gen.canonical_scopes[up]
+	}
+	not gen.header_mismatch
+	r := gen.routes[id]
+	not input.token.issuer in r.disallowed_issuers
+	not input.token.claims.iss in r.disallowed_issuers
+	not extra_denied
+}
+
+# verdict is what ccauthz evaluates per request: fast_verdict (an array)
+# when it is defined, which Go expands to the object fast_allow would be
+# (policy.fastDecision), else full_decision. It is decision with the
+# constant part of a fast allow left to Go.
+verdict := v if {
+	v := fast_verdict
+} else := full_decision
 
 # fast_route is the matched route's id (matched_route_id, one rule less).
 fast_route := id if {
