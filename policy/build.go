@@ -59,6 +59,7 @@ type Policy struct {
 	audience string
 	gen      *regogen.Output
 	query    rego.PreparedEvalQuery // verdictQuery
+	decision rego.PreparedEvalQuery // DecisionQuery, when a verdict cannot be expanded
 	fast     fastConsts
 	compiler *ast.Compiler // kept for tests that evaluate other rules
 	reads    reads
@@ -150,6 +151,14 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 	if err != nil {
 		return nil, fmt.Errorf("policy: prepare: %w", err)
 	}
+	dq, err := rego.New(
+		rego.Query(DecisionQuery),
+		rego.Compiler(compiler),
+		rego.GenerateJSON(keepTerm),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("policy: prepare: %w", err)
+	}
 	fast, err := readFastConsts(compiler)
 	if err != nil {
 		return nil, err
@@ -161,6 +170,7 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		audience: m.Audience,
 		gen:      out,
 		query:    pq,
+		decision: dq,
 		fast:     fast,
 		compiler: compiler,
 		reads:    analyse(compiler, extraFiles),

@@ -181,7 +181,14 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
 	}
-	return p.fast.readVerdict(rs, in, id)
+	d, err := p.fast.readVerdict(rs, in, id)
+	if errors.Is(err, errNoFastClass) {
+		if rs, err = p.decision.Eval(ctx, rego.EvalParsedInput(v)); err != nil {
+			return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
+		}
+		return parseResult(rs)
+	}
+	return d, err
 }
 
 // cacheKey builds the key from exactly what the compiled policy reads. A

@@ -17,6 +17,11 @@ import (
 // part of a fast allow left to fastDecision.
 const verdictQuery = "data.ccauthz.main.verdict"
 
+// errNoFastClass says a fast_verdict named a rate class rate_limit_of does
+// not list (the generator lists every class, so never in practice): then
+// fast_allow is undefined and Decide evaluates DecisionQuery instead.
+var errNoFastClass = errors.New("policy: fast verdict's rate class has no rate_limit_of entry")
+
 // fastConsts are the constants of the generated data that fast_allow puts
 // into its decision, read once per build so a fast allow's decision is
 // assembled in Go from the per-request fast_verdict.
@@ -118,9 +123,14 @@ func (c *fastConsts) fastDecision(arr *ast.Array, in *Input, id *identity.Identi
 	rateUP := stringOf(arr.Elem(2).Value, "verdict rate-limit unit primitive", &errs)
 	class := stringOf(arr.Elem(3).Value, "verdict rate class", &errs)
 	dry := boolOf(arr.Elem(4).Value, "verdict dry_run", &errs)
+	if len(errs) > 0 {
+		return Decision{}, fmt.Errorf("policy: malformed verdict: %w", errors.Join(errs...))
+	}
 	limit, ok := c.limits[class]
 	if !ok {
-		errs = append(errs, fmt.Errorf("verdict rate class %q has no rate_limit_of entry", class))
+		// fast_allow is undefined then (it looks the class up in
+		// rate_limit_of), so decision is full_decision: the caller asks it.
+		return Decision{}, errNoFastClass
 	}
 	if len(errs) > 0 {
 		return Decision{}, fmt.Errorf("policy: malformed verdict: %w", errors.Join(errs...))

@@ -468,20 +468,17 @@ fast_allow := d if {
 # [route id, unit primitives, rate-limit unit primitive, rate class, dry run],
 # defined exactly when fast_allow is. Everything else in fast_allow is a
 # constant of the route and class or a copy of the input.
-fast_verdict := [id, ups, rate_up, class, r.dry_run] if {
+fast_verdict := [id, ups, rate_up, class, dry] if {
 	input.token.status == "valid"
 	input.request.headers["x-gitlab-authentication-type"] == "oidc"
 	id := fast_route
-	[ups, rate_up, class] := gen.fast_ups[id]
-	gen.rate_limit_of[class]
+	[ups, rate_up, class, disallowed, dry] := gen.fast_ups[id]
 	every up in ups {
 		up in input.token.claims.scopes
-		not gen.canonical_scopes[up]
 	}
 	not gen.header_mismatch
-	r := gen.routes[id]
-	not input.token.issuer in r.disallowed_issuers
-	not input.token.claims.iss in r.disallowed_issuers
+	not input.token.issuer in disallowed
+	not input.token.claims.iss in disallowed
 	not extra_denied
 }
 
