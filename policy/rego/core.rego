@@ -427,8 +427,9 @@ full_decision := {
 # checks for such a request: a valid token, OIDC, no claim/header mismatch,
 # the issuer, every unit primitive held (by its canonical name: a scope that
 # is an alias falls back to the full chain) and no extra denial. What a route
-# checks is the generated gen.fast_ups[route id] (fixed, from the
-# x-gitlab-unit-primitive header, or from the route's body rules).
+# checks is generated: gen.fast_exact for a fixed route, gen.fast_ups[route
+# id] for one whose unit primitives come from the x-gitlab-unit-primitive
+# header or from the route's body rules.
 fast_allow := d if {
 	[id, ups, rate_up, class, dry] := fast_verdict
 	d := {
@@ -466,9 +467,22 @@ fast_allow := d if {
 
 # fast_verdict is the part of fast_allow that depends on the request:
 # [route id, unit primitives, rate-limit unit primitive, rate class, dry run],
-# defined exactly when fast_allow is. Everything else in fast_allow is a
-# constant of the route and class or a copy of the input.
+# defined whenever fast_allow is (and only then: fast_allow also looks the
+# class up in gen.rate_limit_of, which lists every class). Everything else in
+# fast_allow is a constant of the route and class or a copy of the input.
 fast_verdict := [id, ups, rate_up, class, dry] if {
+	# A fixed route: gen.fast_exact routes the request, checks that the
+	# scopes name every unit primitive and gives the route's constants in
+	# one indexed lookup.
+	[id, ups, rate_up, class, disallowed, dry] := gen.fast_exact
+	input.token.status == "valid"
+	input.request.headers["x-gitlab-authentication-type"] == "oidc"
+	not gen.header_mismatch
+	not input.token.issuer in disallowed
+	not input.token.claims.iss in disallowed
+	not extra_denied
+} else := [id, ups, rate_up, class, dry] if {
+	# A header or body route (gen.fast_ups has no fixed route).
 	input.token.status == "valid"
 	input.request.headers["x-gitlab-authentication-type"] == "oidc"
 	id := fast_route

@@ -402,10 +402,14 @@ func FastKind(r manifest.Route) string {
 // fast_verdict reads: fast_ups[route id] is [the unit primitives a request on
 // it checks, its rate-limit unit primitive, its rate class, its disallowed
 // issuers, its dry run] (the last two copied from routes, so the fast path
-// looks up one route document, not two). A fixed route's is constant; a
-// header route's holds for an allowed header value; a body route's for a
-// complete body its rules decide without error. One rule per route with a
-// constant key: evaluation looks up the matched route's only.
+// looks up one route document, not two). A header route's holds for an
+// allowed header value; a body route's for a complete body its rules decide
+// without error. One rule per route with a constant key: evaluation looks
+// up the matched route's only. A fixed route (an exact path) gets instead
+// a fast_exact rule per method, [route id, then the same five], indexed on
+// method and path like exact_route and holding only when the token's scopes
+// name every unit primitive: one rule lookup routes the request, checks the
+// scopes and yields the route's constants.
 //
 // fast_allow checks unit primitives by name against the token's scopes, so
 // a unit primitive that is also an alias (a key of canonical_scopes) must
@@ -414,17 +418,28 @@ func FastKind(r manifest.Route) string {
 // primitives may come from the prompt registry) checks its derived ones
 // whenever the catalog has an alias.
 func writeFastUps(b *strings.Builder, m *manifest.Manifest, aliasUPs map[string]bool) {
-	fast := false
+	fast, exact := false, false
 	for _, r := range m.Routes {
 		id := lit(r.ID)
 		tail := fmt.Sprintf("%s, %t", lit(nonNil(r.DisallowedIssuers)), r.DryRun)
 		switch FastKind(r) {
 		case FastFixed:
+			// fast_exact, not fast_ups: one indexed rule gives the route
+			// and its constants.
 			if slices.ContainsFunc(r.UnitPrimitives, func(up string) bool { return aliasUPs[up] }) {
 				continue
 			}
-			fmt.Fprintf(b, "fast_ups[%s] := [%s, %s, %s, %s]\n\n", id, lit(r.UnitPrimitives),
-				lit(strings.Join(r.UnitPrimitives, ",")), lit(m.RateClassOf(r.UnitPrimitives[0])), tail)
+			var held strings.Builder
+			for _, up := range r.UnitPrimitives {
+				fmt.Fprintf(&held, "\t%s in input.token.claims.scopes\n", lit(up))
+			}
+			for _, meth := range r.Methods {
+				fmt.Fprintf(b, "fast_exact := [%s, %s, %s, %s, %s] if {\n\tinput.request.method == %s\n\tinput.request.path == %s\n%s}\n\n",
+					id, lit(r.UnitPrimitives), lit(strings.Join(r.UnitPrimitives, ",")),
+					lit(m.RateClassOf(r.UnitPrimitives[0])), tail, lit(meth), lit(r.Path), held.String())
+			}
+			exact = true
+			continue
 		case FastHeader:
 			allow := slices.DeleteFunc(slices.Clone(r.HeaderUP.Allow), func(up string) bool { return aliasUPs[up] })
 			fmt.Fprintf(b, "fast_ups[%s] := [[up], up, object.get(rate_classes, up, default_rate_class), %s] if {\n"+
@@ -446,6 +461,9 @@ func writeFastUps(b *strings.Builder, m *manifest.Manifest, aliasUPs map[string]
 	}
 	if !fast {
 		b.WriteString("fast_ups := {}\n\n")
+	}
+	if !exact {
+		b.WriteString("fast_exact := [\"\", [], \"\", \"\", [], false] if false\n\n")
 	}
 }
 

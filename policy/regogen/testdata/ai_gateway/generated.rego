@@ -433,11 +433,23 @@ body_eval["chat_agent_v2"] := {"error": {"status": 400, "reason": "body_invalid"
 	ups := [[known_unit_primitives[concat("", ["include_", v, "_context"])], "Unauthorized to access {unit_primitive}"] | some v in [v | is_array(input.request.body.messages); some v1 in input.request.body.messages; is_array(v1.additional_context); some v3 in v1.additional_context; v := v3.category; is_string(v)]]
 }
 
-fast_ups["completions_v2"] := [["complete_code"], "complete_code", "code_suggestions", [], false]
+fast_exact := ["completions_v2", ["complete_code"], "complete_code", "code_suggestions", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v2/completions"
+	"complete_code" in input.token.claims.scopes
+}
 
-fast_ups["code_completions_v2"] := [["complete_code"], "complete_code", "code_suggestions", [], false]
+fast_exact := ["code_completions_v2", ["complete_code"], "complete_code", "code_suggestions", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v2/code/completions"
+	"complete_code" in input.token.claims.scopes
+}
 
-fast_ups["code_generations_v2"] := [["generate_code"], "generate_code", "code_suggestions", ["gitlab-ai-gateway"], false]
+fast_exact := ["code_generations_v2", ["generate_code"], "generate_code", "code_suggestions", ["gitlab-ai-gateway"], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v2/code/generations"
+	"generate_code" in input.token.claims.scopes
+}
 
 fast_ups["code_completions_v3"] := [ups, concat(",", ups), object.get(rate_classes, ups[0], default_rate_class), ["gitlab-ai-gateway"], false] if {
 	input.request.body_status == "ok"
@@ -461,23 +473,59 @@ fast_ups["code_suggestions_v4"] := [ups, concat(",", ups), object.get(rate_class
 	}
 }
 
-fast_ups["x_ray_libraries"] := [["generate_code"], "generate_code", "code_suggestions", ["gitlab-ai-gateway"], false]
+fast_exact := ["x_ray_libraries", ["generate_code"], "generate_code", "code_suggestions", ["gitlab-ai-gateway"], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/x-ray/libraries"
+	"generate_code" in input.token.claims.scopes
+}
 
-fast_ups["chat_explain_code"] := [["duo_chat"], "duo_chat", "chat", [], false]
+fast_exact := ["chat_explain_code", ["duo_chat"], "duo_chat", "chat", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/chat/explain_code"
+	"duo_chat" in input.token.claims.scopes
+}
 
-fast_ups["chat_write_tests"] := [["duo_chat"], "duo_chat", "chat", [], false]
+fast_exact := ["chat_write_tests", ["duo_chat"], "duo_chat", "chat", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/chat/write_tests"
+	"duo_chat" in input.token.claims.scopes
+}
 
-fast_ups["chat_refactor_code"] := [["duo_chat"], "duo_chat", "chat", [], false]
+fast_exact := ["chat_refactor_code", ["duo_chat"], "duo_chat", "chat", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/chat/refactor_code"
+	"duo_chat" in input.token.claims.scopes
+}
 
-fast_ups["chat_agent"] := [["duo_chat"], "duo_chat", "chat", [], false]
+fast_exact := ["chat_agent", ["duo_chat"], "duo_chat", "chat", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/chat/agent"
+	"duo_chat" in input.token.claims.scopes
+}
 
-fast_ups["chat_explain_vulnerability"] := [["explain_vulnerability"], "explain_vulnerability", "standard", [], false]
+fast_exact := ["chat_explain_vulnerability", ["explain_vulnerability"], "explain_vulnerability", "standard", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/chat/explain_vulnerability"
+	"explain_vulnerability" in input.token.claims.scopes
+}
 
-fast_ups["chat_summarize_comments"] := [["summarize_comments"], "summarize_comments", "standard", [], false]
+fast_exact := ["chat_summarize_comments", ["summarize_comments"], "summarize_comments", "standard", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/chat/summarize_comments"
+	"summarize_comments" in input.token.claims.scopes
+}
 
-fast_ups["chat_troubleshoot_job"] := [["troubleshoot_job"], "troubleshoot_job", "standard", [], false]
+fast_exact := ["chat_troubleshoot_job", ["troubleshoot_job"], "troubleshoot_job", "standard", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/chat/troubleshoot_job"
+	"troubleshoot_job" in input.token.claims.scopes
+}
 
-fast_ups["search_gitlab_docs"] := [["documentation_search"], "documentation_search", "chat", [], false]
+fast_exact := ["search_gitlab_docs", ["documentation_search"], "documentation_search", "chat", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/search/gitlab-docs"
+	"documentation_search" in input.token.claims.scopes
+}
 
 fast_ups["proxy_anthropic"] := [[up], up, object.get(rate_classes, up, default_rate_class), [], false] if {
 	up := known_unit_primitives[input.request.headers["x-gitlab-unit-primitive"]]
@@ -494,9 +542,17 @@ fast_ups["proxy_openai"] := [[up], up, object.get(rate_classes, up, default_rate
 	up in {"ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"}
 }
 
-fast_ups["amazon_q_oauth_application"] := [["amazon_q_integration"], "amazon_q_integration", "standard", [], false]
+fast_exact := ["amazon_q_oauth_application", ["amazon_q_integration"], "amazon_q_integration", "standard", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/amazon_q/oauth/application"
+	"amazon_q_integration" in input.token.claims.scopes
+}
 
-fast_ups["amazon_q_events"] := [["amazon_q_integration"], "amazon_q_integration", "standard", [], false]
+fast_exact := ["amazon_q_events", ["amazon_q_integration"], "amazon_q_integration", "standard", [], false] if {
+	input.request.method == "POST"
+	input.request.path == "/v1/amazon_q/events"
+	"amazon_q_integration" in input.token.claims.scopes
+}
 
 known_unit_primitives := {
 	"ai_gateway_model_provider_proxy": "ai_gateway_model_provider_proxy",

@@ -105,6 +105,8 @@ body_eval := {}
 
 fast_ups := {}
 
+fast_exact := ["", [], "", "", [], false] if false
+
 known_unit_primitives := {
 	"ai_gateway_model_provider_proxy": "ai_gateway_model_provider_proxy",
 	"amazon_q_integration": "amazon_q_integration",
