@@ -3,9 +3,11 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -115,5 +117,90 @@ func TestFastDecisionMalformed(t *testing.T) {
 	d, err := c.fastDecision(ok, in, &id)
 	if err != nil || !d.Allow || !d.DryRun || d.Route != "r" || d.RateLimit.Entries["backend"] != "b" {
 		t.Errorf("%+v %v", d, err)
+	}
+}
+
+// TestSharedTransactionConcurrent evaluates uncached decisions from several
+// goroutines at once: they share the policy's read transaction (run with
+// -race) and must all decide alike.
+func TestSharedTransactionConcurrent(t *testing.T) {
+	p := buildExample(t, "ai_gateway", BuildOptions{CacheSize: -1})
+	want, err := p.Decide(context.Background(), aiGatewayInput())
+	if err != nil || !want.Allow {
+		t.Fatalf("%+v %v", want, err)
+	}
+	denied := aiGatewayInput()
+	denied.Path = "/v2/code/generations"
+	wantDenied, err := p.Decide(context.Background(), denied)
+	if err != nil || wantDenied.Allow {
+		t.Fatalf("%+v %v", wantDenied, err)
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := range 20 {
+				in, w := aiGatewayInput(), want
+				if (g+i)%2 == 1 {
+					in, w = aiGatewayInput(), wantDenied
+					in.Path = denied.Path
+				}
+				d, err := p.Decide(context.Background(), in)
+				if err != nil || !reflect.DeepEqual(d, w) {
+					errs <- fmt.Errorf("goroutine %d, decision %d: %+v %v", g, i, d, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestEvalCancelled: a context that ends during or before evaluation is a
+// fault, not a decision.
+func TestEvalCancelled(t *testing.T) {
+	p := buildExample(t, "ai_gateway", BuildOptions{CacheSize: -1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d, err := p.Decide(ctx, aiGatewayInput())
+	if err == nil || d.Allow || d.Reason != ReasonDeadlineExceeded {
+		t.Fatalf("%+v %v", d, err)
+	}
+}
+
+// TestEvalOptionsCancel: the evaluation options carry ctx's cancellation to
+// OPA (context.AfterFunc runs asynchronously, so the test retries a
+// bounded number of times for it to land), and stop releases the watch.
+func TestEvalOptionsCancel(t *testing.T) {
+	p := buildExample(t, "ai_gateway", BuildOptions{CacheSize: -1})
+	in := aiGatewayInput()
+	id := p.identify(in)
+	v, err := in.valueOf(&id, &p.shape)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	opts, stop := p.evalOptions(ctx, v)
+	defer stop()
+	if _, err := p.query.Eval(ctx, opts...); err != nil {
+		t.Fatalf("before cancel: %v", err)
+	}
+	cancel()
+	for i := 0; ; i++ {
+		_, err := p.query.Eval(ctx, opts...)
+		if err != nil {
+			if !strings.Contains(err.Error(), "cancel") {
+				t.Fatalf("after cancel: %v", err)
+			}
+			break
+		}
+		if i == 200 {
+			t.Fatal("evaluation still succeeds after the context was cancelled")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
