@@ -175,8 +175,7 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 	if err != nil {
 		return Decision{}, err
 	}
-	opts, stop := p.evalOptions(ctx, v)
-	defer stop()
+	opts := p.evalOptions(v)
 	rs, err := p.query.Eval(ctx, opts...)
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy: evaluate: %w", err)

@@ -8,7 +8,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/ccauthz/ccauthz/policy/identity"
 )
@@ -20,22 +19,16 @@ import (
 const verdictQuery = "data.ccauthz.main.verdict"
 
 // evalOptions are the options of one evaluation on input v: the policy's
-// shared read transaction, no metrics, and cancellation when ctx ends
-// (context.AfterFunc, nothing for a context that never ends) instead of the
-// goroutine OPA starts per evaluation to watch ctx. stop releases the
-// watch.
-func (p *Policy) evalOptions(ctx context.Context, v ast.Value) ([]rego.EvalOption, func()) {
-	c := topdown.NewCancel()
-	stop := func() bool { return false }
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, c.Cancel)
-	}
+// shared read transaction and no metrics. Cancellation stays OPA's (a
+// goroutine per evaluation watching ctx): context.AfterFunc would save it
+// only for contexts of the context package, and the server's check
+// deadline is not one, so it would start a goroutine all the same.
+func (p *Policy) evalOptions(v ast.Value) []rego.EvalOption {
 	return []rego.EvalOption{
 		rego.EvalParsedInput(v),
 		rego.EvalTransaction(p.txn),
 		rego.EvalMetrics(metrics.NoOp()),
-		rego.EvalExternalCancel(c),
-	}, func() { stop() }
+	}
 }
 
 // errNoFastClass says a fast_verdict named a rate class rate_limit_of does

@@ -471,30 +471,22 @@ fast_allow := d if {
 # class up in gen.rate_limit_of, which lists every class). Everything else in
 # fast_allow is a constant of the route and class or a copy of the input.
 fast_verdict := [id, ups, rate_up, class, dry] if {
-	# A fixed route: gen.fast_exact routes the request, checks that the
-	# scopes name every unit primitive and gives the route's constants in
-	# one indexed lookup.
-	[id, ups, rate_up, class, disallowed, dry] := gen.fast_exact
+	[id, ups, rate_up, class, disallowed, dry] := fast_target
 	input.token.status == "valid"
 	input.request.headers["x-gitlab-authentication-type"] == "oidc"
-	not gen.header_mismatch
-	not input.token.issuer in disallowed
-	not input.token.claims.iss in disallowed
-	not extra_denied
-} else := [id, ups, rate_up, class, dry] if {
-	# A header or body route (gen.fast_ups has no fixed route).
-	input.token.status == "valid"
-	input.request.headers["x-gitlab-authentication-type"] == "oidc"
-	id := fast_route
-	[ups, rate_up, class, disallowed, dry] := gen.fast_ups[id]
-	every up in ups {
-		up in input.token.claims.scopes
-	}
 	not gen.header_mismatch
 	not input.token.issuer in disallowed
 	not input.token.claims.iss in disallowed
 	not extra_denied
 }
+
+# fast_target is the fast route a request matched, with the route's
+# constants, when the token's scopes name every unit primitive it checks:
+# gen.fast_exact for a fixed route (one lookup indexed on method and path),
+# else gen.fast_ups of the matched header or body route.
+fast_target := t if {
+	t := gen.fast_exact
+} else := gen.fast_ups[fast_route]
 
 # verdict is what ccauthz evaluates per request: fast_verdict (an array)
 # when it is defined, which Go expands to the object fast_allow would be

@@ -398,18 +398,18 @@ func FastKind(r manifest.Route) string {
 	return ""
 }
 
-// writeFastUps writes, for each fast route (FastKind), the rule the core's
-// fast_verdict reads: fast_ups[route id] is [the unit primitives a request on
-// it checks, its rate-limit unit primitive, its rate class, its disallowed
-// issuers, its dry run] (the last two copied from routes, so the fast path
-// looks up one route document, not two). A header route's holds for an
-// allowed header value; a body route's for a complete body its rules decide
-// without error. One rule per route with a constant key: evaluation looks
-// up the matched route's only. A fixed route (an exact path) gets instead
-// a fast_exact rule per method, [route id, then the same five], indexed on
-// method and path like exact_route and holding only when the token's scopes
-// name every unit primitive: one rule lookup routes the request, checks the
-// scopes and yields the route's constants.
+// writeFastUps writes, for each fast route (FastKind), what the core's
+// fast_target reads: [route id, the unit primitives a request on it checks,
+// its rate-limit unit primitive, its rate class, its disallowed issuers, its
+// dry run] (the last two copied from routes, so the fast path looks up one
+// route document, not two), defined only when the token's scopes name every
+// unit primitive. A fixed route (an exact path) gets a fast_exact rule per
+// method, indexed on method and path like exact_route: one rule lookup
+// routes the request, checks the scopes and yields the route's constants. A
+// header route's fast_ups[route id] holds for an allowed header value; a
+// body route's for a complete body its rules decide without error; one rule
+// per route with a constant key, so evaluation looks up the matched route's
+// only.
 //
 // fast_allow checks unit primitives by name against the token's scopes, so
 // a unit primitive that is also an alias (a key of canonical_scopes) must
@@ -442,18 +442,18 @@ func writeFastUps(b *strings.Builder, m *manifest.Manifest, aliasUPs map[string]
 			continue
 		case FastHeader:
 			allow := slices.DeleteFunc(slices.Clone(r.HeaderUP.Allow), func(up string) bool { return aliasUPs[up] })
-			fmt.Fprintf(b, "fast_ups[%s] := [[up], up, object.get(rate_classes, up, default_rate_class), %s] if {\n"+
+			fmt.Fprintf(b, "fast_ups[%s] := [%s, [up], up, object.get(rate_classes, up, default_rate_class), %s] if {\n"+
 				"\tup := known_unit_primitives[input.request.headers[\"x-gitlab-unit-primitive\"]]\n"+
-				"\tup in %s\n}\n\n", id, tail, litSetOf(allow))
+				"\tup in %s\n\tup in input.token.claims.scopes\n}\n\n", id, id, tail, litSetOf(allow))
 		case FastBody:
-			check := ""
+			check := "\t\tup in input.token.claims.scopes\n"
 			if len(aliasUPs) > 0 {
-				check = "\tevery up in ups {\n\t\tnot canonical_scopes[up]\n\t}\n"
+				check += "\t\tnot canonical_scopes[up]\n"
 			}
-			fmt.Fprintf(b, "fast_ups[%s] := [ups, concat(\",\", ups), object.get(rate_classes, ups[0], default_rate_class), %s] if {\n"+
+			fmt.Fprintf(b, "fast_ups[%s] := [%s, ups, concat(\",\", ups), object.get(rate_classes, ups[0], default_rate_class), %s] if {\n"+
 				"\tinput.request.body_status == \"ok\"\n\te := body_eval[%s]\n\tnot e.error\n"+
 				"\tups := data.ccauthz.main.dedup(array.concat(%s, [p[0] | some p in e.ups]))\n"+
-				"\tcount(ups) > 0\n%s}\n\n", id, tail, id, lit(nonNil(r.UnitPrimitives)), check)
+				"\tcount(ups) > 0\n\tevery up in ups {\n%s\t}\n}\n\n", id, id, tail, id, lit(nonNil(r.UnitPrimitives)), check)
 		default:
 			continue
 		}

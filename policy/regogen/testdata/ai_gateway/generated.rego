@@ -451,24 +451,26 @@ fast_exact := ["code_generations_v2", ["generate_code"], "generate_code", "code_
 	"generate_code" in input.token.claims.scopes
 }
 
-fast_ups["code_completions_v3"] := [ups, concat(",", ups), object.get(rate_classes, ups[0], default_rate_class), ["gitlab-ai-gateway"], false] if {
+fast_ups["code_completions_v3"] := ["code_completions_v3", ups, concat(",", ups), object.get(rate_classes, ups[0], default_rate_class), ["gitlab-ai-gateway"], false] if {
 	input.request.body_status == "ok"
 	e := body_eval.code_completions_v3
 	not e.error
 	ups := data.ccauthz.main.dedup(array.concat([], [p[0] | some p in e.ups]))
 	count(ups) > 0
 	every up in ups {
+		up in input.token.claims.scopes
 		not canonical_scopes[up]
 	}
 }
 
-fast_ups["code_suggestions_v4"] := [ups, concat(",", ups), object.get(rate_classes, ups[0], default_rate_class), ["gitlab-ai-gateway"], false] if {
+fast_ups["code_suggestions_v4"] := ["code_suggestions_v4", ups, concat(",", ups), object.get(rate_classes, ups[0], default_rate_class), ["gitlab-ai-gateway"], false] if {
 	input.request.body_status == "ok"
 	e := body_eval.code_suggestions_v4
 	not e.error
 	ups := data.ccauthz.main.dedup(array.concat([], [p[0] | some p in e.ups]))
 	count(ups) > 0
 	every up in ups {
+		up in input.token.claims.scopes
 		not canonical_scopes[up]
 	}
 }
@@ -527,19 +529,22 @@ fast_exact := ["search_gitlab_docs", ["documentation_search"], "documentation_se
 	"documentation_search" in input.token.claims.scopes
 }
 
-fast_ups["proxy_anthropic"] := [[up], up, object.get(rate_classes, up, default_rate_class), [], false] if {
+fast_ups["proxy_anthropic"] := ["proxy_anthropic", [up], up, object.get(rate_classes, up, default_rate_class), [], false] if {
 	up := known_unit_primitives[input.request.headers["x-gitlab-unit-primitive"]]
 	up in {"ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"}
+	up in input.token.claims.scopes
 }
 
-fast_ups["proxy_vertex_ai"] := [[up], up, object.get(rate_classes, up, default_rate_class), [], false] if {
+fast_ups["proxy_vertex_ai"] := ["proxy_vertex_ai", [up], up, object.get(rate_classes, up, default_rate_class), [], false] if {
 	up := known_unit_primitives[input.request.headers["x-gitlab-unit-primitive"]]
 	up in {"ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"}
+	up in input.token.claims.scopes
 }
 
-fast_ups["proxy_openai"] := [[up], up, object.get(rate_classes, up, default_rate_class), [], false] if {
+fast_ups["proxy_openai"] := ["proxy_openai", [up], up, object.get(rate_classes, up, default_rate_class), [], false] if {
 	up := known_unit_primitives[input.request.headers["x-gitlab-unit-primitive"]]
 	up in {"ai_gateway_model_provider_proxy", "ask_build", "ask_commit", "ask_epic", "ask_issue", "ask_merge_request", "categorize_duo_chat_question", "documentation_search", "duo_chat", "explain_code", "explain_vulnerability", "fill_in_merge_request_template", "fix_code", "generate_commit_message", "generate_cube_query", "generate_issue_description", "glab_ask_git_command", "refactor_code", "resolve_vulnerability", "review_merge_request", "semantic_search_issue", "summarize_comments", "summarize_issue_discussions", "summarize_merge_request", "summarize_review", "summarize_submitted_review", "troubleshoot_job", "write_tests"}
+	up in input.token.claims.scopes
 }
 
 fast_exact := ["amazon_q_oauth_application", ["amazon_q_integration"], "amazon_q_integration", "standard", [], false] if {
