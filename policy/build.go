@@ -14,6 +14,8 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/catalog"
@@ -58,7 +60,13 @@ type Policy struct {
 	backend  string
 	audience string
 	gen      *regogen.Output
-	query    rego.PreparedEvalQuery
+	query    rego.PreparedEvalQuery // verdictQuery
+	decision rego.PreparedEvalQuery // DecisionQuery, when a verdict cannot be expanded
+	// txn is one read transaction on the queries' store (empty: the
+	// policy is all modules), opened at build and shared by every
+	// evaluation instead of opening one per evaluation (evalOptions).
+	txn      storage.Transaction
+	fast     fastConsts
 	compiler *ast.Compiler // kept for tests that evaluate other rules
 	reads    reads
 	// shape is what of the headers and claims evaluation gives Rego.
@@ -141,13 +149,39 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 	if compiler.Failed() {
 		return nil, fmt.Errorf("policy: compile: %w", compiler.Errors)
 	}
-	pq, err := rego.New(
-		rego.Query(DecisionQuery),
-		rego.Compiler(compiler),
-		rego.GenerateJSON(keepTerm),
-	).PrepareForEval(context.Background())
+	// The store holds no data and nothing writes to it, so one read
+	// transaction serves every evaluation for the policy's life (an inmem
+	// read transaction only holds the store's read lock, which no writer
+	// ever waits for).
+	store := inmem.New()
+	txn, err := store.NewTransaction(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("policy: prepare: %w", err)
+		return nil, fmt.Errorf("policy: store: %w", err)
+	}
+	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+		pq, err := rego.New(
+			rego.Query(query),
+			rego.Compiler(compiler),
+			rego.Store(store),
+			rego.Transaction(txn),
+			rego.GenerateJSON(keepTerm),
+		).PrepareForEval(context.Background())
+		if err != nil {
+			return pq, fmt.Errorf("policy: prepare: %w", err)
+		}
+		return pq, nil
+	}
+	pq, err := prepare(verdictQuery)
+	if err != nil {
+		return nil, err
+	}
+	dq, err := prepare(DecisionQuery)
+	if err != nil {
+		return nil, err
+	}
+	fast, err := readFastConsts(compiler)
+	if err != nil {
+		return nil, err
 	}
 
 	p := &Policy{
@@ -156,6 +190,9 @@ func Build(cat *catalog.Catalog, m *manifest.Manifest, opts BuildOptions) (*Poli
 		audience: m.Audience,
 		gen:      out,
 		query:    pq,
+		decision: dq,
+		txn:      txn,
+		fast:     fast,
 		compiler: compiler,
 		reads:    analyse(compiler, extraFiles),
 		extra:    extraFiles,

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/rego"
-
 	"github.com/ccauthz/ccauthz/authz/token"
 	"github.com/ccauthz/ccauthz/policy/identity"
 )
@@ -177,11 +175,19 @@ func (p *Policy) eval(ctx context.Context, in *Input, id *identity.Identity) (De
 	if err != nil {
 		return Decision{}, err
 	}
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(v))
+	opts := p.evalOptions(v)
+	rs, err := p.query.Eval(ctx, opts...)
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
 	}
-	return parseResult(rs)
+	d, err := p.fast.readVerdict(rs, in, id)
+	if errors.Is(err, errNoFastClass) {
+		if rs, err = p.decision.Eval(ctx, opts...); err != nil {
+			return Decision{}, fmt.Errorf("policy: evaluate: %w", err)
+		}
+		return parseResult(rs)
+	}
+	return d, err
 }
 
 // cacheKey builds the key from exactly what the compiled policy reads. A

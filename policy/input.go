@@ -36,12 +36,12 @@ func (in *Input) valueOf(id *identity.Identity, shape *inputShape) (ast.Value, e
 		}
 	}
 	request := ast.NewObject(
-		ast.Item(ast.InternedTerm("method"), shape.term(in.Method)),
-		ast.Item(ast.InternedTerm("path"), shape.term(in.Path)),
-		ast.Item(ast.InternedTerm("query"), shape.term(in.Query)),
-		ast.Item(ast.InternedTerm("host"), shape.term(in.Host)),
-		ast.Item(ast.InternedTerm("headers"), ast.NewTerm(ast.NewObject(headers...))),
-		ast.Item(ast.InternedTerm("body_status"), shape.term(in.Body.status())),
+		ast.Item(shape.term("method"), shape.term(in.Method)),
+		ast.Item(shape.term("path"), shape.term(in.Path)),
+		ast.Item(shape.term("query"), shape.term(in.Query)),
+		ast.Item(shape.term("host"), shape.term(in.Host)),
+		ast.Item(shape.term("headers"), ast.NewTerm(ast.NewObject(headers...))),
+		ast.Item(shape.term("body_status"), shape.term(in.Body.status())),
 	)
 	// The body is given to Rego only when it is complete JSON; body rules
 	// read it by constant paths (input.request.body.<selector>).
@@ -50,32 +50,32 @@ func (in *Input) valueOf(id *identity.Identity, shape *inputShape) (ast.Value, e
 		if err != nil {
 			return nil, fmt.Errorf("policy: request body: %w", err)
 		}
-		request.Insert(ast.InternedTerm("body"), body)
+		request.Insert(shape.term("body"), body)
 	}
 	claims, err := shape.claimsTerm(in.Token.Claims)
 	if err != nil {
 		return nil, fmt.Errorf("policy: token claims: %w", err)
 	}
 	token := ast.NewObject(
-		ast.Item(ast.InternedTerm("status"), shape.term(in.Token.Status)),
-		ast.Item(ast.InternedTerm("reason"), shape.term(in.Token.Reason)),
-		ast.Item(ast.InternedTerm("issuer"), shape.term(in.Token.Issuer)),
-		ast.Item(ast.InternedTerm("kind"), shape.term(in.Token.Kind)),
-		ast.Item(ast.InternedTerm("claims"), claims),
+		ast.Item(shape.term("status"), shape.term(in.Token.Status)),
+		ast.Item(shape.term("reason"), shape.term(in.Token.Reason)),
+		ast.Item(shape.term("issuer"), shape.term(in.Token.Issuer)),
+		ast.Item(shape.term("kind"), shape.term(in.Token.Kind)),
+		ast.Item(shape.term("claims"), claims),
 	)
 	ident := ast.NewObject(
-		ast.Item(ast.InternedTerm("instance_id"), shape.term(id.InstanceID.Value)),
-		ast.Item(ast.InternedTerm("global_user_id"), shape.term(id.GlobalUserID.Value)),
-		ast.Item(ast.InternedTerm("realm"), shape.term(id.Realm.Value)),
-		ast.Item(ast.InternedTerm("seat_bucket"), shape.term(id.SeatBucket.Value)),
-		ast.Item(ast.InternedTerm("subject"), shape.term(id.Subject)),
-		ast.Item(ast.InternedTerm("claim_realm"), shape.term(id.ClaimRealm)),
+		ast.Item(shape.term("instance_id"), shape.term(id.InstanceID.Value)),
+		ast.Item(shape.term("global_user_id"), shape.term(id.GlobalUserID.Value)),
+		ast.Item(shape.term("realm"), shape.term(id.Realm.Value)),
+		ast.Item(shape.term("seat_bucket"), shape.term(id.SeatBucket.Value)),
+		ast.Item(shape.term("subject"), shape.term(id.Subject)),
+		ast.Item(shape.term("claim_realm"), shape.term(id.ClaimRealm)),
 	)
 	return ast.NewObject(
-		ast.Item(ast.InternedTerm("backend"), shape.term(in.Backend)),
-		ast.Item(ast.InternedTerm("request"), ast.NewTerm(request)),
-		ast.Item(ast.InternedTerm("token"), ast.NewTerm(token)),
-		ast.Item(ast.InternedTerm("identity"), ast.NewTerm(ident)),
+		ast.Item(shape.term("backend"), shape.term(in.Backend)),
+		ast.Item(shape.term("request"), ast.NewTerm(request)),
+		ast.Item(shape.term("token"), ast.NewTerm(token)),
+		ast.Item(shape.term("identity"), ast.NewTerm(ident)),
 	), nil
 }
 

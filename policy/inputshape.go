@@ -23,6 +23,14 @@ type inputShape struct {
 	terms map[string]*ast.Term
 }
 
+// inputKeys are the object keys of the input document valueOf builds.
+var inputKeys = [...]string{
+	"backend", "request", "token", "identity",
+	"method", "path", "query", "host", "headers", "body_status", "body",
+	"status", "reason", "issuer", "kind", "claims",
+	"instance_id", "global_user_id", "realm", "seat_bucket", "subject", "claim_realm",
+}
+
 // term is s as a Rego term, shared when the policy names it.
 func (s *inputShape) term(v string) *ast.Term {
 	if t, ok := s.terms[v]; ok {
@@ -83,6 +91,12 @@ func newInputShape(c *ast.Compiler, r reads) inputShape {
 	}
 	for _, k := range s.headers {
 		s.terms[k] = ast.StringTerm(k)
+	}
+	// The input document's own keys (valueOf), which OPA does not intern.
+	for _, k := range inputKeys {
+		if _, ok := s.terms[k]; !ok {
+			s.terms[k] = ast.StringTerm(k)
+		}
 	}
 	return s
 }

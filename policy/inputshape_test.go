@@ -103,7 +103,7 @@ func TestTrimmedInputDecidesAlike(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := parseResult(rs)
+		want, err := p.fast.readVerdict(rs, in, &id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -125,8 +125,10 @@ func planRoute(r manifest.Route) routePlan {
 // and only fast_allow uses it, which holds only for a valid token: the
 // plan keys those routes on the raw header for valid tokens.
 var (
-	pathRules   = map[string]map[string]bool{corerego.CoreFile: {"path_parts": true}, regogen.ModuleFile: {"exact_route": true, "path_parts": true}}
-	methodRules = map[string]map[string]bool{regogen.ModuleFile: {"exact_route": true, "pattern_route": true}}
+	// fast_exact matches exactly as exact_route does (same method and path
+	// equalities) and its value is a constant of the route it matches.
+	pathRules   = map[string]map[string]bool{corerego.CoreFile: {"path_parts": true}, regogen.ModuleFile: {"exact_route": true, "fast_exact": true, "path_parts": true}}
+	methodRules = map[string]map[string]bool{regogen.ModuleFile: {"exact_route": true, "fast_exact": true, "pattern_route": true}}
 	headerRules = map[string]map[string]bool{corerego.CoreFile: {"up_header": true}, regogen.ModuleFile: {"fast_ups": true}}
 )
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,12 @@ type checkDeadline struct {
 	timed   context.Context // started by the first Done
 	cancel  context.CancelFunc
 	stopped bool
+	// over mirrors stopped for Err without the lock: once stop closed
+	// Done, Err must not be nil (the context contract; a context derived
+	// from this one, context.AfterFunc's included, panics the process
+	// with "missing cancel error" when its parent's Done closes while
+	// Err is nil).
+	over atomic.Bool
 }
 
 func newCheckDeadline(parent context.Context, deadline time.Time) *checkDeadline {
@@ -37,6 +44,9 @@ func (d *checkDeadline) Err() error {
 	}
 	if !time.Now().Before(d.deadline) {
 		return context.DeadlineExceeded
+	}
+	if d.over.Load() {
+		return context.Canceled
 	}
 	return nil
 }
@@ -58,6 +68,7 @@ func (d *checkDeadline) stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stopped = true
+	d.over.Store(true) // before Done closes
 	if d.cancel != nil {
 		d.cancel()
 	}

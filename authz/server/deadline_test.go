@@ -51,3 +51,30 @@ func TestCheckDeadline(t *testing.T) {
 		t.Fatal("Done after stop must not block")
 	}
 }
+
+// TestCheckDeadlineDerivedStop: a context derived from a check's deadline
+// that outlives the check sees Done close with Err set when stop closes it.
+// Err stayed nil then, and the context package's watcher panicked the
+// process ("missing cancel error").
+func TestCheckDeadlineDerivedStop(t *testing.T) {
+	d := newCheckDeadline(context.Background(), time.Now().Add(time.Hour))
+	child, cancel := context.WithCancel(d)
+	defer cancel()
+	fired := make(chan struct{})
+	stopAfter := context.AfterFunc(d, func() { close(fired) })
+	defer stopAfter()
+	d.stop()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the derived context was not cancelled by stop")
+	}
+	select {
+	case <-fired:
+	case <-time.After(5 * time.Second):
+		t.Fatal("context.AfterFunc did not run after stop")
+	}
+	if !errors.Is(d.Err(), context.Canceled) || !errors.Is(child.Err(), context.Canceled) {
+		t.Errorf("Err after stop = %v, child %v; want Canceled", d.Err(), child.Err())
+	}
+}

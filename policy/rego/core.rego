@@ -427,22 +427,11 @@ full_decision := {
 # checks for such a request: a valid token, OIDC, no claim/header mismatch,
 # the issuer, every unit primitive held (by its canonical name: a scope that
 # is an alias falls back to the full chain) and no extra denial. What a route
-# checks is the generated gen.fast_ups[route id] (fixed, from the
-# x-gitlab-unit-primitive header, or from the route's body rules).
+# checks is generated: gen.fast_exact for a fixed route, gen.fast_ups[route
+# id] for one whose unit primitives come from the x-gitlab-unit-primitive
+# header or from the route's body rules.
 fast_allow := d if {
-	input.token.status == "valid"
-	input.request.headers["x-gitlab-authentication-type"] == "oidc"
-	id := fast_route
-	[ups, rate_up, class] := gen.fast_ups[id]
-	every up in ups {
-		up in input.token.claims.scopes
-		not gen.canonical_scopes[up]
-	}
-	not gen.header_mismatch
-	r := gen.routes[id]
-	not input.token.issuer in r.disallowed_issuers
-	not input.token.claims.iss in r.disallowed_issuers
-	not extra_denied
+	[id, ups, rate_up, class, dry] := fast_verdict
 	d := {
 		"allow": true,
 		"status": 200,
@@ -472,9 +461,40 @@ fast_allow := d if {
 			}},
 			gen.rate_limit_of[class],
 		),
-		"dry_run": r.dry_run,
+		"dry_run": dry,
 	}
 }
+
+# fast_verdict is the part of fast_allow that depends on the request:
+# [route id, unit primitives, rate-limit unit primitive, rate class, dry run],
+# defined whenever fast_allow is (and only then: fast_allow also looks the
+# class up in gen.rate_limit_of, which lists every class). Everything else in
+# fast_allow is a constant of the route and class or a copy of the input.
+fast_verdict := [id, ups, rate_up, class, dry] if {
+	[id, ups, rate_up, class, disallowed, dry] := fast_target
+	input.token.status == "valid"
+	input.request.headers["x-gitlab-authentication-type"] == "oidc"
+	not gen.header_mismatch
+	not input.token.issuer in disallowed
+	not input.token.claims.iss in disallowed
+	not extra_denied
+}
+
+# fast_target is the fast route a request matched, with the route's
+# constants, when the token's scopes name every unit primitive it checks:
+# gen.fast_exact for a fixed route (one lookup indexed on method and path),
+# else gen.fast_ups of the matched header or body route.
+fast_target := t if {
+	t := gen.fast_exact
+} else := gen.fast_ups[fast_route]
+
+# verdict is what ccauthz evaluates per request: fast_verdict (an array)
+# when it is defined, which Go expands to the object fast_allow would be
+# (policy.fastDecision), else full_decision. It is decision with the
+# constant part of a fast allow left to Go.
+verdict := v if {
+	v := fast_verdict
+} else := full_decision
 
 # fast_route is the matched route's id (matched_route_id, one rule less).
 fast_route := id if {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,7 +19,7 @@ import (
 // Version is the generator version stamped into every generated file. Bump it
 // whenever the generated Rego changes shape, so a revision names both the
 // inputs and the generator that read them.
-const Version = "4"
+const Version = "5"
 
 // Generated file names, relative to the output directory.
 const (
@@ -336,8 +337,6 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 		b.WriteString("body_eval := {}\n\n")
 	}
 
-	writeFastUps(&b, m)
-
 	// Unit primitives: every catalog name and alias (for the "unknown unit
 	// primitive" check) and, for the ones routes use, the scope names that
 	// grant them (the canonical name and its aliases).
@@ -349,14 +348,19 @@ func module(cat *catalog.Catalog, m *manifest.Manifest, hash string) string {
 			known[a] = name
 		}
 	}
-	writeTable(&b, "known_unit_primitives", known)
-	// Aliases in a token's scopes count as their canonical unit primitive.
+	// The scope names that count as another unit primitive (aliases).
 	canonical := map[string]string{}
+	aliasUPs := map[string]bool{}
 	for k, v := range known {
 		if k != v {
 			canonical[k] = v
+			aliasUPs[k] = true
 		}
 	}
+	writeFastUps(&b, m, aliasUPs)
+
+	writeTable(&b, "known_unit_primitives", known)
+	// Aliases in a token's scopes count as their canonical unit primitive.
 	fmt.Fprintf(&b, "canonical_scopes := %s\n", lit(canonical))
 	return b.String()
 }
@@ -394,29 +398,62 @@ func FastKind(r manifest.Route) string {
 	return ""
 }
 
-// writeFastUps writes, for each fast route (FastKind), the rule the core's
-// fast_allow reads: fast_ups[route id] is [the unit primitives a request on
-// it checks, its rate-limit unit primitive, its rate class]. A fixed route's
-// is constant; a header route's holds for an allowed header value; a body
-// route's for a complete body its rules decide without error. One rule per
-// route with a constant key: evaluation looks up the matched route's only.
-func writeFastUps(b *strings.Builder, m *manifest.Manifest) {
-	fast := false
+// writeFastUps writes, for each fast route (FastKind), what the core's
+// fast_target reads: [route id, the unit primitives a request on it checks,
+// its rate-limit unit primitive, its rate class, its disallowed issuers, its
+// dry run] (the last two copied from routes, so the fast path looks up one
+// route document, not two), defined only when the token's scopes name every
+// unit primitive. A fixed route (an exact path) gets a fast_exact rule per
+// method, indexed on method and path like exact_route: one rule lookup
+// routes the request, checks the scopes and yields the route's constants. A
+// header route's fast_ups[route id] holds for an allowed header value; a
+// body route's for a complete body its rules decide without error; one rule
+// per route with a constant key, so evaluation looks up the matched route's
+// only.
+//
+// fast_allow checks unit primitives by name against the token's scopes, so
+// a unit primitive that is also an alias (a key of canonical_scopes) must
+// take the full chain: a fixed route that lists one is not written, a header
+// route's allowed set leaves them out, and a body route (whose unit
+// primitives may come from the prompt registry) checks its derived ones
+// whenever the catalog has an alias.
+func writeFastUps(b *strings.Builder, m *manifest.Manifest, aliasUPs map[string]bool) {
+	fast, exact := false, false
 	for _, r := range m.Routes {
 		id := lit(r.ID)
+		tail := fmt.Sprintf("%s, %t", lit(nonNil(r.DisallowedIssuers)), r.DryRun)
 		switch FastKind(r) {
 		case FastFixed:
-			fmt.Fprintf(b, "fast_ups[%s] := [%s, %s, %s]\n\n", id, lit(r.UnitPrimitives),
-				lit(strings.Join(r.UnitPrimitives, ",")), lit(m.RateClassOf(r.UnitPrimitives[0])))
+			// fast_exact, not fast_ups: one indexed rule gives the route
+			// and its constants.
+			if slices.ContainsFunc(r.UnitPrimitives, func(up string) bool { return aliasUPs[up] }) {
+				continue
+			}
+			var held strings.Builder
+			for _, up := range r.UnitPrimitives {
+				fmt.Fprintf(&held, "\t%s in input.token.claims.scopes\n", lit(up))
+			}
+			for _, meth := range r.Methods {
+				fmt.Fprintf(b, "fast_exact := [%s, %s, %s, %s, %s] if {\n\tinput.request.method == %s\n\tinput.request.path == %s\n%s}\n\n",
+					id, lit(r.UnitPrimitives), lit(strings.Join(r.UnitPrimitives, ",")),
+					lit(m.RateClassOf(r.UnitPrimitives[0])), tail, lit(meth), lit(r.Path), held.String())
+			}
+			exact = true
+			continue
 		case FastHeader:
-			fmt.Fprintf(b, "fast_ups[%s] := [[up], up, object.get(rate_classes, up, default_rate_class)] if {\n"+
+			allow := slices.DeleteFunc(slices.Clone(r.HeaderUP.Allow), func(up string) bool { return aliasUPs[up] })
+			fmt.Fprintf(b, "fast_ups[%s] := [%s, [up], up, object.get(rate_classes, up, default_rate_class), %s] if {\n"+
 				"\tup := known_unit_primitives[input.request.headers[\"x-gitlab-unit-primitive\"]]\n"+
-				"\tup in %s\n}\n\n", id, litSetOf(r.HeaderUP.Allow))
+				"\tup in %s\n\tup in input.token.claims.scopes\n}\n\n", id, id, tail, litSetOf(allow))
 		case FastBody:
-			fmt.Fprintf(b, "fast_ups[%s] := [ups, concat(\",\", ups), object.get(rate_classes, ups[0], default_rate_class)] if {\n"+
+			check := "\t\tup in input.token.claims.scopes\n"
+			if len(aliasUPs) > 0 {
+				check += "\t\tnot canonical_scopes[up]\n"
+			}
+			fmt.Fprintf(b, "fast_ups[%s] := [%s, ups, concat(\",\", ups), object.get(rate_classes, ups[0], default_rate_class), %s] if {\n"+
 				"\tinput.request.body_status == \"ok\"\n\te := body_eval[%s]\n\tnot e.error\n"+
 				"\tups := data.ccauthz.main.dedup(array.concat(%s, [p[0] | some p in e.ups]))\n"+
-				"\tcount(ups) > 0\n}\n\n", id, id, lit(nonNil(r.UnitPrimitives)))
+				"\tcount(ups) > 0\n\tevery up in ups {\n%s\t}\n}\n\n", id, id, tail, id, lit(nonNil(r.UnitPrimitives)), check)
 		default:
 			continue
 		}
@@ -424,6 +461,9 @@ func writeFastUps(b *strings.Builder, m *manifest.Manifest) {
 	}
 	if !fast {
 		b.WriteString("fast_ups := {}\n\n")
+	}
+	if !exact {
+		b.WriteString("fast_exact := [\"\", [], \"\", \"\", [], false] if false\n\n")
 	}
 }
 
