@@ -19,6 +19,7 @@ const maxInternedLists = 4096
 type interner struct {
 	mu    sync.RWMutex
 	lists map[string][]any
+	strs  map[string][]string
 }
 
 // sharedValue reports claims whose string values repeat across tokens.
@@ -47,6 +48,44 @@ func (in *interner) compact(p map[string]any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// strings returns the strings of l (a decoded scope or audience list),
+// shared between equal lists while the table has room; ok is false when l
+// holds anything but strings.
+func (in *interner) strings(l []any) (out []string, ok bool) {
+	var b strings.Builder
+	for _, x := range l {
+		s, isStr := x.(string)
+		if !isStr {
+			return nil, false
+		}
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	key := b.String()
+	in.mu.RLock()
+	shared, found := in.strs[key]
+	in.mu.RUnlock()
+	if found {
+		return shared, true
+	}
+	out = make([]string, len(l))
+	for i, x := range l {
+		out[i] = unique.Make(x.(string)).Value()
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if shared, found := in.strs[key]; found {
+		return shared, true
+	}
+	if in.strs == nil {
+		in.strs = map[string][]string{}
+	}
+	if len(in.strs) < maxInternedLists {
+		in.strs[key] = out
+	}
+	return out, true
 }
 
 // list returns the shared copy of a list of strings (or l itself when it

@@ -29,6 +29,7 @@ type compact struct {
 	header       header
 	rawHeader    []byte
 	payload      map[string]any
+	rawPayload   []byte // the payload's JSON
 	signingInput string // base64url(header) "." base64url(payload)
 	signature    []byte
 }
@@ -65,6 +66,7 @@ func parseCompact(tok string) (*compact, error) {
 	if err != nil {
 		return nil, errors.New("token payload is not base64url")
 	}
+	c.rawPayload = pb
 	if err := json.Unmarshal(pb, &c.payload); err != nil || c.payload == nil {
 		return nil, errors.New("token payload is not a JSON object")
 	}
