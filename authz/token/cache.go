@@ -57,6 +57,9 @@ type entryState struct {
 type CacheStats struct {
 	Hits, Misses, Evictions uint64
 	Entries                 int
+	// Bytes is the entries' estimated heap bytes, what caches.token_bytes
+	// bounds.
+	Bytes int
 }
 
 func newVerifiedCache(entries, bytes int) *verifiedCache {
@@ -161,6 +164,7 @@ func (c *verifiedCache) stats() CacheStats {
 		st.Evictions += s.evictions.Load()
 		s.mu.RLock()
 		st.Entries += len(s.m)
+		st.Bytes += s.bytes
 		s.mu.RUnlock()
 	}
 	return st

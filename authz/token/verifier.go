@@ -22,7 +22,7 @@ import (
 const (
 	DefaultMaxTokenBytes = 16 << 10
 	DefaultCacheEntries  = 100_000
-	DefaultCacheBytes    = 32 << 20
+	DefaultCacheBytes    = 16 << 20
 	// maxKidlessTries bounds the keys tried for a token without kid: each
 	// try is a full signature check.
 	maxKidlessTries = 8
@@ -41,7 +41,7 @@ type Options struct {
 	// gateway); iat is never compared with the clock.
 	ClockSkew time.Duration
 	// CacheEntries and CacheBytes bound the verified-token cache (defaults
-	// 100000 entries, 32 MiB estimated). A negative CacheEntries disables
+	// 100000 entries, 16 MiB estimated). A negative CacheEntries disables
 	// the cache.
 	CacheEntries int
 	CacheBytes   int
