@@ -178,3 +178,82 @@ func TestEntryCostIsHonest(t *testing.T) {
 	runtime.KeepAlive(entries)
 	runtime.KeepAlive(payloads)
 }
+
+// TestCompactEntryRejections: a cached token that was never hit is held to
+// every rule a decoded one is: past exp it is expired (and dropped), another
+// backend's audience is refused on its first hit, and an entry whose payload
+// no longer decodes to valid claims is dropped and the token verified anew
+// (fail closed, never served).
+func TestCompactEntryRejections(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	clk := &clock{}
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{Now: clk.Now})
+	tok := mint(t, keys[0], f.srv.URL, func(h, c map[string]any) { c["exp"] = time.Now().Add(10 * time.Minute).Unix() })
+	sum := sha256.Sum256([]byte(tok))
+	entry := func() *entryState {
+		t.Helper()
+		e := v.cache.get(&sum)
+		if e == nil {
+			return nil
+		}
+		return e.state.Load()
+	}
+
+	// Another backend on the first hit: refused, and no claims returned.
+	if r := v.Verify(t.Context(), bearer(tok), aud); r.Status != StatusValid {
+		t.Fatalf("%s/%s", r.Status, r.Reason)
+	}
+	if r := v.Verify(t.Context(), bearer(tok), "gitlab-duo-workflow-service"); r.Reason != ReasonBadAudience || r.Claims != nil {
+		t.Fatalf("first hit for another audience: %s/%s", r.Status, r.Reason)
+	}
+
+	// A payload that no longer yields valid claims (here: an exp out of
+	// range) is not served: the token is verified again.
+	e := v.cache.get(&sum)
+	bad := &entryState{payload: []byte(`{"iss":"` + f.srv.URL + `","aud":"` + aud + `","exp":1e300}`)}
+	e.state.Store(bad)
+	if r := v.Verify(t.Context(), bearer(tok), aud); r.Status != StatusValid || r.Claims.Expiry.Year() > 3000 {
+		t.Fatalf("corrupt entry served: %s/%s %v", r.Status, r.Reason, r.Claims)
+	}
+	if st := entry(); st == nil || st == bad || st.payload == nil {
+		t.Fatal("corrupt entry not replaced by a fresh verification")
+	}
+
+	// Never hit, then past exp: expired, and the entry dropped.
+	clk.Advance(11 * time.Minute)
+	if r := v.Verify(t.Context(), bearer(tok), aud); r.Reason != ReasonExpired {
+		t.Fatalf("after exp: %s/%s, want expired", r.Status, r.Reason)
+	}
+	if entry() != nil {
+		t.Fatal("expired compact entry kept")
+	}
+}
+
+// TestVerifiedScopesAreTheSignedOnes: through Verify and the cache, a token
+// whose one scope holds a NUL is never given the shared scope list of
+// another token (regression test for the shared-list key, see
+// TestInternKeepsDistinctListsApart).
+func TestVerifiedScopesAreTheSignedOnes(t *testing.T) {
+	keys := testKeys()
+	f := newFakeIssuer(t, keys[0])
+	v := startVerifier(t, []IssuerConfig{f.config("gitlab_com")}, Options{})
+	two := mint(t, keys[0], f.srv.URL, func(h, c map[string]any) { c["scopes"] = []string{"complete_code", "duo_chat"} })
+	one := mint(t, keys[0], f.srv.URL, func(h, c map[string]any) { c["scopes"] = []string{"complete_code\x00duo_chat"} })
+	for _, tc := range []struct {
+		tok  string
+		want []string
+	}{{two, []string{"complete_code", "duo_chat"}}, {one, []string{"complete_code\x00duo_chat"}}} {
+		for i := range 2 { // the verification, then the cache's first hit
+			r := v.Verify(t.Context(), bearer(tc.tok), aud)
+			if r.Status != StatusValid {
+				t.Fatalf("%s/%s", r.Status, r.Reason)
+			}
+			raw, _ := json.Marshal(r.Claims.Raw["scopes"])
+			want, _ := json.Marshal(tc.want)
+			if fmt.Sprint(r.Claims.Scopes) != fmt.Sprint(tc.want) || string(raw) != string(want) {
+				t.Fatalf("call %d: scopes %q, raw %s; want %q", i, r.Claims.Scopes, raw, tc.want)
+			}
+		}
+	}
+}
