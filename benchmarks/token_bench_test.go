@@ -129,7 +129,10 @@ func BenchmarkRawRS256(b *testing.B) {
 // BenchmarkTokenCacheEntryBytes measures what one cached verified token
 // holds on the heap (heap growth over 2000 distinct tokens of distinct
 // instances, after GC), reported as heap-B/entry next to the cache's own
-// estimate (est-B/entry), which bounds caches.token_bytes.
+// estimate (est-B/entry), which bounds caches.token_bytes: once as the
+// tokens are first verified (the entries keep the payload's JSON), then
+// after a second presentation of each (promoted-*: the entries keep the
+// decoded claims instead).
 func BenchmarkTokenCacheEntryBytes(b *testing.B) {
 	v, _, key := benchVerifier(b, 100000)
 	const n = 2000
@@ -148,23 +151,30 @@ func BenchmarkTokenCacheEntryBytes(b *testing.B) {
 	}
 	ctx := context.Background()
 	for b.Loop() {
-		// The measurement is one pass, below; the loop only satisfies the
+		// The measurement is two passes, below; the loop only satisfies the
 		// benchmark protocol (run with -benchtime 1x).
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for _, t := range toks {
-		if r := v.Verify(ctx, t, benchAudience); r.Status != token.StatusValid {
-			b.Fatal(r.Reason)
+	pass := func() float64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for _, t := range toks {
+			if r := v.Verify(ctx, t, benchAudience); r.Status != token.StatusValid {
+				b.Fatal(r.Reason)
+			}
 		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if st := v.Stats(); st.Entries != n {
+			b.Fatalf("cache holds %d of %d tokens", st.Entries, n)
+		}
+		return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	if st := v.Stats(); st.Entries != n {
-		b.Fatalf("cache holds %d of %d tokens", st.Entries, n)
-	}
-	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/entry")
-	b.ReportMetric(float64(len(toks[0])-len("Bearer ")+800), "est-B/entry")
+	first := pass()
+	b.ReportMetric(first, "heap-B/entry")
+	b.ReportMetric(float64(v.Stats().Bytes)/n, "est-B/entry")
+	promoted := first + pass()
+	b.ReportMetric(promoted, "promoted-heap-B/entry")
+	b.ReportMetric(float64(v.Stats().Bytes)/n, "promoted-est-B/entry")
 	runtime.KeepAlive(toks)
 }

@@ -218,6 +218,41 @@ func TestClaimKeysFromTheTokenLayer(t *testing.T) {
 	}
 }
 
+// digestKeys is a ClaimKeys that also computes the grant digest on demand,
+// as the verifier's claims do, and counts both.
+type digestKeys struct {
+	countingKeys
+	digests int
+}
+
+func (d *digestKeys) GrantDigest() string { d.digests++; return strings.Repeat("7", 64) }
+
+// TestGrantDigestOnDemand: the grant digest is asked of the token layer only
+// when the key needs it (the policy reads claims dynamically and is grant
+// keyed), and a digest given in the input wins.
+func TestGrantDigestOnDemand(t *testing.T) {
+	p := buildExample(t, "ai_gateway", BuildOptions{})
+	in := aiGatewayInput()
+	dk := &digestKeys{countingKeys: countingKeys{key: "precomputed"}}
+	in.Token.ClaimKeys = dk
+	id := p.identify(in)
+	if _, ok := p.cacheKey(in, &id); !ok || dk.digests != 0 {
+		t.Fatalf("claims-keyed policy asked for the grant digest %d times", dk.digests)
+	}
+	if !p.grantKeyed {
+		t.Fatal("the example policy should be grant keyed")
+	}
+	p.reads.claimsDynamic = "a test's dynamic claim read"
+	k, ok := p.cacheKey(in, &id)
+	if !ok || dk.digests != 1 || !strings.Contains(k, "g"+strings.Repeat("7", 64)) {
+		t.Fatalf("key %q (%v), %d digests: want the on-demand grant digest", k, ok, dk.digests)
+	}
+	in.Token.GrantDigest = strings.Repeat("1", 64)
+	if k, _ := p.cacheKey(in, &id); dk.digests != 1 || !strings.Contains(k, "g"+strings.Repeat("1", 64)) {
+		t.Fatalf("key %q: the input's digest must win without asking", k)
+	}
+}
+
 // TestClaimKeyProperty: across many random combinations of token, claims and
 // headers, whenever two inputs share a cache key their uncached decisions
 // (identity filled in) are identical, for the example policy and for one

@@ -209,8 +209,10 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 		} else {
 			tokenKey = ""
 		}
-	case p.grantKeyed && t.GrantDigest != "":
-		tokenKey = "g" + t.GrantDigest
+	case p.grantKeyed:
+		if d := grantDigest(&t); d != "" {
+			tokenKey = "g" + d
+		}
 	}
 	if t.Status != TokenValid && len(t.Claims) == 0 {
 		// A token that did not verify reaches the policy only as its
@@ -278,6 +280,18 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 		return "", false
 	}
 	return b.String(), true
+}
+
+// grantDigest is the token's GrantDigest, or else the one its ClaimKeys
+// compute on demand (the verifier's claims do, once per token).
+func grantDigest(t *TokenInput) string {
+	if t.GrantDigest != "" {
+		return t.GrantDigest
+	}
+	if g, ok := t.ClaimKeys.(interface{ GrantDigest() string }); ok {
+		return g.GrantDigest()
+	}
+	return ""
 }
 
 // claimSetKey is token.ClaimSetKey of the token's claims.

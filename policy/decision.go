@@ -120,6 +120,8 @@ type TokenInput struct {
 	// nbf, exp; see token.Claims.GrantDigest). When the policy never reads
 	// those, it keys decisions on this instead of Hash, so a fresh token for
 	// the same grant (GitLab.com mints one per request) reuses the decision.
+	// When empty, ClaimKeys' GrantDigest() (if it has one) is asked, only
+	// when the policy keys on it.
 	GrantDigest string
 	// ClaimKeys, when set, computes token.ClaimSetKey of Claims and may
 	// remember it per token (the server passes the verified *token.Claims).

@@ -189,7 +189,7 @@ type Caches struct {
 	// 100000; -1 disables it).
 	Tokens int `yaml:"tokens"`
 	// TokenBytes bounds the verified-token cache's estimated memory in
-	// bytes. Default 32 MiB.
+	// bytes. Default 16 MiB.
 	TokenBytes int `yaml:"token_bytes"`
 	// Decisions is each backend's decision cache size in entries (0:
 	// default 10000; -1 disables it).

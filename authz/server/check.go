@@ -211,8 +211,7 @@ func tokenInput(r *token.Result) policy.TokenInput {
 	}
 	if r.Claims != nil {
 		in.Claims = r.Claims.Raw
-		in.GrantDigest = r.Claims.GrantDigest
-		in.ClaimKeys = r.Claims
+		in.ClaimKeys = r.Claims // also the grant digest, computed when the policy keys on it
 	}
 	return in
 }

@@ -29,18 +29,37 @@ type cacheShard struct {
 	_         [64]byte // keep shards on separate cache lines
 }
 
+// cacheEntry is one verified token. It starts compact: the verified
+// payload's JSON bytes and its expiry, no decoded claims. A
+// token presented once (GitLab.com mints one per request) never costs more.
+// The first hit decodes the payload once into Claims and keeps them instead
+// of the bytes (promote), so a token presented again and again is decoded
+// once, not per check.
 type cacheEntry struct {
-	claims *Claims
 	iss    *issuer
 	key    *jwks.Key // the key that verified the token
 	hash   string
-	cost   int
+	expiry time.Time
+	state  atomic.Pointer[entryState]
+	// cost is the entry's estimated heap bytes (entryCost); it changes on
+	// promotion and is read and written under the shard's lock.
+	cost int
+}
+
+// entryState is what an entry holds: payload until the first hit, then
+// claims. It is immutable; promotion swaps in a new one.
+type entryState struct {
+	payload []byte  // the verified payload JSON; nil once claims are set
+	claims  *Claims // nil until the first hit
 }
 
 // CacheStats are the verified-token cache counters.
 type CacheStats struct {
 	Hits, Misses, Evictions uint64
 	Entries                 int
+	// Bytes is the entries' estimated heap bytes, what caches.token_bytes
+	// bounds.
+	Bytes int
 }
 
 func newVerifiedCache(entries, bytes int) *verifiedCache {
@@ -96,7 +115,7 @@ func (c *verifiedCache) put(sum *[32]byte, e *cacheEntry, now time.Time) {
 	}
 	if len(s.m) >= c.maxEntries || s.bytes+e.cost > c.maxBytes {
 		for k, v := range s.m {
-			if !now.Before(v.claims.Expiry) {
+			if !now.Before(v.expiry) {
 				delete(s.m, k)
 				s.bytes -= v.cost
 				s.evictions.Add(1)
@@ -122,6 +141,20 @@ func (c *verifiedCache) put(sum *[32]byte, e *cacheEntry, now time.Time) {
 	s.bytes += e.cost
 }
 
+// promote swaps e's state for st and accounts for the new cost, when e is
+// still cached. A shard pushed over its bound by a promotion evicts on its
+// next put.
+func (c *verifiedCache) promote(sum *[32]byte, e *cacheEntry, st *entryState, cost int) {
+	s := c.shard(sum)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.state.Store(st)
+	if s.m[*sum] == e {
+		s.bytes += cost - e.cost
+	}
+	e.cost = cost
+}
+
 func (c *verifiedCache) stats() CacheStats {
 	var st CacheStats
 	for i := range c.shards {
@@ -131,6 +164,7 @@ func (c *verifiedCache) stats() CacheStats {
 		st.Evictions += s.evictions.Load()
 		s.mu.RLock()
 		st.Entries += len(s.m)
+		st.Bytes += s.bytes
 		s.mu.RUnlock()
 	}
 	return st

@@ -1,6 +1,9 @@
 package token
 
 import (
+	"encoding/json"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -69,5 +72,65 @@ func TestClaimsRememberTheirKey(t *testing.T) {
 	// Another claim set is computed, not served the memo.
 	if k3, _ := c.ClaimSetKey([]string{"iss"}); k3 != `9:"changed"` {
 		t.Errorf("another claim set: %q", k3)
+	}
+}
+
+// TestAppendJSONIsMarshal holds the claim-key encoder to json.Marshal, on the
+// values a decoded payload holds: strings with every kind of byte, numbers
+// on both sides of json's format switch, nested lists and objects.
+func TestAppendJSONIsMarshal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", " ", "~", "\"", "\\", "<", ">", "&", "\n", "\x00", "\x7f", "é", "\u2028", "\xff", "/"}
+	str := func() string {
+		var b strings.Builder
+		for range rng.IntN(6) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		return b.String()
+	}
+	nums := []float64{0, math.Copysign(0, -1), 1, -1, 1e-6, 9.99e-7, 1e21, 9.99e20, -1e21, 1700000000, 1.5, 0.1, 1 << 40, 123456789.125, 5e-324, math.MaxFloat64}
+	var value func(depth int) any
+	value = func(depth int) any {
+		switch rng.IntN(7) {
+		case 0:
+			return nil
+		case 1:
+			return rng.IntN(2) == 0
+		case 2, 3:
+			return str()
+		case 4:
+			if rng.IntN(2) == 0 {
+				return nums[rng.IntN(len(nums))]
+			}
+			return (rng.Float64() - 0.5) * math.Pow(10, float64(rng.IntN(50)-25))
+		case 5:
+			if depth > 2 {
+				return str()
+			}
+			l := make([]any, rng.IntN(4))
+			for i := range l {
+				l[i] = value(depth + 1)
+			}
+			return l
+		}
+		if depth > 2 {
+			return 1.0
+		}
+		m := map[string]any{}
+		for range rng.IntN(3) {
+			m[str()] = value(depth + 1)
+		}
+		return m
+	}
+	for i := range 20000 {
+		v := value(0)
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := appendJSON([]byte("prefix"), v)
+		if !ok || string(got) != "prefix"+string(want) {
+			t.Fatalf("case %d: appendJSON(%#v) = %q, %v; json.Marshal = %q", i, v, got, ok, want)
+		}
 	}
 }

@@ -71,13 +71,8 @@ func (v *Verifier) claims(p map[string]any, is *issuer, now time.Time) (*Claims,
 		if len(aud) == 0 {
 			return nil, ReasonMissingAudience, "token has an empty aud claim"
 		}
-		c.Audience = make([]string, len(aud))
-		for i, a := range aud {
-			s, isStr := a.(string)
-			if !isStr {
-				return nil, ReasonBadClaims, "claim aud must be a string or an array of strings"
-			}
-			c.Audience[i] = s
+		if c.Audience, ok = v.intern.strings(aud); !ok {
+			return nil, ReasonBadClaims, "claim aud must be a string or an array of strings"
 		}
 	default:
 		return nil, ReasonBadClaims, "claim aud must be a string or an array of strings"
@@ -89,13 +84,8 @@ func (v *Verifier) claims(p map[string]any, is *issuer, now time.Time) (*Claims,
 		}
 		c.Scopes = []string{}
 	case []any:
-		c.Scopes = make([]string, len(sc))
-		for i, s := range sc {
-			str, isStr := s.(string)
-			if !isStr {
-				return nil, ReasonBadClaims, "claim scopes must be an array of strings"
-			}
-			c.Scopes[i] = str
+		if c.Scopes, ok = v.intern.strings(sc); !ok {
+			return nil, ReasonBadClaims, "claim scopes must be an array of strings"
 		}
 	default:
 		return nil, ReasonBadClaims, "claim scopes must be an array of strings"
@@ -103,7 +93,6 @@ func (v *Verifier) claims(p map[string]any, is *issuer, now time.Time) (*Claims,
 	if is.cfg.Realm != "" && c.Realm != is.cfg.Realm {
 		return nil, ReasonBadClaims, fmt.Sprintf("claim gitlab_realm is %q, issuer %s accepts only %q", truncate(c.Realm), is.cfg.Name, is.cfg.Realm)
 	}
-	c.GrantDigest = grantDigest(p)
 	return c, ReasonOK, ""
 }
 

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -46,6 +47,13 @@ func FuzzVerify(f *testing.F) {
 			}
 		default:
 			t.Fatalf("unknown status %q", r.Status)
+		}
+		// Again: a valid token is now answered by the cache (its first
+		// hit decodes the cached payload), with the same result.
+		again := v.Verify(t.Context(), authz, aud)
+		if again.Status != r.Status || again.Reason != r.Reason || again.Hash != r.Hash ||
+			(r.Claims != nil && (again.Claims == nil || !reflect.DeepEqual(again.Claims.Raw, r.Claims.Raw))) {
+			t.Fatalf("second verification differs: %+v, first %+v", again, r)
 		}
 	})
 }

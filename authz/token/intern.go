@@ -1,7 +1,7 @@
 package token
 
 import (
-	"strings"
+	"strconv"
 	"sync"
 	"unique"
 )
@@ -19,6 +19,7 @@ const maxInternedLists = 4096
 type interner struct {
 	mu    sync.RWMutex
 	lists map[string][]any
+	strs  map[string][]string
 }
 
 // sharedValue reports claims whose string values repeat across tokens.
@@ -49,28 +50,74 @@ func (in *interner) compact(p map[string]any) map[string]any {
 	return out
 }
 
+// strings returns the strings of l (a decoded scope or audience list),
+// shared between equal lists while the table has room; ok is false when l
+// holds anything but strings.
+func (in *interner) strings(l []any) (out []string, ok bool) {
+	var buf [256]byte
+	key, ok := listKey(buf[:0], l)
+	if !ok {
+		return nil, false
+	}
+	in.mu.RLock()
+	shared, found := in.strs[string(key)] // no allocation for the lookup
+	in.mu.RUnlock()
+	if found {
+		return shared, true
+	}
+	out = make([]string, len(l))
+	for i, x := range l {
+		out[i] = unique.Make(x.(string)).Value()
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if shared, found := in.strs[string(key)]; found {
+		return shared, true
+	}
+	if in.strs == nil {
+		in.strs = map[string][]string{}
+	}
+	if len(in.strs) < maxInternedLists {
+		in.strs[string(key)] = out
+	}
+	return out, true
+}
+
+// listKey appends the table key of a list of strings to b: each string's
+// length, ':' and the string, so that distinct lists never share a key (a
+// separator byte would not do: JSON strings may hold any byte, NUL included,
+// and ["a\u0000b"] must not be served as ["a","b"]). ok is false when l
+// holds anything but strings.
+func listKey(b []byte, l []any) ([]byte, bool) {
+	for _, x := range l {
+		s, isStr := x.(string)
+		if !isStr {
+			return nil, false
+		}
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	return b, true
+}
+
 // list returns the shared copy of a list of strings (or l itself when it
 // holds anything else, or the table is full).
 func (in *interner) list(l []any) []any {
-	var b strings.Builder
-	for _, x := range l {
-		s, ok := x.(string)
-		if !ok {
-			return l
-		}
-		b.WriteString(s)
-		b.WriteByte(0)
+	var buf [256]byte
+	key, ok := listKey(buf[:0], l)
+	if !ok {
+		return l
 	}
-	key := b.String()
 	in.mu.RLock()
-	shared, ok := in.lists[key]
+	shared, ok := in.lists[string(key)]
 	in.mu.RUnlock()
 	if ok {
 		return shared
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if shared, ok := in.lists[key]; ok {
+	if shared, ok := in.lists[string(key)]; ok {
 		return shared
 	}
 	if in.lists == nil {
@@ -83,6 +130,6 @@ func (in *interner) list(l []any) []any {
 	for i, x := range l {
 		cp[i] = unique.Make(x.(string)).Value()
 	}
-	in.lists[key] = cp
+	in.lists[string(key)] = cp
 	return cp
 }

@@ -40,3 +40,34 @@ func TestInternSharesRepeatedClaims(t *testing.T) {
 		t.Errorf("%d shared lists, bound %d", len(in.lists), maxInternedLists)
 	}
 }
+
+// TestInternKeepsDistinctListsApart is a regression test: the shared-list
+// table keyed a list by its strings joined with NUL, so a signed scope
+// "complete_code\u0000duo_chat" was served as the two scopes
+// ["complete_code", "duo_chat"] of an earlier token (and the other way
+// round): the claims the policy saw were not the claims that were signed.
+func TestInternKeepsDistinctListsApart(t *testing.T) {
+	lists := [][]any{
+		{"complete_code", "duo_chat"},
+		{"complete_code\x00duo_chat"},
+		{"complete_code\x00duo_chat", ""},
+		{"complete_code", "duo_chat", ""},
+		{"1:a"}, {"a", ""}, {"", "a"}, {}, {""},
+	}
+	for _, order := range [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8}, {8, 7, 6, 5, 4, 3, 2, 1, 0}} {
+		var in interner
+		for _, i := range order {
+			if got := in.list(lists[i]); !reflect.DeepEqual(got, lists[i]) {
+				t.Errorf("list(%q) = %q", lists[i], got)
+			}
+			got, ok := in.strings(lists[i])
+			want := make([]string, len(lists[i]))
+			for j, x := range lists[i] {
+				want[j] = x.(string)
+			}
+			if !ok || !reflect.DeepEqual(got, want) {
+				t.Errorf("strings(%q) = %q", lists[i], got)
+			}
+		}
+	}
+}

@@ -70,13 +70,24 @@ type Claims struct {
 	Scopes     []string
 	// Raw is the whole decoded payload (JSON types), for the policy input.
 	Raw map[string]any
-	// GrantDigest is the hex SHA-256 of the payload without the per-token
-	// claims (PerTokenClaims): two tokens minted for the same grant share it,
-	// so a policy that never reads those claims may key decisions on it
-	// instead of on the token hash.
-	GrantDigest string
 	// keyMemo is the last ClaimSetKey computed for these claims.
 	keyMemo atomic.Pointer[claimKeyMemo]
+	// digest is GrantDigest, computed on first use.
+	digest atomic.Pointer[string]
+}
+
+// GrantDigest is the hex SHA-256 of the payload without the per-token
+// claims (PerTokenClaims): two tokens minted for the same grant share it, so
+// a policy that never reads those claims may key decisions on it instead of
+// on the token hash. It is computed on first use (a policy that keys on the
+// claims it reads never asks) and remembered; "" when Raw does not marshal.
+func (c *Claims) GrantDigest() string {
+	if d := c.digest.Load(); d != nil {
+		return *d
+	}
+	d := grantDigest(c.Raw)
+	c.digest.Store(&d)
+	return d
 }
 
 // Result is the outcome of verifying one Authorization header value.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,7 +22,7 @@ import (
 const (
 	DefaultMaxTokenBytes = 16 << 10
 	DefaultCacheEntries  = 100_000
-	DefaultCacheBytes    = 32 << 20
+	DefaultCacheBytes    = 16 << 20
 	// maxKidlessTries bounds the keys tried for a token without kid: each
 	// try is a full signature check.
 	maxKidlessTries = 8
@@ -40,7 +41,7 @@ type Options struct {
 	// gateway); iat is never compared with the clock.
 	ClockSkew time.Duration
 	// CacheEntries and CacheBytes bound the verified-token cache (defaults
-	// 100000 entries, 32 MiB estimated). A negative CacheEntries disables
+	// 100000 entries, 16 MiB estimated). A negative CacheEntries disables
 	// the cache.
 	CacheEntries int
 	CacheBytes   int
@@ -233,28 +234,29 @@ func (v *Verifier) Verify(ctx context.Context, authorization, audience string) (
 			}
 		}
 	}
-	var key *jwks.Key
-	res, key = v.verify(ctx, tok, now)
+	res, key, payload := v.verifyKey(ctx, tok, now)
 	res.Hash = hex.EncodeToString(sum[:])
 	if res.Status != StatusValid {
 		return res
 	}
 	if v.cache != nil {
-		// The entry keeps the verified claims, compacted (shared names,
-		// scope lists and issuer values), not the token. Its cost estimate
-		// is about what it holds: the claims (in the order of the token's
-		// length) plus the fixed parts (entry, Claims, hash, map slot).
-		res.Claims.Raw = v.intern.compact(res.Claims.Raw)
-		v.cache.put(&sum, &cacheEntry{claims: res.Claims, iss: v.byIss[res.Claims.Issuer], key: key,
-			hash: res.Hash, cost: len(tok) + 800}, now)
+		// The entry keeps the verified payload's JSON, not the token nor
+		// its decoded claims: those are decoded on the entry's first hit
+		// (cacheEntry), so a token presented once costs its payload bytes.
+		e := &cacheEntry{iss: v.byIss[res.Claims.Issuer], key: key, hash: res.Hash, expiry: res.Claims.Expiry}
+		st := &entryState{payload: payload}
+		e.state.Store(st)
+		e.cost = entryCost(st)
+		v.cache.put(&sum, e, now)
 	}
 	return checkAudience(res, audience)
 }
 
 // fromCache answers from a cache entry when it is still good: not expired,
-// the issuer's keys available, the verifying key not rotated away.
+// the issuer's keys available, the verifying key not rotated away. The
+// entry's first hit decodes its payload (promote).
 func (v *Verifier) fromCache(sum *[32]byte, e *cacheEntry, audience string, now time.Time) (Result, bool) {
-	if !now.Before(e.claims.Expiry.Add(v.opts.ClockSkew)) {
+	if !now.Before(e.expiry.Add(v.opts.ClockSkew)) {
 		v.cache.remove(sum, e)
 		return Result{}, false
 	}
@@ -266,8 +268,38 @@ func (v *Verifier) fromCache(sum *[32]byte, e *cacheEntry, audience string, now 
 		v.cache.remove(sum, e)
 		return Result{}, false
 	}
+	st := e.state.Load()
+	claims := st.claims
+	if claims == nil {
+		var ok bool
+		if claims, ok = v.promote(sum, e, st.payload, now); !ok {
+			return Result{}, false
+		}
+	}
 	return checkAudience(Result{Status: StatusValid, Reason: ReasonOK, Issuer: e.iss.cfg.Name,
-		Kind: e.iss.cfg.Kind, Claims: e.claims, Hash: e.hash}, audience), true
+		Kind: e.iss.cfg.Kind, Claims: claims, Hash: e.hash}, audience), true
+}
+
+// promote decodes a cached payload into claims, compacted (shared claim
+// names, scope lists and issuer values), and keeps them in the entry in
+// place of the payload. Two concurrent first hits may both decode; either
+// result is the same. A payload that no longer yields valid claims (it
+// cannot: it was verified with the same rules) drops the entry, and the
+// token is verified again.
+func (v *Verifier) promote(sum *[32]byte, e *cacheEntry, payload []byte, now time.Time) (*Claims, bool) {
+	var p map[string]any
+	if err := json.Unmarshal(payload, &p); err != nil || p == nil {
+		v.cache.remove(sum, e)
+		return nil, false
+	}
+	claims, reason, _ := v.claims(v.intern.compact(p), e.iss, now)
+	if reason != ReasonOK {
+		v.cache.remove(sum, e)
+		return nil, false
+	}
+	st := &entryState{claims: claims}
+	v.cache.promote(sum, e, st, entryCost(st))
+	return claims, true
 }
 
 func checkAudience(r Result, audience string) Result {
@@ -285,37 +317,31 @@ func (r Result) fail(reason Reason, msg string) Result {
 	return r
 }
 
-// verify does the full check of tok (everything but the audience).
-func (v *Verifier) verify(ctx context.Context, tok string, now time.Time) (Result, *jwks.Key) {
-	r, key := v.verifyKey(ctx, tok, now)
-	if r.Status != StatusValid {
-		return r, nil
-	}
-	return r, key
-}
-
-func (v *Verifier) verifyKey(ctx context.Context, tok string, now time.Time) (Result, *jwks.Key) {
+// verifyKey does the full check of tok (everything but the audience) and
+// returns, for a valid token, the key that verified it and the payload's
+// JSON.
+func (v *Verifier) verifyKey(ctx context.Context, tok string, now time.Time) (Result, *jwks.Key, []byte) {
 	c, err := parseCompact(tok)
 	if err != nil {
-		return Result{Status: StatusInvalid, Reason: ReasonMalformed, Message: err.Error()}, nil
+		return Result{Status: StatusInvalid, Reason: ReasonMalformed, Message: err.Error()}, nil, nil
 	}
 	iss, ok := c.payload["iss"].(string)
 	if !ok {
-		return Result{Status: StatusInvalid, Reason: ReasonUnknownIssuer, Message: "token has no iss claim (string)"}, nil
+		return Result{Status: StatusInvalid, Reason: ReasonUnknownIssuer, Message: "token has no iss claim (string)"}, nil, nil
 	}
 	is := v.byIss[iss]
 	if is == nil {
-		return Result{Status: StatusInvalid, Reason: ReasonUnknownIssuer, Message: fmt.Sprintf("issuer %q is not configured", truncate(iss))}, nil
+		return Result{Status: StatusInvalid, Reason: ReasonUnknownIssuer, Message: fmt.Sprintf("issuer %q is not configured", truncate(iss))}, nil, nil
 	}
 	r := Result{Issuer: is.cfg.Name, Kind: is.cfg.Kind}
 	alg := c.header.Alg
 	if !slices.Contains(is.cfg.Algorithms, alg) {
 		return r.invalid(ReasonDisallowedAlgorithm, fmt.Sprintf("algorithm %q is not allowed for issuer %s (allowed: %s)",
-			truncate(alg), is.cfg.Name, strings.Join(is.cfg.Algorithms, ", "))), nil
+			truncate(alg), is.cfg.Name, strings.Join(is.cfg.Algorithms, ", "))), nil, nil
 	}
 	snap := is.keys.Current()
 	if snap == nil {
-		return r.unavailable(fmt.Sprintf("keys of issuer %s are unavailable", is.cfg.Name)), nil
+		return r.unavailable(fmt.Sprintf("keys of issuer %s are unavailable", is.cfg.Name)), nil, nil
 	}
 	var key *jwks.Key
 	if c.header.Kid != nil {
@@ -324,18 +350,18 @@ func (v *Verifier) verifyKey(ctx context.Context, tok string, now time.Time) (Re
 		if !found {
 			snap, err = is.keys.Refetch(ctx, kid)
 			if err != nil {
-				return r.unavailable(fmt.Sprintf("keys of issuer %s are unavailable: %v", is.cfg.Name, err)), nil
+				return r.unavailable(fmt.Sprintf("keys of issuer %s are unavailable: %v", is.cfg.Name, err)), nil, nil
 			}
 			if k, found = snap.Key(kid); !found {
-				return r.invalid(ReasonUnknownKey, fmt.Sprintf("issuer %s has no key with kid %q", is.cfg.Name, truncate(kid))), nil
+				return r.invalid(ReasonUnknownKey, fmt.Sprintf("issuer %s has no key with kid %q", is.cfg.Name, truncate(kid))), nil, nil
 			}
 		}
 		err = verifySignature(alg, k, c.signingInput, c.signature)
 		if errors.Is(err, errKeyMismatch) {
-			return r.invalid(ReasonDisallowedAlgorithm, fmt.Sprintf("key %q of issuer %s is not a key for %s", truncate(kid), is.cfg.Name, alg)), nil
+			return r.invalid(ReasonDisallowedAlgorithm, fmt.Sprintf("key %q of issuer %s is not a key for %s", truncate(kid), is.cfg.Name, alg)), nil, nil
 		}
 		if err != nil {
-			return r.invalid(ReasonBadSignature, fmt.Sprintf("signature does not verify with key %q of issuer %s", truncate(kid), is.cfg.Name)), nil
+			return r.invalid(ReasonBadSignature, fmt.Sprintf("signature does not verify with key %q of issuer %s", truncate(kid), is.cfg.Name)), nil, nil
 		}
 		key = k
 	} else {
@@ -356,17 +382,17 @@ func (v *Verifier) verifyKey(ctx context.Context, tok string, now time.Time) (Re
 		}
 		if key == nil {
 			if tries == 0 {
-				return r.invalid(ReasonUnknownKey, fmt.Sprintf("issuer %s has no %s key for a token without kid", is.cfg.Name, alg)), nil
+				return r.invalid(ReasonUnknownKey, fmt.Sprintf("issuer %s has no %s key for a token without kid", is.cfg.Name, alg)), nil, nil
 			}
-			return r.invalid(ReasonBadSignature, fmt.Sprintf("token without kid: signature verifies with none of %d keys of issuer %s", tries, is.cfg.Name)), nil
+			return r.invalid(ReasonBadSignature, fmt.Sprintf("token without kid: signature verifies with none of %d keys of issuer %s", tries, is.cfg.Name)), nil, nil
 		}
 	}
 	claims, reason, msg := v.claims(c.payload, is, now)
 	if reason != ReasonOK {
-		return r.invalid(reason, msg), nil
+		return r.invalid(reason, msg), nil, nil
 	}
 	r.Status, r.Reason, r.Claims = StatusValid, ReasonOK, claims
-	return r, key
+	return r, key, c.rawPayload
 }
 
 func (r Result) invalid(reason Reason, msg string) Result {
