@@ -862,6 +862,45 @@ func setPseudo(k, v string, method, path, authority *string) {
 	}
 }
 
+// foldHeaders normalises headers in place, visiting the names in keys (any
+// order of the map's names; MapRequest's is Go's map order, the decoder's
+// the wire's): authorization and the pseudo headers leave the map (their
+// values returned), and a name not in lower case joins its lower-case name.
+// A name's visit changes only other names, so the joins can wait until
+// every name is visited and run once each (joinAll), not once a spelling:
+// thousands of spellings of one name cost linear time. Two spellings of
+// authorization are joined, which the verifier then rejects as malformed:
+// ambiguity never picks a token.
+func foldHeaders(headers map[string]string, keys []string) (authorization, method, path, authority string) {
+	var auth []string
+	var pending map[string][]string
+	for _, k := range keys {
+		v, ok := headers[k]
+		if !ok {
+			continue
+		}
+		lk := strings.ToLower(k)
+		switch {
+		case lk == "authorization":
+			auth = append(auth, v)
+			delete(headers, k)
+		case strings.HasPrefix(lk, ":"):
+			setPseudo(lk, v, &method, &path, &authority)
+			delete(headers, k)
+		case lk != k:
+			delete(headers, k)
+			if pending == nil {
+				pending = map[string][]string{}
+			}
+			pending[lk] = append(pending[lk], v)
+		}
+	}
+	for lk, vs := range pending {
+		headers[lk] = joinAll(headers[lk], vs)
+	}
+	return joinAll("", auth), method, path, authority
+}
+
 // foldsCase reports whether a name of the headers map is not in lower
 // case, which needs MapRequest's folding (foldSlow).
 func (d *checkDecoder) foldsCase() bool {
@@ -890,38 +929,7 @@ func (d *checkDecoder) foldSlow(headers map[string]string) (authorization, metho
 		headers[h.k] = string(h.v)
 	}
 	d.mergeHeaderMap(headers, &order)
-	// A key's visit changes only other keys: authorization and the pseudo
-	// headers leave the map, another spelling joins its lower-case name, whose
-	// own visit (were it still to come) does nothing. So the joins can wait
-	// until every key is visited, and run once each (joinAll), not once a
-	// spelling: thousands of spellings of one name cost linear time.
-	var auth []string
-	var pending map[string][]string
-	for _, k := range order {
-		v, ok := headers[k]
-		if !ok {
-			continue
-		}
-		lk := strings.ToLower(k)
-		switch {
-		case lk == "authorization":
-			auth = append(auth, v)
-			delete(headers, k)
-		case strings.HasPrefix(lk, ":"):
-			setPseudo(lk, v, &method, &path, &authority)
-			delete(headers, k)
-		case lk != k:
-			delete(headers, k)
-			if pending == nil {
-				pending = map[string][]string{}
-			}
-			pending[lk] = append(pending[lk], v)
-		}
-	}
-	for lk, vs := range pending {
-		headers[lk] = joinAll(headers[lk], vs)
-	}
-	return joinAll("", auth), method, path, authority
+	return foldHeaders(headers, order)
 }
 
 // mergeHeaderMap joins header_map's values onto headers under their

@@ -154,40 +154,12 @@ func MapRequest(req *authv3.CheckRequest, r *Request) error {
 	}
 
 	var method, path, authority string
-	var auth []string
-	var pending map[string][]string
-	for k, v := range headers {
-		lk := strings.ToLower(k)
-		switch {
-		case lk == "authorization":
-			// Two spellings of the header are joined, which the verifier then
-			// rejects as malformed: ambiguity never picks a token.
-			auth = append(auth, v)
-			delete(headers, k)
-		case strings.HasPrefix(lk, ":"):
-			switch lk {
-			case ":method":
-				method = v
-			case ":path":
-				path = v
-			case ":authority":
-				authority = v
-			}
-			delete(headers, k)
-		case lk != k:
-			// Joined onto its lower-case name after the range, once per
-			// name (the range never reads a lower-case name's value).
-			delete(headers, k)
-			if pending == nil {
-				pending = map[string][]string{}
-			}
-			pending[lk] = append(pending[lk], v)
-		}
+	var names [64]string // on the stack for the usual request
+	keys := names[:0]
+	for k := range headers {
+		keys = append(keys, k)
 	}
-	for lk, vs := range pending {
-		headers[lk] = joinAll(headers[lk], vs)
-	}
-	r.Authorization = joinAll("", auth)
+	r.Authorization, method, path, authority = foldHeaders(headers, keys)
 	r.TraceParent = headers["traceparent"]
 	if err := CheckHeaderValues(headers); err != nil {
 		return err
