@@ -226,17 +226,25 @@ func (d *checkDecoder) walk(b []byte, md protoreflect.MessageDescriptor, depth i
 	return nil
 }
 
-func (d *checkDecoder) checkRequest(b []byte, depth int) error {
-	return d.walk(b, mdCheckRequest, depth, func(num protowire.Number, typ protowire.Type, b []byte, depth int) (int, bool, error) {
-		if num != fReqAttributes {
+// descend walks a message of which only the message field want is read:
+// each occurrence goes to into (merged, as proto.Unmarshal merges repeated
+// occurrences of a singular message), every other field is validated.
+func (d *checkDecoder) descend(b []byte, md protoreflect.MessageDescriptor, depth int, want protowire.Number,
+	into func(v []byte, depth int) error) error {
+	return d.walk(b, md, depth, func(num protowire.Number, typ protowire.Type, b []byte, depth int) (int, bool, error) {
+		if num != want {
 			return 0, false, nil
 		}
 		v, n, ok, err := bytesField(typ, b)
 		if !ok || err != nil {
 			return 0, ok, err
 		}
-		return n, true, d.attributes(v, depth)
+		return n, true, into(v, depth)
 	})
+}
+
+func (d *checkDecoder) checkRequest(b []byte, depth int) error {
+	return d.descend(b, mdCheckRequest, depth, fReqAttributes, d.attributes)
 }
 
 func (d *checkDecoder) attributes(b []byte, depth int) error {
@@ -325,16 +333,7 @@ func (d *checkDecoder) stringEntry(b []byte, md protoreflect.MessageDescriptor, 
 }
 
 func (d *checkDecoder) peer(b []byte, depth int) error {
-	return d.walk(b, mdPeer, depth, func(num protowire.Number, typ protowire.Type, b []byte, depth int) (int, bool, error) {
-		if num != fPeerAddress {
-			return 0, false, nil
-		}
-		v, n, ok, err := bytesField(typ, b)
-		if !ok || err != nil {
-			return 0, ok, err
-		}
-		return n, true, d.address(v, depth)
-	})
+	return d.descend(b, mdPeer, depth, fPeerAddress, d.address)
 }
 
 // address follows the oneof of core Address: the socket address counts
@@ -356,31 +355,17 @@ func (d *checkDecoder) address(b []byte, depth int) error {
 		if !d.sourceIsSocket {
 			d.sourceIsSocket, d.sourceAddress = true, ""
 		}
-		return n, true, d.walk(v, mdSocket, depth, func(num protowire.Number, typ protowire.Type, b []byte, _ int) (int, bool, error) {
-			if num != fSocketAddressAddress {
-				return 0, false, nil
-			}
-			v, n, ok, err := bytesField(typ, b)
-			if !ok || err != nil {
-				return 0, ok, err
-			}
-			d.sourceAddress = d.str(v, mdSocket, num)
-			return n, true, nil
+		return n, true, d.descend(v, mdSocket, depth, fSocketAddressAddress, func(v []byte, _ int) error {
+			d.sourceAddress = d.str(v, mdSocket, fSocketAddressAddress)
+			return nil
 		})
 	})
 }
 
 func (d *checkDecoder) request(b []byte, depth int) error {
-	return d.walk(b, mdRequest, depth, func(num protowire.Number, typ protowire.Type, b []byte, depth int) (int, bool, error) {
-		if num != fRequestHTTP {
-			return 0, false, nil
-		}
-		v, n, ok, err := bytesField(typ, b)
-		if !ok || err != nil {
-			return 0, ok, err
-		}
+	return d.descend(b, mdRequest, depth, fRequestHTTP, func(v []byte, depth int) error {
 		d.hasHTTP = true
-		return n, true, d.http(v, depth)
+		return d.http(v, depth)
 	})
 }
 
