@@ -155,6 +155,36 @@ func TestExtraModuleClaimReads(t *testing.T) {
 	}
 }
 
+// TestBindingOutcomeKeyedWhenExtraReadsBoundHeaders is a regression test:
+// an extra module that reads every bound header took them out of the
+// binding-only headers, and with them the bindings' outcome out of the key,
+// while the bound claims (left out of the claim key for the bindings) were
+// never in it: a token whose realm claim contradicts the header was served
+// the allow of a token whose realm matched.
+func TestBindingOutcomeKeyedWhenExtraReadsBoundHeaders(t *testing.T) {
+	ctx := context.Background()
+	extra := map[string]string{"x.rego": "package ccauthz.extra\n\n" +
+		"deny contains \"x\" if input.request.headers[\"x-gitlab-realm\"] == \"none\"\n" +
+		"deny contains \"x\" if input.request.headers[\"x-gitlab-instance-id\"] == \"none\"\n" +
+		"deny contains \"x\" if input.request.headers[\"x-gitlab-global-user-id\"] == \"none\"\n"}
+	p := buildExample(t, "ai_gateway", BuildOptions{ExtraDir: writeExtra(t, extra)})
+	off := buildExample(t, "ai_gateway", BuildOptions{CacheSize: -1, ExtraDir: writeExtra(t, extra)})
+	a := instanceInput("inst-a", "saas")
+	if d, err := p.Decide(ctx, a); err != nil || !d.Allow {
+		t.Fatalf("matching realm: %+v %v", d, err)
+	}
+	b := instanceInput("inst-a", "saas")
+	b.Token.Claims["gitlab_realm"] = "self-managed" // the header still says saas
+	b.Token.Hash = strings.Repeat("b", 64)
+	want, _ := off.Decide(ctx, b)
+	if want.Allow || want.Reason != ReasonHeaderMismatch {
+		t.Fatalf("uncached: %+v, want a header_mismatch denial", want)
+	}
+	if got, _ := p.Decide(ctx, b); got.Allow || got.Reason != want.Reason {
+		t.Fatalf("a contradicting realm was served the matching token's decision: %+v", got)
+	}
+}
+
 // TestPerTokenClaimThroughTheCoreRule is a regression test: an extra module
 // that reads the claims dynamically through the core's claims rule
 // (data.ccauthz.main.claims) can see jti, which the grant digest leaves out;

@@ -264,8 +264,10 @@ func (p *Policy) cacheKey(in *Input, id *identity.Identity) (string, bool) {
 			return "", false
 		}
 	}
-	if len(p.reads.bindingHeaders) > 0 {
-		// The bound headers decide only through the bindings' outcome.
+	if len(p.bindings) > 0 {
+		// The bindings decide through their outcome, whoever else reads the
+		// bound headers: the bound claims are left out of the claim key
+		// (analyseClaims), so the outcome is always part of it.
 		write(identity.Mismatch(p.bindings, t.Kind, t.Claims, in.Headers))
 	}
 	if p.reads.identity {
