@@ -111,48 +111,69 @@ func (c *verifiedCache) put(sum *[32]byte, e *cacheEntry, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.m[*sum]; old != nil {
+		// Replaced (two misses of one token put it twice): out of the map
+		// with its cost, so eviction cannot subtract it again.
+		delete(s.m, *sum)
 		s.bytes -= old.cost
 	}
-	if len(s.m) >= c.maxEntries || s.bytes+e.cost > c.maxBytes {
-		for k, v := range s.m {
-			if !now.Before(v.expiry) {
-				delete(s.m, k)
-				s.bytes -= v.cost
-				s.evictions.Add(1)
-			}
-		}
-		// Still full: drop about an eighth of the shard, so the next
-		// inserts do not scan again.
-		drop := 0
-		if len(s.m) >= c.maxEntries || s.bytes+e.cost > c.maxBytes {
-			drop = max(1, len(s.m)/8)
-		}
-		for k, v := range s.m {
-			if drop == 0 && len(s.m) < c.maxEntries && s.bytes+e.cost <= c.maxBytes {
-				break
-			}
-			delete(s.m, k)
-			s.bytes -= v.cost
-			s.evictions.Add(1)
-			drop = max(0, drop-1)
-		}
-	}
+	c.makeRoom(s, 1, e.cost, now)
 	s.m[*sum] = e
 	s.bytes += e.cost
 }
 
+// makeRoom evicts from s (locked) until it has room for entries more
+// entries and bytes more bytes: expired entries first, then, still full,
+// about an eighth of the shard, so the next inserts do not scan again.
+func (c *verifiedCache) makeRoom(s *cacheShard, entries, bytes int, now time.Time) {
+	full := func() bool { return len(s.m)+entries > c.maxEntries || s.bytes+bytes > c.maxBytes }
+	if !full() {
+		return
+	}
+	for k, v := range s.m {
+		if !now.Before(v.expiry) {
+			delete(s.m, k)
+			s.bytes -= v.cost
+			s.evictions.Add(1)
+		}
+	}
+	drop := 0
+	if full() {
+		drop = max(1, len(s.m)/8)
+	}
+	for k, v := range s.m {
+		if drop == 0 && !full() {
+			break
+		}
+		delete(s.m, k)
+		s.bytes -= v.cost
+		s.evictions.Add(1)
+		drop = max(0, drop-1)
+	}
+}
+
 // promote swaps e's state for st and accounts for the new cost, when e is
-// still cached. A shard pushed over its bound by a promotion evicts on its
-// next put.
-func (c *verifiedCache) promote(sum *[32]byte, e *cacheEntry, st *entryState, cost int) {
+// still cached. A promotion that would take the shard over its bound evicts
+// other entries first (makeRoom, with e out of the map meanwhile so it is
+// kept); one that could never fit drops e instead, and the caller still
+// gets its claims.
+func (c *verifiedCache) promote(sum *[32]byte, e *cacheEntry, st *entryState, cost int, now time.Time) {
 	s := c.shard(sum)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e.state.Store(st)
-	if s.m[*sum] == e {
-		s.bytes += cost - e.cost
-	}
+	old := e.cost
 	e.cost = cost
+	if s.m[*sum] != e {
+		return
+	}
+	delete(s.m, *sum)
+	s.bytes -= old
+	if cost > c.maxBytes {
+		return
+	}
+	c.makeRoom(s, 1, cost, now)
+	s.m[*sum] = e
+	s.bytes += cost
 }
 
 func (c *verifiedCache) stats() CacheStats {

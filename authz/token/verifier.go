@@ -298,7 +298,7 @@ func (v *Verifier) promote(sum *[32]byte, e *cacheEntry, payload []byte, now tim
 		return nil, false
 	}
 	st := &entryState{claims: claims}
-	v.cache.promote(sum, e, st, entryCost(st))
+	v.cache.promote(sum, e, st, entryCost(st), now)
 	return claims, true
 }
 
