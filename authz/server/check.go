@@ -32,24 +32,19 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 			resp, err = s.responder.Response(s.recovered(p)), nil
 		}
 	}()
-	s.checkGRPC(ctx, req, c)
+	s.checkMapped(ctx, c, envoy.MapRequest(req, &c.req))
 	resp = s.responder.Response(&c.out)
 	s.account(c, start)
 	return resp, nil
 }
 
-// checkGRPC maps, decides and settles one CheckRequest (Check and the wire
-// path, wire.go, share it; they differ only in how the outcome is put on
-// the wire).
-func (s *Server) checkGRPC(ctx context.Context, req *authv3.CheckRequest, c *checkState) {
-	s.checkMapped(ctx, c, envoy.MapRequest(req, &c.req))
-}
-
-// checkMapped decides and settles a request already mapped into c.req;
-// mapErr is the mapping's refusal (a 400), nil when it mapped.
+// checkMapped decides and settles a request already mapped into c.req
+// (Check and the wire path, wire.go, share it; they differ only in how the
+// request is decoded and the outcome put on the wire); mapErr is the
+// mapping's refusal (a 400), nil when it mapped.
 func (s *Server) checkMapped(ctx context.Context, c *checkState, mapErr error) {
-	if err := mapErr; err != nil {
-		c.decision = badRequestDecision(err)
+	if mapErr != nil {
+		c.decision = badRequestDecision(mapErr)
 	} else if err := s.canonicalPath(c); err != nil {
 		c.decision = badRequestDecision(err)
 	} else {

@@ -130,6 +130,10 @@ func DecodeCheckRequest(data []byte, r *Request) error {
 	return d.Decode(data, r)
 }
 
+// maxPooledHeaders bounds the header scratch a decoder keeps between
+// requests.
+const maxPooledHeaders = 256
+
 // Decode is DecodeCheckRequest with d's scratch space.
 func (cd *CheckDecoder) Decode(data []byte, r *Request) error {
 	*r = Request{}
@@ -140,10 +144,19 @@ func (cd *CheckDecoder) Decode(data []byte, r *Request) error {
 		err = d.mapTo(r)
 	}
 	// The scratch space points into data, which the caller may reuse or
-	// free: nothing of it stays reachable from a pooled decoder.
+	// free, and holds the request's strings (the body up to its limit):
+	// nothing of either stays reachable from a pooled decoder, nor scratch
+	// grown by one request with thousands of headers.
 	clear(d.headers)
 	clear(d.headerMap)
-	d.rawBody = nil
+	headers, headerMap := d.headers[:0], d.headerMap[:0]
+	if cap(headers) > maxPooledHeaders {
+		headers = nil
+	}
+	if cap(headerMap) > maxPooledHeaders {
+		headerMap = nil
+	}
+	*d = checkDecoder{headers: headers, headerMap: headerMap}
 	return err
 }
 
@@ -186,11 +199,11 @@ func bytesField(typ protowire.Type, b []byte) (v []byte, n int, ok bool, err err
 }
 
 // str is a string field's value as its own string, noting the first field
-// whose bytes are not UTF-8 (md's field num).
+// whose bytes are not UTF-8 (md's field num). Such a request is refused
+// (mapTo) before any of its strings is used, so none is repaired.
 func (d *checkDecoder) str(v []byte, md protoreflect.MessageDescriptor, num protowire.Number) string {
 	if !utf8.Valid(v) {
 		d.noteInvalid(md.Fields().ByNumber(num))
-		return strings.ToValidUTF8(string(v), "\uFFFD")
 	}
 	return string(v)
 }
@@ -573,10 +586,7 @@ func (d *checkDecoder) field(fd protoreflect.FieldDescriptor, num protowire.Numb
 		}
 		return n, nil
 	}
-	if typ != want {
-		return skip(num, typ, b)
-	}
-	return skip(num, typ, b) // a well-formed scalar of the right type
+	return skip(num, typ, b) // a scalar of the right type, or unknown
 }
 
 // scalarWireType is the wire type of a scalar kind.

@@ -3,6 +3,7 @@ package envoy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"runtime"
@@ -530,5 +531,29 @@ func TestDecodeCopies(t *testing.T) {
 	}
 	if body != `{"raw":true}` || r.Input.Headers["x-odd-name"] != "odd value" {
 		t.Fatalf("decoded %q, %q", body, r.Input.Headers["x-odd-name"])
+	}
+}
+
+// TestPooledDecoderKeepsNothing: once Decode returns, a (pooled) decoder
+// holds none of the request: not its strings (the body up to its limit),
+// nor header scratch grown past maxPooledHeaders by one request.
+func TestPooledDecoderKeepsNothing(t *testing.T) {
+	req := envoyRequest()
+	req.Attributes.Request.Http.Body = "a body the decoder must not keep"
+	for i := range 2 * maxPooledHeaders {
+		req.Attributes.Request.Http.Headers[fmt.Sprintf("x-h-%d", i)] = "v"
+	}
+	var cd CheckDecoder
+	var r Request
+	if err := cd.Decode(marshal(t, req), &r); err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Body.Data) != req.Attributes.Request.Http.Body {
+		t.Fatalf("body %q", r.Body.Data)
+	}
+	d := &cd.d
+	if d.body != "" || d.path != "" || d.id != "" || d.host != "" || cap(d.headers) > maxPooledHeaders {
+		t.Fatalf("the decoder kept the request: body %q, path %q, id %q, host %q, %d header slots",
+			d.body, d.path, d.id, d.host, cap(d.headers))
 	}
 }
