@@ -177,12 +177,6 @@ func requestReads(c *ast.Compiler, extra []string) (rawPath, rawHeader string) {
 	return rawPath, rawHeader
 }
 
-// writeRequestKey appends the request part of a cache key: the method and
-// path as the matched route and what its plan reads, the unit-primitive
-// header as the plan says. body reports whether the body decides (a route
-// with body rules: the core reads the body nowhere else). ok is false for a
-// request the routing cannot answer (several routes match it equally: the
-// policy fails on it), which is not cached.
 // agrees reports whether route, the route the evaluated decision names, is
 // the one the Go matcher gave the cache key (always true when the key holds
 // the raw method and path). It runs only before a decision is cached.
@@ -197,6 +191,12 @@ func (rk *routeKeys) agrees(in *Input, route string) bool {
 	return route == rk.plans[m.Route].id
 }
 
+// writeRequestKey appends the request part of a cache key: the method and
+// path as the matched route and what its plan reads, the unit-primitive
+// header as the plan says. body reports whether the body decides (a route
+// with body rules: the core reads the body nowhere else). ok is false for a
+// request the routing cannot answer (several routes match it equally: the
+// policy fails on it), which is not cached.
 func (rk *routeKeys) writeRequestKey(write func(string), in *Input, tokenValid bool) (body, ok bool) {
 	if rk.rawPath != "" {
 		write(in.Method)
