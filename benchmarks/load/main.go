@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -89,12 +90,27 @@ func main() {
 	printPort := flag.Bool("free-port", false, "print a free loopback port and exit (for scripts)")
 	summary := flag.String("summarize", "", "summarize a file of -json results (one per line) and exit")
 	baseline := flag.String("baseline", "noop", "with -summarize: the label the others are compared to")
+	var plan planOptions
+	planMode := flag.Bool("plan-rate", false, "print the soak's rate from -closed and -calibration results and exit: \"RATE CLOSED OPEN_MAX BASIS\" (rate.go)")
+	flag.StringVar(&plan.closedFile, "closed", "", "with -plan-rate: -json result of the closed-loop capacity run")
+	flag.StringVar(&plan.calibrationFile, "calibration", "", "with -plan-rate: -json result of the open-loop calibration run (with -target-pid)")
+	flag.Float64Var(&plan.percent, "percent", 80, "with -plan-rate: the soak's share of the rate basis, in %")
+	flag.StringVar(&plan.basis, "basis", basisMin, "with -plan-rate: min (of the closed-loop capacity and the open-loop maximum) or closed")
+	flag.IntVar(&plan.cores, "cores", runtime.NumCPU(), "with -plan-rate: CPUs of the box (nproc), those an unpinned side runs on")
+	flag.StringVar(&plan.serverCPUs, "server-cpus", "", "with -plan-rate: the target's pinned CPU list (taskset -c form; empty: unpinned)")
+	flag.StringVar(&plan.loadCPUs, "load-cpus", "", "with -plan-rate: the generator's pinned CPU list (empty: unpinned)")
 	flag.Parse()
 	o.mix.lifetime = o.warmup + o.duration + time.Minute
 
 	switch {
 	case *printPort:
 		if err := freePort(os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		return
+	case *planMode:
+		if err := planRate(os.Stdout, plan); err != nil {
 			fmt.Fprintln(os.Stderr, "load:", err)
 			os.Exit(1)
 		}
@@ -143,22 +159,24 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // result is what one run measured.
 type result struct {
-	Label            string  `json:"label"`
-	Target           string  `json:"target"`
-	Concurrency      int     `json:"concurrency"`
-	Seconds          float64 `json:"seconds"`
-	Requests         int64   `json:"requests"`
-	RPS              float64 `json:"rps"`
-	Errors           int64   `json:"errors"`
-	WrongAnswer      int64   `json:"wrong_decisions"`
-	Allowed          int64   `json:"allowed"`
-	Denied           int64   `json:"denied"`
-	P50ms            float64 `json:"p50_ms"`
-	P90ms            float64 `json:"p90_ms"`
-	P99ms            float64 `json:"p99_ms"`
-	P999ms           float64 `json:"p999_ms"`
-	TargetCPU        float64 `json:"target_cpu_seconds,omitempty"`
-	TargetCPUPerK    float64 `json:"target_cpu_ms_per_1k_requests,omitempty"`
+	Label         string  `json:"label"`
+	Target        string  `json:"target"`
+	Concurrency   int     `json:"concurrency"`
+	Seconds       float64 `json:"seconds"`
+	Requests      int64   `json:"requests"`
+	RPS           float64 `json:"rps"`
+	Errors        int64   `json:"errors"`
+	WrongAnswer   int64   `json:"wrong_decisions"`
+	Allowed       int64   `json:"allowed"`
+	Denied        int64   `json:"denied"`
+	P50ms         float64 `json:"p50_ms"`
+	P90ms         float64 `json:"p90_ms"`
+	P99ms         float64 `json:"p99_ms"`
+	P999ms        float64 `json:"p999_ms"`
+	TargetCPU     float64 `json:"target_cpu_seconds,omitempty"`
+	TargetCPUPerK float64 `json:"target_cpu_ms_per_1k_requests,omitempty"`
+	// LoadCPUPerK is the generator's own CPU per 1 000 answered checks.
+	LoadCPUPerK      float64 `json:"load_cpu_ms_per_1k_requests,omitempty"`
 	TargetPeakRSSMiB float64 `json:"target_peak_rss_mib,omitempty"`
 	TargetRSSMiB     float64 `json:"target_rss_mib,omitempty"`
 	// Cache sizes scraped from the target's /metrics (ccauthz only).
@@ -190,9 +208,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	cpu0, _ := procCPUSeconds(o.targetPID)
+	own0, _ := procCPUSeconds(os.Getpid())
 	res, err := phase(ctx, o, clients, reqs, o.duration, true)
 	if err != nil {
 		return err
+	}
+	if own1, err := procCPUSeconds(os.Getpid()); err == nil && res.Requests > 0 {
+		res.LoadCPUPerK = (own1 - own0) * 1e6 / float64(res.Requests)
 	}
 	if o.targetPID > 0 {
 		if cpu1, err := procCPUSeconds(o.targetPID); err == nil {

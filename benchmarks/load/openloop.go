@@ -59,6 +59,13 @@ type window struct {
 	// core on a machine with spare cores was the target starved, not busy.
 	TargetCPU float64 `json:"target_cpu,omitempty"`
 	LoadCPU   float64 `json:"load_cpu,omitempty"`
+	// BoxBusy and BoxSteal are the fractions (0–1) of the whole box's CPU
+	// ticks in this second that were busy (user, nice, system, irq,
+	// softirq and steal, from /proc/stat) and taken by the hypervisor
+	// (steal): a second of misses at a busy box near 1 was the box
+	// saturated (by anyone), one with steal was the host taking the CPU.
+	BoxBusy  float64 `json:"box_busy"`
+	BoxSteal float64 `json:"box_steal"`
 }
 
 // openResult is what an open-loop run measured. Latency percentiles are of
@@ -84,6 +91,15 @@ type openResult struct {
 	// of the closed-loop warm-up (--warmup), which is otherwise unmeasured.
 	WarmupErrors int64 `json:"warmup_errors"`
 	WarmupWrong  int64 `json:"warmup_wrong_decisions"`
+	// TargetCPUPerK and LoadCPUPerK are the CPU milliseconds the target
+	// (-target-pid) and the generator used per 1 000 checks sent, from the
+	// first request until the last answer (warm-up excluded): the open
+	// loop's cost, which the soak's rate is planned from (rate.go).
+	TargetCPUPerK float64 `json:"target_cpu_ms_per_1k,omitempty"`
+	LoadCPUPerK   float64 `json:"load_cpu_ms_per_1k,omitempty"`
+	// BoxBusy and BoxSteal are the window fields over the whole run.
+	BoxBusy  float64 `json:"box_busy"`
+	BoxSteal float64 `json:"box_steal"`
 }
 
 // secondStats is what the sending loop observed in one second: its worst
@@ -92,6 +108,10 @@ type openResult struct {
 type secondStats struct {
 	lag          time.Duration
 	target, load float64
+	// box is the /proc/stat reading at the second's end (in lastCPU) and
+	// busy, steal the box's fractions over the second.
+	box         boxTicks
+	busy, steal float64
 }
 
 func runOpen(ctx context.Context, o options, out io.Writer) error {
@@ -150,6 +170,8 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	}
 	lastCPU.target, _ = procCPUSeconds(o.targetPID)
 	lastCPU.load, _ = procCPUSeconds(os.Getpid())
+	lastCPU.box, _ = readProcStat()
+	first := lastCPU
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -164,7 +186,9 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 				now := secondStats{lag: st.lag}
 				now.target, _ = procCPUSeconds(o.targetPID)
 				now.load, _ = procCPUSeconds(os.Getpid())
+				now.box, _ = readProcStat()
 				st.target, st.load = now.target-lastCPU.target, now.load-lastCPU.load
+				st.busy, st.steal, _ = share(lastCPU.box, now.box)
 				perSec[sampled], lastCPU = st, now
 			}
 			sampled = s
@@ -224,6 +248,10 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	}
 	sentFor := time.Since(start)
 	wg.Wait()
+	var last secondStats
+	last.target, _ = procCPUSeconds(o.targetPID)
+	last.load, _ = procCPUSeconds(os.Getpid())
+	last.box, _ = readProcStat()
 
 	res := openResult{Label: o.label, OfferedRPS: float64(total) / o.duration.Seconds(), NotSent: notSent.Load(),
 		WarmupErrors: warm.Errors, WarmupWrong: warm.WrongAnswer}
@@ -239,6 +267,7 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 			wins[i].TargetCPU = st.target
 		}
 		wins[i].LoadCPU = st.load
+		wins[i].BoxBusy, wins[i].BoxSteal = st.busy, st.steal
 	}
 	for _, ev := range events {
 		if ev.kind == 0 {
@@ -275,6 +304,13 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	res.SentRPS = float64(sent) / sentFor.Seconds()
 	res.AnsweredRPS = float64(res.Answered) / sentFor.Seconds()
 	res.P50ms, res.P99ms, res.P999ms = pct(answered, .5), pct(answered, .99), pct(answered, .999)
+	if sent > 0 {
+		if o.targetPID > 0 {
+			res.TargetCPUPerK = (last.target - first.target) * 1e6 / float64(sent)
+		}
+		res.LoadCPUPerK = (last.load - first.load) * 1e6 / float64(sent)
+	}
+	res.BoxBusy, res.BoxSteal, _ = share(first.box, last.box)
 	res.Windows = wins
 	if o.targetPID > 0 {
 		if v, err := procPeakRSS(o.targetPID); err == nil {
@@ -290,6 +326,8 @@ func runOpen(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "offered       %.0f req/s on average (sent %.0f/s, %d not sent: --max-outstanding)\n", res.OfferedRPS, res.SentRPS, res.NotSent)
 	fmt.Fprintf(out, "answered      %d (%.0f/s), p50 %.3f ms p99 %.3f ms p99.9 %.3f ms\n", res.Answered, res.AnsweredRPS, res.P50ms, res.P99ms, res.P999ms)
 	fmt.Fprintf(out, "shed          %d; timeouts %d; errors %d; wrong decisions %d\n", res.Shed, res.Timeouts, res.Errors, res.WrongAnswer)
+	fmt.Fprintf(out, "cpu           target %.1f, generator %.1f ms per 1k checks; box %.0f %% busy, %.1f %% steal\n",
+		res.TargetCPUPerK, res.LoadCPUPerK, res.BoxBusy*100, res.BoxSteal*100)
 	if res.WrongAnswer+res.WarmupWrong > 0 {
 		return fmt.Errorf("%d wrong decisions (%d in the warm-up)", res.WrongAnswer+res.WarmupWrong, res.WarmupWrong)
 	}

@@ -157,6 +157,15 @@ func TestOpenLoopWarmupCounted(t *testing.T) {
 		if w.LagMs < 0 || w.LoadCPU < 0 {
 			t.Errorf("window %d: negative lateness or CPU: %+v", w.Second, w)
 		}
+		if w.BoxBusy < 0 || w.BoxBusy > 1 || w.BoxSteal < 0 || w.BoxSteal > w.BoxBusy {
+			t.Errorf("window %d: box busy %v, steal %v: want 0 ≤ steal ≤ busy ≤ 1", w.Second, w.BoxBusy, w.BoxSteal)
+		}
+	}
+	if res.BoxBusy < 0 || res.BoxBusy > 1 || res.BoxSteal > res.BoxBusy || res.LoadCPUPerK < 0 {
+		t.Errorf("run: box busy %v, steal %v, generator %v ms per 1k checks", res.BoxBusy, res.BoxSteal, res.LoadCPUPerK)
+	}
+	if res.TargetCPUPerK != 0 {
+		t.Errorf("no -target-pid, yet target CPU %v ms per 1k checks", res.TargetCPUPerK)
 	}
 	// The table output fails the run and names the warm-up's share.
 	o.jsonOut = false
