@@ -108,7 +108,8 @@ fmt:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./benchmarks/...
 
-# Steady open-loop load at 80 % of the measured capacity for DURATION, every
+# Steady open-loop load at 80 % of what the box can carry (the smaller of the
+# closed-loop capacity and the open-loop maximum) for DURATION, every
 # answer checked, RSS and goroutines sampled and required to stay flat
 # (benchmarks/soak.sh, docs/reliability.md "Soak"). `make soak DURATION=30s`
 # is the short version; CI runs it at LOAD_PERCENT=50 (.ci/run says why).

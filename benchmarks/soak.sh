@@ -137,13 +137,21 @@ echo "== capacity: $(printf '%.0f' "$MAX") checks/s closed loop at concurrency $
 plan=(-plan-rate -closed "$WORK/max.json" -percent "$LOAD_PERCENT" -basis "$RATE_BASIS" -cores "$(nproc)"
   -server-cpus "$SERVER_CPUS" -load-cpus "$LOAD_CPUS")
 CAL_ERRORS=0 CAL_WRONG=0
+# others_cores FILE.json: the cores the rest of the box (neither ccauthz nor
+# the generator) used during an open-loop run: busy share × nproc less what
+# the two used (sent/s × CPU per check). The open-loop maximum assumes them
+# idle; on a shared box they are not.
+others_cores() {
+  awk -v b="$(json_num box_busy <"$1")" -v r="$(json_num sent_rps <"$1")" -v t="$(json_num target_cpu_ms_per_1k <"$1")" \
+    -v l="$(json_num load_cpu_ms_per_1k <"$1")" -v n="$(nproc)" 'BEGIN {printf "%.2f", b * n - r * (t + l) / 1e6}'
+}
 if [ "$RATE_BASIS" = min ]; then
   CAL_RATE=$(awk -v m="$MAX" -v p="$CALIBRATE_PERCENT" 'BEGIN {printf "%.0f", m*p/100}')
   "${LOAD[@]}" "${common[@]}" -label calibrate -rate "$CAL_RATE" -duration "$CALIBRATE" -call-timeout "$CALL_TIMEOUT" \
     -warmup "$WARMUP" -concurrency "$CONCURRENCY" -max-requests "$((CAL_RATE * ${CALIBRATE%s} + 1))" >"$WORK/calibrate.json"
   CAL_ERRORS=$(( $(json_num errors <"$WORK/calibrate.json") + $(json_num warmup_errors <"$WORK/calibrate.json") ))
   CAL_WRONG=$(( $(json_num wrong_decisions <"$WORK/calibrate.json") + $(json_num warmup_wrong_decisions <"$WORK/calibrate.json") ))
-  echo "== calibration: open loop at $CAL_RATE/s ($CALIBRATE_PERCENT % of the closed loop) for $CALIBRATE: ccauthz $(json_num target_cpu_ms_per_1k <"$WORK/calibrate.json" | xargs printf '%.0f'), generator $(json_num load_cpu_ms_per_1k <"$WORK/calibrate.json" | xargs printf '%.0f') ms CPU per 1k checks; box $(json_num box_busy <"$WORK/calibrate.json" | awk '{printf "%.0f", $1*100}') % busy, $(json_num box_steal <"$WORK/calibrate.json" | awk '{printf "%.1f", $1*100}') % steal; timeouts $(json_num timeouts <"$WORK/calibrate.json"), shed $(json_num shed <"$WORK/calibrate.json"), errors $CAL_ERRORS, wrong $CAL_WRONG"
+  echo "== calibration: open loop at $CAL_RATE/s ($CALIBRATE_PERCENT % of the closed loop) for $CALIBRATE: ccauthz $(json_num target_cpu_ms_per_1k <"$WORK/calibrate.json" | xargs printf '%.0f'), generator $(json_num load_cpu_ms_per_1k <"$WORK/calibrate.json" | xargs printf '%.0f') ms CPU per 1k checks; box $(json_num box_busy <"$WORK/calibrate.json" | awk '{printf "%.0f", $1*100}') % busy, $(json_num box_steal <"$WORK/calibrate.json" | awk '{printf "%.1f", $1*100}') % steal, other processes $(others_cores "$WORK/calibrate.json") cores; timeouts $(json_num timeouts <"$WORK/calibrate.json"), shed $(json_num shed <"$WORK/calibrate.json"), errors $CAL_ERRORS, wrong $CAL_WRONG"
   plan+=(-calibration "$WORK/calibrate.json")
 fi
 PLAN=$("$WORK/load" "${plan[@]}")

@@ -71,26 +71,20 @@ type window struct {
 // openResult is what an open-loop run measured. Latency percentiles are of
 // answered checks only.
 type openResult struct {
-	Label       string   `json:"label"`
-	OfferedRPS  float64  `json:"offered_rps"`
-	SentRPS     float64  `json:"sent_rps"`
-	NotSent     int64    `json:"not_sent"` // --max-outstanding reached: the generator's own limit
-	Answered    int64    `json:"answered"`
-	AnsweredRPS float64  `json:"answered_rps"`
-	Shed        int64    `json:"shed"`
-	Timeouts    int64    `json:"timeouts"`
-	Errors      int64    `json:"errors"`
-	WrongAnswer int64    `json:"wrong_decisions"`
-	P50ms       float64  `json:"p50_ms"`
-	P99ms       float64  `json:"p99_ms"`
-	P999ms      float64  `json:"p999_ms"`
-	PeakRSSMiB  float64  `json:"target_peak_rss_mib,omitempty"`
-	Windows     []window `json:"windows"`
-	FirstError  string   `json:"first_error,omitempty"`
-	// WarmupErrors and WarmupWrong are the gRPC errors and wrong decisions
-	// of the closed-loop warm-up (--warmup), which is otherwise unmeasured.
-	WarmupErrors int64 `json:"warmup_errors"`
-	WarmupWrong  int64 `json:"warmup_wrong_decisions"`
+	Label       string  `json:"label"`
+	OfferedRPS  float64 `json:"offered_rps"`
+	SentRPS     float64 `json:"sent_rps"`
+	NotSent     int64   `json:"not_sent"` // --max-outstanding reached: the generator's own limit
+	Answered    int64   `json:"answered"`
+	AnsweredRPS float64 `json:"answered_rps"`
+	Shed        int64   `json:"shed"`
+	Timeouts    int64   `json:"timeouts"`
+	Errors      int64   `json:"errors"`
+	WrongAnswer int64   `json:"wrong_decisions"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	P999ms      float64 `json:"p999_ms"`
+	PeakRSSMiB  float64 `json:"target_peak_rss_mib,omitempty"`
 	// TargetCPUPerK and LoadCPUPerK are the CPU milliseconds the target
 	// (-target-pid) and the generator used per 1 000 checks sent, from the
 	// first request until the last answer (warm-up excluded): the open
@@ -100,6 +94,14 @@ type openResult struct {
 	// BoxBusy and BoxSteal are the window fields over the whole run.
 	BoxBusy  float64 `json:"box_busy"`
 	BoxSteal float64 `json:"box_steal"`
+	// Windows comes after every figure of the whole run: soak.sh reads a
+	// figure as the first match of its key, and a window has box_busy too.
+	Windows    []window `json:"windows"`
+	FirstError string   `json:"first_error,omitempty"`
+	// WarmupErrors and WarmupWrong are the gRPC errors and wrong decisions
+	// of the closed-loop warm-up (--warmup), which is otherwise unmeasured.
+	WarmupErrors int64 `json:"warmup_errors"`
+	WarmupWrong  int64 `json:"warmup_wrong_decisions"`
 }
 
 // secondStats is what the sending loop observed in one second: its worst

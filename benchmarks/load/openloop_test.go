@@ -87,6 +87,14 @@ func TestOpenLoopClassifies(t *testing.T) {
 	if res.Answered != 20 || res.Shed != 20 || res.Timeouts != 20 || res.Errors != 0 {
 		t.Errorf("want 20 of each kind: %+v", res)
 	}
+	// soak.sh reads a run's figure as the first match of its key: every
+	// key a window shares with the run must come before the windows.
+	js := out.String()
+	for _, key := range []string{"box_busy", "box_steal", "timeouts", "shed", "errors", "p99_ms"} {
+		if i, w := strings.Index(js, `"`+key+`":`), strings.Index(js, `"windows":`); i < 0 || i > w {
+			t.Errorf("%q at %d, after the windows at %d: %s", key, i, w, js)
+		}
+	}
 	sent := 0
 	for _, w := range res.Windows {
 		sent += w.Sent
