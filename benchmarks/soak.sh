@@ -363,13 +363,18 @@ awk -v a="${IDLE_GOROUTINES_BEFORE:-x}" -v b="${IDLE_GOROUTINES_AFTER:-x}" -v s=
   fail+=("goroutines idle before the soak $IDLE_GOROUTINES_BEFORE, after it $IDLE_GOROUTINES_AFTER (slack $IDLE_GOROUTINE_SLACK)")
 [ "$RSS_OK" = ok ] || fail+=("RSS not flat ($WHAT: $RSS_D %, limit $FLAT_PERCENT %)")
 [ "$GOR_OK" = ok ] || fail+=("goroutines not flat ($WHAT: $GOR_D %, limit $FLAT_PERCENT %)")
+# missed_pct FILE.json: timeouts, shed and errors as a % of the checks sent.
+missed_pct() {
+  awk -v t="$(json_num timeouts <"$1")" -v s="$(json_num shed <"$1")" -v e="$(json_num errors <"$1")" \
+    -v a="$(json_num answered <"$1")" 'BEGIN { n = t + s + e + a; printf "%.3g", n ? (t + s + e) * 100 / n : 0 }'
+}
 # The control never changes the verdict; it says whether the box and the
 # generator missed too at this rate, which attributes ccauthz's misses.
 if [ "$CONTROL" = 1 ] && [ "$CONTROL_RC" = 0 ] && [ $((TIMEOUTS + SHED + ERRORS)) -gt 0 ]; then
   if [ $(($(C timeouts) + $(C shed) + $(C errors))) -gt 0 ]; then
-    echo "NOTE: the no-op control missed too, at the same rate on the same box: $(C timeouts) timeouts, $(C shed) shed, $(C errors) errors in $C_MISSED (ccauthz: $TIMEOUTS / $SHED / $ERRORS in $MISSED_SECONDS); part of ccauthz's misses is the box or the generator. The verdict still counts them."
+    echo "NOTE: the no-op control missed too, at the same rate on the same box: $(C timeouts) timeouts, $(C shed) shed, $(C errors) errors, $(missed_pct "$WORK/control.json") % of its checks, in $C_MISSED (ccauthz: $TIMEOUTS / $SHED / $ERRORS, $(missed_pct "$WORK/soak.json") %, in $MISSED_SECONDS). Misses the control shares are the box's or the generator's; the verdict still counts them."
   else
-    echo "NOTE: the no-op control had no miss at the same rate on the same box (ccauthz: $TIMEOUTS timeouts, $SHED shed, $ERRORS errors in $MISSED_SECONDS)."
+    echo "NOTE: the no-op control had no miss at the same rate on the same box (ccauthz: $TIMEOUTS timeouts, $SHED shed, $ERRORS errors, $(missed_pct "$WORK/soak.json") %, in $MISSED_SECONDS)."
   fi
 fi
 if [ ${#fail[@]} -gt 0 ]; then
