@@ -22,6 +22,7 @@ import (
 // decideRequest/settle/account; Check only maps the CheckRequest in and the
 // outcome out (the HTTP checks in http.go do the same for their protocols).
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	reserveStack()
 	start := s.deps.Now()
 	c := &checkState{mode: modeGRPC}
 	// Last line of defence: a panic outside decide (mapping, response

@@ -135,6 +135,7 @@ func (s *Server) HTTPHandler() http.Handler {
 
 // serveHTTPCheck runs one HTTP check through the shared pipeline.
 func (s *Server) serveHTTPCheck(w http.ResponseWriter, r *http.Request, m *httpMode) {
+	reserveStack()
 	start := s.deps.Now()
 	c := &checkState{mode: m.name}
 	written := false

@@ -81,7 +81,7 @@ type ListenerTLS struct {
 func (s *Server) grpcServerOptions(tlsConfig *tls.Config) []grpc.ServerOption {
 	o := s.opts.GRPC
 	streams := uint32(math.MaxUint32)
-	if o.MaxConcurrentStreams < math.MaxUint32 {
+	if uint64(o.MaxConcurrentStreams) < math.MaxUint32 {
 		streams = uint32(o.MaxConcurrentStreams)
 	}
 	opts := []grpc.ServerOption{

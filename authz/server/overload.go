@@ -20,10 +20,15 @@ import (
 // gives them instead of queueing every check until all of them time out.
 
 // DefaultInFlightPerCPU is the default in-flight limit per GOMAXPROCS. A
-// cached check costs about 10 µs of CPU and a cold one a few ms, so 32
-// checks a core keep every core busy while bounding the wait of an admitted
-// check to a few ms (Little's law at the measured ~10k checks/s on 2 cores).
-const DefaultInFlightPerCPU = 32
+// check costs 60–140 µs of CPU with its gRPC transport (a cold one up to a
+// few hundred µs), so 128 checks a core bound the wait of an admitted check
+// to about 20 ms, a tenth of Envoy's usual 250 ms ext_authz timeout. At 32
+// a core the limit shed bursts that would have been answered in time: the
+// 10-minute soak at 80 % of capacity shed 62 checks in seconds whose p99
+// was 36–82 ms (docs/reliability.md "Soak"), while under real overload the
+// queue forms in the transport, before the limit sees it, and Envoy's
+// circuit breaker is what bounds it (docs/reliability.md "Overload").
+const DefaultInFlightPerCPU = 128
 
 // DefaultMinDeadline is the default shortest caller deadline still worth
 // evaluating: below it the answer cannot reach the caller in time.

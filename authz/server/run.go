@@ -199,9 +199,15 @@ func (s *Server) AdminHandler() http.Handler {
 	return mux
 }
 
-// streamWorkers is the number of gRPC stream workers: enough that a check
-// rarely finds them all busy (Envoy keeps many streams in flight per
-// connection), few enough that their grown stacks stay small.
+// streamWorkersPerCPU is the number of gRPC stream workers per GOMAXPROCS.
+const streamWorkersPerCPU = 32
+
+// streamWorkers is the number of gRPC stream workers: as many as the checks
+// a busy Envoy keeps in flight, so that a check rarely finds them all busy
+// and runs on a fresh goroutine (whose stack reserveStack must grow from
+// 2 KiB). With 4 a core, most checks of the realistic mix at capacity ran on
+// fresh goroutines (docs/reliability.md "Stack growth"). An idle worker
+// costs a parked goroutine; the collector shrinks its stack.
 func streamWorkers() uint32 {
-	return uint32(max(8, 4*runtime.GOMAXPROCS(0)))
+	return uint32(streamWorkersPerCPU * runtime.GOMAXPROCS(0))
 }

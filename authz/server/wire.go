@@ -91,6 +91,7 @@ var authorizationService = grpc.ServiceDesc{
 // (they see the *wireRequest and the *wireResponse).
 func wireCheckHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	s := srv.(*Server)
+	reserveStack()
 	if interceptor == nil {
 		w := s.wireRequest()
 		defer s.putWireRequest(w)
