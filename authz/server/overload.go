@@ -24,8 +24,8 @@ import (
 // few hundred µs), so 128 checks a core bound the wait of an admitted check
 // to about 20 ms, a tenth of Envoy's usual 250 ms ext_authz timeout. At 32
 // a core the limit shed bursts that would have been answered in time: the
-// 10-minute soak at 80 % of capacity shed 62 checks in seconds whose p99
-// was 36–82 ms (docs/reliability.md "Soak"), while under real overload the
+// soaks at 80 % of capacity shed 62–102 checks in seconds whose p99 stayed
+// under 100 ms (docs/reliability.md "Soak"), while under real overload the
 // queue forms in the transport, before the limit sees it, and Envoy's
 // circuit breaker is what bounds it (docs/reliability.md "Overload").
 const DefaultInFlightPerCPU = 128
