@@ -22,7 +22,7 @@ const checkStackReserve = 32 << 10
 
 // reserveStack has a checkStackReserve-byte frame: its prologue makes the
 // runtime grow the calling goroutine's stack to fit it, if it is smaller.
-// On amd64 and arm64 it is written in assembly (stack_amd64.s,
-// stack_arm64.s), a frame that is never written: a Go frame would be zeroed
-// on every call, which cost 5.5 % of the CPU of the realistic mix.
-// Elsewhere it is Go (stack_other.go).
+// On amd64 and arm64 it is written in assembly (stack_asm.s), a frame that
+// is never written: a Go frame would be zeroed on every call, which cost
+// 5.5 % of the CPU of the realistic mix. Elsewhere it is Go
+// (stack_other.go).
