@@ -44,10 +44,9 @@ func (f *fakeAuthz) Check(ctx context.Context, _ *authv3.CheckRequest) (*authv3.
 	return &authv3.CheckResponse{Status: &status.Status{}, DynamicMetadata: md}, nil
 }
 
-// TestOpenLoopClassifies runs the open loop for a bounded 1 s at 60 req/s
-// against a fake on loopback and expects every request sent once and
-// classified: answered, shed, or timed out.
-func TestOpenLoopClassifies(t *testing.T) {
+// issuerKeyFile writes a new P-256 issuer key the mix can sign with.
+func issuerKeyFile(t *testing.T) string {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -60,18 +59,34 @@ func TestOpenLoopClassifies(t *testing.T) {
 	if err := os.WriteFile(keyFile, pemKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return keyFile
+}
+
+// serveOnLoopback serves srv over gRPC on a free loopback port until the
+// test ends and returns its address.
+func serveOnLoopback(t *testing.T, srv authv3.AuthorizationServer) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	fake := &fakeAuthz{}
-	authv3.RegisterAuthorizationServer(gs, fake)
+	authv3.RegisterAuthorizationServer(gs, srv)
 	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	t.Cleanup(gs.Stop)
+	return lis.Addr().String()
+}
+
+// TestOpenLoopClassifies runs the open loop for a bounded 1 s at 60 req/s
+// against a fake on loopback and expects every request sent once and
+// classified: answered, shed, or timed out.
+func TestOpenLoopClassifies(t *testing.T) {
+	keyFile := issuerKeyFile(t)
+	fake := &fakeAuthz{}
+	target := serveOnLoopback(t, fake)
 
 	var out bytes.Buffer
-	o := options{target: lis.Addr().String(), duration: time.Second, conns: 1, maxRequests: 1000, check: false, jsonOut: true,
+	o := options{target: target, duration: time.Second, conns: 1, maxRequests: 1000, check: false, jsonOut: true,
 		rate: 60, callTimeout: 100 * time.Millisecond, maxOutstanding: 100,
 		mix: mixOptions{keyFile: keyFile, issuer: "https://issuer.test", audience: "gitlab-ai-gateway", tokens: 2, users: 1, requests: 10}}
 	if err := runOpen(context.Background(), o, &out); err != nil {
@@ -120,30 +135,12 @@ func (a *allowAll) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckRe
 // requests built to be denied) are reported and fail the run, not dropped
 // with the unmeasured warm-up.
 func TestOpenLoopWarmupCounted(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pemKey, err := jwks.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "issuer.pem")
-	if err := os.WriteFile(keyFile, pemKey, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
+	keyFile := issuerKeyFile(t)
 	fake := &allowAll{}
-	authv3.RegisterAuthorizationServer(gs, fake)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
+	target := serveOnLoopback(t, fake)
 
 	var out bytes.Buffer
-	o := options{target: lis.Addr().String(), duration: 500 * time.Millisecond, warmup: 200 * time.Millisecond,
+	o := options{target: target, duration: 500 * time.Millisecond, warmup: 200 * time.Millisecond,
 		concurrency: 2, conns: 1, maxRequests: 1000, check: true, jsonOut: true,
 		rate: 20, callTimeout: time.Second, maxOutstanding: 100,
 		mix: mixOptions{keyFile: keyFile, issuer: "https://issuer.test", audience: "gitlab-ai-gateway", tokens: 2, users: 1,
