@@ -199,8 +199,17 @@ func (s *Server) AdminHandler() http.Handler {
 	return mux
 }
 
-// streamWorkersPerCPU is the number of gRPC stream workers per GOMAXPROCS.
+// streamWorkersPerCPU is the number of gRPC stream workers per GOMAXPROCS,
+// up to maxStreamWorkers.
 const streamWorkersPerCPU = 32
+
+// maxStreamWorkers caps the workers on a large machine: under load every
+// worker runs checks in turn and so holds a stack reserveStack grew to
+// 64 KiB (until the collector shrinks an idle one); 256 of them are 16 MiB,
+// a sixteenth of the default memory limit, where 32 a core of 64 cores
+// would be 128 MiB. A check that finds every worker busy runs on a fresh
+// goroutine, as grpc-go does without workers.
+const maxStreamWorkers = 256
 
 // streamWorkers is the number of gRPC stream workers: as many as the checks
 // a busy Envoy keeps in flight, so that a check rarely finds them all busy
@@ -209,5 +218,5 @@ const streamWorkersPerCPU = 32
 // fresh goroutines (docs/reliability.md "Stack growth"). An idle worker
 // costs a parked goroutine; the collector shrinks its stack.
 func streamWorkers() uint32 {
-	return uint32(streamWorkersPerCPU * runtime.GOMAXPROCS(0))
+	return uint32(min(streamWorkersPerCPU*runtime.GOMAXPROCS(0), maxStreamWorkers))
 }

@@ -51,3 +51,18 @@ func TestReserveStackGrowsTheStack(t *testing.T) {
 	}
 	t.Logf("%d goroutines: %d KiB of stack plain, %d KiB after reserveStack", n, plain>>10, reserved>>10)
 }
+
+// The workers follow GOMAXPROCS on a small machine and stop at
+// maxStreamWorkers on a large one, whose grown stacks would otherwise take
+// a large share of the memory limit.
+func TestStreamWorkersCapped(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.GOMAXPROCS(2)
+	if got := streamWorkers(); got != 2*streamWorkersPerCPU {
+		t.Errorf("GOMAXPROCS 2: %d stream workers, want %d", got, 2*streamWorkersPerCPU)
+	}
+	runtime.GOMAXPROCS(64)
+	if got := streamWorkers(); got != maxStreamWorkers {
+		t.Errorf("GOMAXPROCS 64: %d stream workers, want the cap %d", got, maxStreamWorkers)
+	}
+}
